@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Each sets itself up from nothing:
+# Debian packages (installed when run as root, else the exact apt command is printed),
+# a virtual environment in .venv with the pinned Python stack, then the job.
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+APT_PACKAGES := gcc g++ make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+                dataset-fashion-mnist clang libclang-rt-14-dev
+# One command each package provides, checked to decide whether apt must run.
+APT_PROBES   := /usr/bin/arm-none-eabi-gcc /usr/lib/arm-none-eabi/lib/libc.a /usr/bin/qemu-system-arm \
+                /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/bin/clang /usr/bin/g++
+
+.PHONY: demo test setup system-deps python-deps clean
+
+demo: setup
+	$(VPY) -m tools demo
+
+test: setup
+	$(VPY) -m pytest
+
+setup: system-deps python-deps
+
+system-deps:
+	@missing=""; for f in $(APT_PROBES); do [ -e $$f ] || missing="$$missing $$f"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing Debian packages (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	  else \
+	    echo "error: missing$$missing; run: sudo apt-get update && sudo apt-get install -y $(APT_PACKAGES)"; exit 1; \
+	  fi; \
+	fi
+
+python-deps: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf build runs .pytest_cache

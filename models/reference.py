@@ -1,0 +1,56 @@
+"""The fidelity oracle: an int8 .tflite run by LiteRT's reference kernels.
+
+LiteRT with ``OpResolverType.BUILTIN_REF`` is bit-identical to TFLite-Micro's reference kernels, so every
+claim of the form "the board will answer X" (the engine's bit-exact tests, ``host/stream.py --cpu``,
+evaluation) is checked against this one class. The default XNNPACK path is *not* bit-identical and is
+never used here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import UserError
+
+
+class ReferenceModel:
+    """A .tflite model under LiteRT BUILTIN_REF, one input and one output tensor, batch 1."""
+
+    def __init__(self, model: str | os.PathLike | bytes):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        kwargs = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+        if "model_path" in kwargs and not Path(kwargs["model_path"]).exists():
+            raise UserError(f"model file {kwargs['model_path']} does not exist; run: python -m tools quantize BUNDLE")
+        try:
+            self._interp = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_REF, **kwargs)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot load the .tflite model ({first_line}); re-create it with python -m tools quantize") from None
+        self.input_detail = self._interp.get_input_details()[0]
+        self.output_detail = self._interp.get_output_details()[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.input_detail["shape"])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input_detail["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        return np.dtype(self.output_detail["dtype"])
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Run one input (HxWxC or 1xHxWxC, already in the model's input dtype); return the flat output."""
+        data = np.asarray(tensor)
+        if data.dtype != self.input_dtype:
+            raise UserError(f"input dtype {data.dtype} does not match the model's {self.input_dtype}; quantize the frame first")
+        data = data.reshape(self.input_shape)
+        self._interp.set_tensor(self.input_detail["index"], data)
+        self._interp.invoke()
+        return self._interp.get_tensor(self.output_detail["index"]).reshape(-1).copy()

@@ -1,0 +1,111 @@
+/* mps2-an386 peripherals: CMSDK APB UART0 (polled, 1-byte RX holding register), SysTick as the clock,
+ * semihosting exit.
+ *
+ * Why polled RX: an RX interrupt would run during inference whenever the host pipelines the next frame,
+ * adding instructions to the measured count. Instead the port reads the holding register itself; QEMU
+ * stops taking bytes from the socket while it is full, so nothing is lost. When idle the core sleeps in
+ * WFI with the RX interrupt armed, so an idle board does not burn a host CPU. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "board.h"
+#include "port.h"
+
+typedef struct {
+  volatile uint32_t data;
+  volatile uint32_t state;
+  volatile uint32_t ctrl;
+  volatile uint32_t intstatus; /* write 1 to clear */
+  volatile uint32_t bauddiv;
+} cmsdk_uart_t;
+
+#define UART0 ((cmsdk_uart_t *)0x40004000u)
+#define UART_STATE_TXFULL (1u << 0)
+#define UART_STATE_RXFULL (1u << 1)
+#define UART_CTRL_TXEN (1u << 0)
+#define UART_CTRL_RXEN (1u << 1)
+#define UART_CTRL_RXINTEN (1u << 3)
+#define UART_INT_RX (1u << 1)
+#define UART0_RX_IRQ 0u
+
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define SYST_CSR_ENABLE (1u << 0)
+#define SYST_CSR_TICKINT (1u << 1)
+#define SYST_CSR_CPUCLK (1u << 2)
+#define SYST_PERIOD (1u << 24)
+
+#define NVIC_ISER0 (*(volatile uint32_t *)0xE000E100u)
+#define NVIC_ICPR0 (*(volatile uint32_t *)0xE000E280u)
+
+#define SYSCLK_HZ 25000000u
+#define INSTRUCTIONS_PER_TICK 40u /* 1 ns per instruction under -icount shift=0, 40 ns per 25 MHz tick */
+
+#ifndef FIRMWARE_BUILD_ID
+#define FIRMWARE_BUILD_ID "qemu-mps2-an386"
+#endif
+
+static volatile uint32_t systick_wraps;
+
+void SysTick_Handler(void) { systick_wraps++; }
+
+void board_init(void) {
+  UART0->bauddiv = 16; /* the smallest divider the CMSDK UART accepts; QEMU does not model baud timing */
+  UART0->ctrl = UART_CTRL_TXEN | UART_CTRL_RXEN;
+  NVIC_ISER0 = 1u << UART0_RX_IRQ;
+  SYST_RVR = SYST_PERIOD - 1u;
+  SYST_CVR = 0;
+  SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CPUCLK;
+}
+
+uint64_t board_ticks(void) {
+  uint32_t wraps, value;
+  do { /* re-read if the counter wrapped (and the handler ran) between the two reads */
+    wraps = systick_wraps;
+    value = SYST_CVR;
+  } while (wraps != systick_wraps);
+  return (uint64_t)wraps * SYST_PERIOD + (SYST_PERIOD - 1u - value);
+}
+
+void board_exit(int code) {
+  /* SYS_EXIT_EXTENDED takes {reason, status}; ADP_Stopped_ApplicationExit makes `status` QEMU's exit code. */
+  static volatile uint32_t block[2];
+  block[0] = 0x20026u;
+  block[1] = (uint32_t)code;
+  register uint32_t op __asm("r0") = 0x20u;
+  register volatile uint32_t *arg __asm("r1") = block;
+  __asm volatile("bkpt 0xAB" : : "r"(op), "r"(arg) : "memory");
+  for (;;) {
+  }
+}
+
+void board_wait_for_rx(void) {
+  __asm volatile("cpsid i" ::: "memory");
+  UART0->ctrl |= UART_CTRL_RXINTEN;
+  if (!(UART0->state & UART_STATE_RXFULL)) __asm volatile("wfi" ::: "memory");
+  UART0->ctrl &= ~UART_CTRL_RXINTEN;
+  UART0->intstatus = UART_INT_RX;
+  NVIC_ICPR0 = 1u << UART0_RX_IRQ;
+  __asm volatile("cpsie i" ::: "memory");
+}
+
+size_t port_read(uint8_t *buf, size_t max) {
+  size_t n = 0;
+  while (n < max && (UART0->state & UART_STATE_RXFULL)) buf[n++] = (uint8_t)UART0->data;
+  return n;
+}
+
+void port_write(const uint8_t *buf, size_t len) {
+  for (size_t i = 0; i < len; ++i) {
+    while (UART0->state & UART_STATE_TXFULL) {
+    }
+    UART0->data = buf[i];
+  }
+}
+
+uint32_t port_micros(void) { return (uint32_t)(board_ticks() / (SYSCLK_HZ / 1000000u)); }
+
+uint64_t port_cycles(void) { return board_ticks() * INSTRUCTIONS_PER_TICK; }
+
+const char *port_build_id(void) { return FIRMWARE_BUILD_ID; }

@@ -1,0 +1,19 @@
+/* QEMU mps2-an386 board support: the pieces a firmware image for the emulated Cortex-M4 needs beyond
+ * port.h (which this board also implements, in port_qemu.c). C99. */
+#ifndef QEMU_MPS2_BOARD_H
+#define QEMU_MPS2_BOARD_H
+
+#include <stdint.h>
+
+/* Start UART0 and the SysTick counter; called once by main before anything else. */
+void board_init(void);
+/* SysTick ticks since boot (25 MHz; with `-icount shift=0` one tick is exactly 40 instructions). */
+uint64_t board_ticks(void);
+/* Sleep until UART0 holds a byte or another interrupt (e.g. the SysTick wrap) arrives, so an idle board
+ * does not burn a host CPU. PRIMASK stays set across the check and the WFI, so a byte landing in between
+ * still wakes the core at once. */
+void board_wait_for_rx(void);
+/* End the emulation with `code` as QEMU's exit status (ARM semihosting SYS_EXIT_EXTENDED). */
+void board_exit(int code) __attribute__((noreturn));
+
+#endif /* QEMU_MPS2_BOARD_H */

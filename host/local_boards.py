@@ -1,0 +1,200 @@
+"""Boards that run on this machine: the firmware under QEMU (mps2-an386, Cortex-M4) or as a native Linux process.
+
+Each board is a process plus a ``url`` that pyserial opens like a real serial port
+(``serial.serial_for_url(board.url)``): ``socket://127.0.0.1:PORT`` for QEMU's UART0, the pty path for the
+native build. host/stream.py uses them for ``--board qemu|native``; fault tests kill and restart them
+mid-stream with :meth:`restart`. Use as a context manager so the process never outlives the caller::
+
+    with QemuBoard(elf) as board:
+        link = serial.serial_for_url(board.url, timeout=2)
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from models.errors import UserError
+
+APT_HINT = "sudo apt-get install -y {package}  (or run `make test` as root, which installs it)"
+START_TIMEOUT_S = 20.0
+
+
+def require_executable(name: str, package: str) -> str:
+    """Path of tool ``name``; a missing one is a UserError naming the Debian package to install."""
+    path = shutil.which(name)
+    if path is None:
+        raise UserError(f"{name} not found on PATH; install it with: {APT_HINT.format(package=package)}")
+    return path
+
+
+def _free_tcp_port() -> int:
+    """A TCP port nobody listens on right now (QEMU binds it a moment later; start() retries on a clash)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalBoard:
+    """A firmware process with start/stop/restart; subclasses say how to launch it and where its UART is."""
+
+    def __init__(self, image: str | os.PathLike):
+        self.image = Path(image)
+        if not self.image.is_file():
+            raise UserError(f"firmware image {self.image} does not exist; build it with: python -m tools firmware BUNDLE")
+        self.url: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self) -> str:
+        """Launch the firmware; returns the pyserial url once the board accepts a connection."""
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        self.url = self._launch()
+        return self.url
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """Terminate the process (SIGTERM, then SIGKILL); returns its exit status. Safe to call twice."""
+        proc, self._proc = self._proc, None
+        self.url = None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        return proc.returncode
+
+    def kill(self) -> None:
+        """Kill the process abruptly (SIGKILL), as a power cut would; the url stays until restart()."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def restart(self) -> str:
+        """Stop (if running) and start again; the url may change (QEMU picks a new free port)."""
+        self.stop()
+        return self.start()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the firmware to exit by itself (QEMU: semihosting exit) and return its status."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} is not running")
+        return self._proc.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def name(self) -> str:
+        return f"{type(self).__name__}({self.image.name})"
+
+    def __enter__(self) -> "LocalBoard":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:  # a forgotten board must not keep running after the test or script
+        try:
+            self.stop(timeout=1.0)
+        except Exception:
+            pass
+
+    def _launch(self) -> str:
+        raise NotImplementedError
+
+    def _fail(self, what: str) -> UserError:
+        """Collect the process's stderr into a one-line error after a failed start."""
+        detail = ""
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            _, err = self._proc.communicate()
+            detail = " ".join((err or b"").decode(errors="replace").split())[-300:]
+            self._proc = None
+        return UserError(f"{self.name} {what}" + (f": {detail}" if detail else ""))
+
+
+class QemuBoard(LocalBoard):
+    """The mps2-an386 firmware ELF under qemu-system-arm, UART0 on a TCP socket.
+
+    ``-icount shift=0`` makes one instruction take 1 ns of virtual time, so the firmware's SysTick count
+    (x 40) is the exact instruction count it reports in RESULT, the same on every run. QEMU waits for the
+    host to connect before the CPU starts (``wait=on``), so the boot HELLO is never lost.
+    """
+
+    def __init__(self, elf: str | os.PathLike, *, extra_args: list[str] | None = None):
+        super().__init__(elf)
+        self.qemu = require_executable("qemu-system-arm", "qemu-system-arm")
+        self.extra_args = list(extra_args or [])
+        self.port: int | None = None
+
+    def command(self, port: int) -> list[str]:
+        """The qemu-system-arm command line that boots the ELF with UART0 on 127.0.0.1:``port``."""
+        return [
+            self.qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none",
+            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+            "-kernel", str(self.image), *self.extra_args,
+        ]
+
+    def _launch(self) -> str:
+        for _ in range(5):  # another process may grab the free port before QEMU binds it
+            port = _free_tcp_port()
+            self._proc = subprocess.Popen(self.command(port), stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if self._wait_listening(port):
+                self.port = port
+                return f"socket://127.0.0.1:{port}"
+            if self._proc.poll() is None:
+                raise self._fail(f"did not open its UART socket within {START_TIMEOUT_S:.0f} s")
+            _, err = self._proc.communicate()
+            if b"in use" not in (err or b""):
+                detail = " ".join(err.decode(errors="replace").split())[-300:]
+                self._proc = None
+                raise UserError(f"{self.name} failed to start: {detail}")
+        raise self._fail("could not find a free TCP port for its UART")
+
+    def _wait_listening(self, port: int) -> bool:
+        """True once QEMU listens on ``port`` (seen in /proc/net/tcp, without connecting), False if it exited."""
+        needle = f"0100007F:{port:04X}"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                return False
+            with open("/proc/net/tcp") as table:
+                for line in table:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[1] == needle and fields[3] == "0A":  # 0A = LISTEN
+                        return True
+            time.sleep(0.02)
+        return False
+
+
+class NativeBoard(LocalBoard):
+    """The firmware built for Linux, talking over a pseudo-terminal it creates (its path is the url).
+
+    The executable prints ``PTY <path>`` as its first stdout line; pyserial then opens that path like any
+    serial port.
+    """
+
+    def _launch(self) -> str:
+        self._proc = subprocess.Popen([str(self.image)], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline().decode(errors="replace").strip()
+        if not line.startswith("PTY "):
+            raise self._fail(f"did not announce its pty (first line {line!r})")
+        return line[4:]

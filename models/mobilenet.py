@@ -25,7 +25,7 @@ BN_MOMENTUM = 0.9
 MIN_INPUT = 32  # keras.applications' minimum, and below it V1/V2 downsample (x32) to nothing useful
 
 
-def _check_args(architecture: str, width: float, height: int, width_px: int, channels: int, classes: int,
+def check_args(architecture: str, width: float, height: int, width_px: int, channels: int, classes: int,
                 dropout: float, weights: str | None) -> None:
     """Validate builder arguments up front so users get one clear line instead of a Keras stack trace."""
     if architecture not in ARCHITECTURES:
@@ -50,7 +50,7 @@ def _check_args(architecture: str, width: float, height: int, width_px: int, cha
 
 def build_model(architecture: str, width: float = 0.25, height: int = 96, width_px: int | None = None,
                 channels: int = 3, classes: int = 10, dropout: float = 0.1, weights: str | None = None,
-                name: str | None = None) -> Any:
+                name: str | None = None, batch_size: int | None = 1) -> Any:
     """Build a MobileNet classifier (a ``keras.Model`` with a batch-1 input and softmax output).
 
     Args:
@@ -65,12 +65,14 @@ def build_model(architecture: str, width: float = 0.25, height: int = 96, width_
             3 channels and a configuration Keras publishes weights for: square input, V1 width in
             {0.25, 0.5, 0.75, 1.0}, V2 width in {0.35, 0.5, 0.75, 1.0, 1.3, 1.4}).
         name: Keras model name; defaults to e.g. "mobilenet_v1_0.25_96x96x3".
+        batch_size: 1 (default) for the graph that gets converted; None for the training copy, whose weights are
+            then copied into a batch-1 model (tools.train does this).
     """
     import keras
 
     width_px = height if width_px is None else width_px
-    _check_args(architecture, width, height, width_px, channels, classes, dropout, weights)
-    inputs = keras.Input(shape=(height, width_px, channels), batch_size=1, name="image")
+    check_args(architecture, width, height, width_px, channels, classes, dropout, weights)
+    inputs = keras.Input(shape=(height, width_px, channels), batch_size=batch_size, name="image")
     app = keras.applications.MobileNet if architecture == "mobilenet_v1" else keras.applications.MobileNetV2
     try:
         base = app(input_tensor=inputs, include_top=False, weights=weights, alpha=width)

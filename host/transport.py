@@ -1,0 +1,128 @@
+"""The byte link to a board: any pyserial URL (/dev/tty*, COM*, socket://host:port, rfc2217://, loop://).
+
+Separate from the protocol (host/protocol.py has no I/O) so the same codec runs over a USB-serial adapter, a pty
+of the native board or QEMU's TCP UART. The link reports every failure as :class:`LinkError` (port unplugged,
+remote closed, read/write error) so the serial-board target can tell "the link broke, reconnect" from "the user
+named a port that does not exist" (:class:`models.errors.UserError` on the first open).
+"""
+from __future__ import annotations
+
+import time
+
+import serial
+import serial.tools.list_ports
+
+from models.errors import UserError
+
+DEFAULT_BAUD = 921600
+_POLL_S = 0.01  # pyserial read timeout: short, so poll() deadlines are honoured to ~10 ms
+
+
+class LinkError(Exception):
+    """The link failed after it was open (unplugged, device closed the socket, I/O error)."""
+
+
+def list_serial_ports() -> list[str]:
+    """Serial ports the OS sees that look like boards (USB/ACM adapters), for 'no target named' hints."""
+    ports = []
+    for port in serial.tools.list_ports.comports():
+        if port.vid is not None or "USB" in port.device or "ACM" in port.device:
+            ports.append(port.device)
+    return sorted(ports)
+
+
+class SerialLink:
+    """An open pyserial URL with non-blocking-ish reads, whole writes and reopen-with-retry."""
+
+    def __init__(self, url: str, baudrate: int = DEFAULT_BAUD):
+        self.url = url
+        self.baudrate = baudrate
+        self._port: serial.SerialBase | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    def _open_once(self) -> None:
+        # socket:// and rfc2217:// ignore the baud rate; a real UART uses it. exclusive=True keeps a second
+        # stream.py (or a serial monitor) from silently stealing half the bytes on POSIX ports.
+        kwargs = {"baudrate": self.baudrate, "timeout": _POLL_S, "write_timeout": 5.0}
+        if "://" not in self.url:
+            kwargs["exclusive"] = True
+        self._port = serial.serial_for_url(self.url, **kwargs)
+
+    def open(self) -> None:
+        """Open the link the first time; a bad URL or busy/missing port is a UserError naming the fix."""
+        try:
+            self._open_once()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            found = list_serial_ports()
+            hint = f"ports found: {', '.join(found)}" if found else "no USB serial ports found"
+            raise UserError(f"cannot open {self.url} ({_first_line(exc)}); check the cable/URL ({hint})") from None
+
+    def reopen(self, within_s: float) -> None:
+        """Close and reopen, retrying until ``within_s`` seconds have passed (a board re-enumerating on USB or
+        a restarted QEMU takes a moment); raises LinkError when the port does not come back."""
+        self.close()
+        deadline = time.monotonic() + within_s
+        last: Exception | None = None
+        while True:
+            try:
+                self._open_once()
+                return
+            except (serial.SerialException, OSError, ValueError) as exc:
+                last = exc
+            if time.monotonic() >= deadline:
+                raise LinkError(f"{self.url} did not come back within {within_s:g} s ({_first_line(last)})")
+            time.sleep(0.1)
+
+    def read(self, timeout: float) -> bytes:
+        """Return the bytes that arrive within ``timeout`` seconds (returns early once some arrived)."""
+        port = self._require()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                waiting = port.in_waiting
+                data = port.read(waiting if waiting else 1)
+                if data:
+                    more = port.in_waiting
+                    if more:
+                        data += port.read(more)
+                    self.bytes_in += len(data)
+                    return data
+                if time.monotonic() >= deadline:
+                    return b""
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"{self.url}: read failed ({_first_line(exc)})") from None
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data``; a failed or timed-out write is a LinkError."""
+        port = self._require()
+        try:
+            written = port.write(data)
+            port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"{self.url}: write failed ({_first_line(exc)})") from None
+        if written is not None and written != len(data):
+            raise LinkError(f"{self.url}: short write ({written} of {len(data)} bytes)")
+        self.bytes_out += len(data)
+
+    def close(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except (serial.SerialException, OSError):
+                pass
+            self._port = None
+
+    def _require(self) -> serial.SerialBase:
+        if self._port is None:
+            raise LinkError(f"{self.url} is not open")
+        return self._port
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

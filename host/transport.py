@@ -2,8 +2,8 @@
 
 Separate from the protocol (host/protocol.py has no I/O) so the same codec runs over a USB-serial adapter, a pty
 of the native board or QEMU's TCP UART. The link reports every failure as :class:`LinkError` (port unplugged,
-remote closed, read/write error) so the serial-board target can tell "the link broke, reconnect" from "the user
-named a port that does not exist" (:class:`models.errors.UserError` on the first open).
+remote closed, read/write error) so the serial-board target can tell "the link broke, reconnect" (:meth:`SerialLink.connect`) from
+"the user named a port that does not exist" (:class:`models.errors.UserError` from :meth:`SerialLink.open`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def list_serial_ports() -> list[str]:
 
 
 class SerialLink:
-    """An open pyserial URL with non-blocking-ish reads, whole writes and reopen-with-retry."""
+    """One pyserial URL: open/connect, reads that return what arrived within a timeout, whole writes."""
 
     def __init__(self, url: str, baudrate: int = DEFAULT_BAUD):
         self.url = url
@@ -53,30 +53,23 @@ class SerialLink:
             kwargs["exclusive"] = True
         self._port = serial.serial_for_url(self.url, **kwargs)
 
+    def connect(self) -> None:
+        """Open the port; LinkError if it is not there (yet). Used when reconnecting."""
+        try:
+            self._open_once()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            self._port = None
+            raise LinkError(f"cannot open {self.url} ({_first_line(exc)})") from None
+
     def open(self) -> None:
         """Open the link the first time; a bad URL or busy/missing port is a UserError naming the fix."""
         try:
             self._open_once()
         except (serial.SerialException, OSError, ValueError) as exc:
+            self._port = None
             found = list_serial_ports()
             hint = f"ports found: {', '.join(found)}" if found else "no USB serial ports found"
             raise UserError(f"cannot open {self.url} ({_first_line(exc)}); check the cable/URL ({hint})") from None
-
-    def reopen(self, within_s: float) -> None:
-        """Close and reopen, retrying until ``within_s`` seconds have passed (a board re-enumerating on USB or
-        a restarted QEMU takes a moment); raises LinkError when the port does not come back."""
-        self.close()
-        deadline = time.monotonic() + within_s
-        last: Exception | None = None
-        while True:
-            try:
-                self._open_once()
-                return
-            except (serial.SerialException, OSError, ValueError) as exc:
-                last = exc
-            if time.monotonic() >= deadline:
-                raise LinkError(f"{self.url} did not come back within {within_s:g} s ({_first_line(last)})")
-            time.sleep(0.1)
 
     def read(self, timeout: float) -> bytes:
         """Return the bytes that arrive within ``timeout`` seconds (returns early once some arrived)."""

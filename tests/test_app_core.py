@@ -23,6 +23,7 @@ CASES = [
     "corrupt_stream_never_breaks_the_loop",
     "runner_init_failure_reported",
     "config_checked",
+    "pong_follows_earlier_frames",
     "camera_mode_submit",
 ]
 

@@ -441,6 +441,24 @@ static void test_config_checked(void) {
   check(tx_len == 0, "a refused configuration sent bytes");
 }
 
+static void test_pong_follows_earlier_frames(void) {
+  reply_t r[4];
+  uint8_t px[2][IN_BYTES], ping[2] = {9, 8};
+  boot();
+  rx_chunk = 1 << 16; /* both frames and the PING arrive in one read, before any inference */
+  size_t mark = tx_len;
+  make_pixels(px[0], 61);
+  make_pixels(px[1], 62);
+  host_send_msg(PROTO_FRAME, 1, px[0], IN_BYTES);
+  host_send_msg(PROTO_FRAME, 2, px[1], IN_BYTES);
+  host_send_msg(PROTO_PING, 3, ping, 2);
+  run_device();
+  if (!check(decode_replies(mark, r, 4) == 3, "expected 3 replies")) return;
+  expect_result(&r[0], 1, px[0]);
+  expect_result(&r[1], 2, px[1]);
+  check(r[2].type == PROTO_PONG && r[2].seq == 3, "PONG overtook a FRAME");
+}
+
 static void test_camera_mode_submit(void) {
   reply_t r[2];
   uint8_t px[IN_BYTES];
@@ -465,6 +483,7 @@ int main(void) {
       {"corrupt_stream_never_breaks_the_loop", test_corrupt_stream_never_breaks_the_loop},
       {"runner_init_failure_reported", test_runner_init_failure_reported},
       {"config_checked", test_config_checked},
+      {"pong_follows_earlier_frames", test_pong_follows_earlier_frames},
       {"camera_mode_submit", test_camera_mode_submit},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {

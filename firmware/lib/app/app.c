@@ -88,6 +88,15 @@ static int infer(app_t *app, const uint8_t *pixels, uint16_t seq) {
 
 int app_submit_frame(app_t *app, const uint8_t *pixels, uint16_t seq) { return infer(app, pixels, seq); }
 
+/* Run the oldest queued frame and give its buffer back. */
+static void run_queued(app_t *app) {
+  app_slot_t *slot = &app->queue[app->q_head];
+  infer(app, slot->pixels, slot->seq);
+  app->free_bufs[app->n_free++] = slot->buf;
+  app->q_head = (uint8_t)((app->q_head + 1u) % APP_MAX_FRAME_BUFS);
+  app->q_len--;
+}
+
 /* Echo a PING payload straight out of the parser buffer (header, payload, trailer: no copy). */
 static void send_pong(const proto_event_t *ev) {
   uint8_t header[PROTO_HEADER_LEN];
@@ -137,7 +146,8 @@ static void handle_event(app_t *app, const proto_event_t *ev) {
         app_send_hello(app, ev->seq);
       break;
     }
-    case PROTO_PING:
+    case PROTO_PING: /* PONG promises that every earlier FRAME has been answered */
+      while (app->q_len > 0) run_queued(app);
       send_pong(ev);
       break;
     default:
@@ -164,11 +174,7 @@ int app_poll(app_t *app) {
     } while (ev.kind != PROTO_EV_NONE);
   }
   if (app->q_len > 0) {
-    app_slot_t *slot = &app->queue[app->q_head];
-    infer(app, slot->pixels, slot->seq);
-    app->free_bufs[app->n_free++] = slot->buf;
-    app->q_head = (uint8_t)((app->q_head + 1u) % APP_MAX_FRAME_BUFS);
-    app->q_len--;
+    run_queued(app);
     active = 1;
   }
   return active;

@@ -12,7 +12,7 @@
  *   failure, no free frame buffer (host exceeded its credits), unsupported protocol version.
  * - Credit-based flow control: the device holds up to `credits` frames (n_frame_bufs - 1, one buffer always
  *   belongs to the parser); HELLO announces it, and every FRAME is answered by exactly one RESULT or ERROR.
- * - PING is answered by PONG with the same payload.
+ * - PING is answered by PONG with the same payload, after every FRAME received before it has been answered.
  */
 #ifndef APP_H
 #define APP_H

@@ -1,0 +1,29 @@
+/* Inference firmware for QEMU mps2-an386: the portable app loop driving the engine runner over UART0.
+ * MODEL_IN_BYTES and MODEL_OUT_LEN come from the build (tools/firmware.py reads them from the bundle). */
+#include <stdint.h>
+
+#include "app.h"
+#include "board.h"
+#include "runner_engine.h"
+
+#if !defined(MODEL_IN_BYTES) || !defined(MODEL_OUT_LEN)
+#error "build with MODEL_IN_BYTES=<in_h*in_w*in_c> MODEL_OUT_LEN=<classes> (tools/firmware.py does this)"
+#endif
+
+#define CREDITS 2 /* QEMU holds back UART bytes while the core is busy, so a second frame can wait safely */
+#define INIT_FAILURE_EXIT 10
+
+static uint8_t frame_bufs[CREDITS + 1][APP_FRAME_BUF_SIZE(MODEL_IN_BYTES)] __attribute__((aligned(16)));
+static uint8_t output[MODEL_OUT_LEN] __attribute__((aligned(16)));
+static uint8_t tx[APP_TX_SIZE(MODEL_OUT_LEN)];
+static app_t app;
+
+int main(void) {
+  board_init();
+  const app_config_t cfg = {&frame_bufs[0][0], sizeof frame_bufs[0], CREDITS + 1, output, sizeof output, tx,
+                            sizeof tx};
+  int status = app_init(&app, engine_runner(), &cfg);
+  if (status != APP_OK) return INIT_FAILURE_EXIT - status; /* the build and the model disagree: fail loudly */
+  for (;;)
+    if (!app_poll(&app)) board_wait_for_rx();
+}

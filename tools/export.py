@@ -91,12 +91,42 @@ _INT8_HEADERS = {
 _DTYPE_CODES = {"int8": 1, "uint8": 2}  # enum runner_dtype in firmware/lib/app/runner.h
 _RESIZE_CODES = {"crop": 0, "letterbox": 1, "stretch": 2}
 
-_MEASURE_CHILD = (
-    "import sys\n"
-    "from tflite_micro import runtime\n"
-    "interp = runtime.Interpreter.from_file(sys.argv[1], arena_size=int(sys.argv[2]))\n"
-    "interp.print_allocations()\n"
-)
+# Child process: allocate with a roomy arena and read RecordingMicroAllocator's total (printed on fd 2 only, so
+# fd 2 goes to a file meanwhile), then search upwards for the smallest arena (16-byte steps) that really allocates:
+# the total leaves out the memory planner's temporary buffer, which AllocateTensors needs as well. Arenas below the
+# total are never probed: some of those make the runtime abort instead of failing cleanly.
+_MEASURE_CHILD = """
+import os, re, sys, tempfile
+from tflite_micro import runtime
+path, roomy = sys.argv[1], int(sys.argv[2])
+interp = runtime.Interpreter.from_file(path, arena_size=roomy)
+with tempfile.TemporaryFile() as log:
+    saved = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    try:
+        interp.print_allocations()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+total = int(re.search(r"Arena allocation total (\\d+) bytes", text).group(1))
+def allocates(size):
+    try:
+        runtime.Interpreter.from_file(path, arena_size=size)
+        return True
+    except RuntimeError:
+        return False
+low, high = (total + 15) // 16 - 1, roomy // 16
+while low + 1 < high:
+    mid = (low + high) // 2
+    if allocates(mid * 16):
+        high = mid
+    else:
+        low = mid
+print("total", total)
+print("minimum", high * 16, flush=True)
+"""
 
 
 @dataclass(frozen=True)
@@ -113,27 +143,30 @@ class ExportResult:
 
 
 # ---- measurement ---------------------------------------------------------------------------------------------
-def measure_tflm_arena(tflite_path: Path, timeout: float = 120.0) -> int:
-    """Arena bytes the tflite-micro runtime allocates for this model (RecordingMicroAllocator's total).
+def measure_tflm_arena(tflite_path: Path, timeout: float = 300.0) -> int:
+    """Smallest arena (16-byte steps) the tflite-micro runtime allocates this model in.
+
+    At least RecordingMicroAllocator's total; more when the memory planner's temporary buffer does not fit in it.
 
     Runs in a child process: the figure is printed only on the C-level stderr, and a model TFLM rejects makes
     the runtime abort, which must not take the exporting process with it.
     """
     size = Path(tflite_path).stat().st_size
-    arena_limit = max(64 * 1024 * 1024, 10 * size)
+    arena_limit = max(16 * 1024 * 1024, 10 * size)
     try:
         proc = subprocess.run([sys.executable, "-c", _MEASURE_CHILD, str(tflite_path), str(arena_limit)],
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise UserError(f"the tflite-micro runtime did not finish allocating {tflite_path} within {timeout:.0f} s; "
                         "check the model with python -m tools evaluate") from None
-    match = re.search(r"Arena allocation total (\d+) bytes", proc.stderr)
-    if proc.returncode != 0 or match is None:
+    total = re.search(r"^total (\d+)$", proc.stdout, re.M)
+    minimum = re.search(r"^minimum (\d+)$", proc.stdout, re.M)
+    if proc.returncode != 0 or total is None or minimum is None:
         lines = [ln for ln in (proc.stderr + proc.stdout).strip().splitlines() if ln.strip()]
         detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
         raise UserError(f"TFLite-Micro cannot run {tflite_path} ({detail}); the model uses an op or quantisation "
                         "TFLM rejects; re-quantize it with python -m tools quantize")
-    return int(match.group(1))
+    return max(int(total.group(1)), int(minimum.group(1)))
 
 
 def arena_with_margin(measured: int, margin_percent: float = ARENA_MARGIN_PERCENT) -> int:

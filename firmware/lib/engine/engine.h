@@ -1,0 +1,161 @@
+/* The project's int8 inference engine: C99 kernels with TFLite int8 semantics.
+ *
+ * tools/codegen.py turns a .tflite into model_engine.c: constant weights, per-layer parameter structs
+ * (requantisation multipliers/shifts and zero-point-folded biases precomputed in Python) and a straight
+ * sequence of calls to the kernels below over a statically planned activation arena. There is no
+ * interpreter, no heap and no op resolver at run time.
+ *
+ * Every kernel produces the same bytes as LiteRT's BUILTIN_REF kernels. Each has one portable C path; the
+ * convolution-type kernels also have a Cortex-M4 DSP path (ACLE SMLAD/SXTB16, selected by
+ * __ARM_FEATURE_DSP) that sums the same integer products in another order, hence the same bytes. Defining
+ * ENG_EMULATE_DSP compiles that DSP path with plain-C stand-ins for the intrinsics, so its data layout and
+ * loop structure are checked natively too. */
+#ifndef ENGINE_H
+#define ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ENG_ALIGNED(n) __attribute__((aligned(n)))
+#else
+#define ENG_ALIGNED(n)
+#endif
+
+/* Convolution (CONV_2D; FULLY_CONNECTED is a 1x1 convolution over in_h x 1 "pixels").
+ * weights: [out_c][k_h][k_w][in_c] int8; bias[oc] = tflite_bias[oc] - in_zp * sum(weights[oc]) (folded,
+ * so padding taps read in_zp and the inner loop needs no offset). */
+typedef struct eng_conv {
+  uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
+  uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+  /* 1: output shares the input's buffer (1x1, stride 1, no padding); pixels run last to first when
+   * out_c > in_c so an output pixel never overwrites an input pixel not yet read. */
+  uint8_t in_place;
+  int8_t in_zp;
+  int32_t out_zp, act_min, act_max;
+  const int8_t *weights;
+  const int32_t *bias;
+  const int32_t *mult;  /* per output channel, Q31 */
+  const int8_t *shift;  /* per output channel, >0 left, <0 right */
+} eng_conv_t;
+
+/* DEPTHWISE_CONV_2D. weights: [k_h][k_w][out_c], out_c = in_c * depth_mult; bias folded as above. */
+typedef struct eng_dwconv {
+  uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
+  uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, depth_mult;
+  int8_t in_zp;
+  int32_t out_zp, act_min, act_max;
+  const int8_t *weights;
+  const int32_t *bias;
+  const int32_t *mult;
+  const int8_t *shift;
+} eng_dwconv_t;
+
+/* AVERAGE_POOL_2D / MAX_POOL_2D (input and output share scale and zero point). */
+typedef struct eng_pool {
+  uint16_t in_h, in_w, c, out_h, out_w;
+  uint8_t f_h, f_w, stride_h, stride_w, pad_top, pad_left;
+  int32_t act_min, act_max;
+} eng_pool_t;
+
+/* ADD of two same-shape tensors (TFLite's 20-bit left shift, per-input and output rescale). */
+typedef struct eng_add {
+  uint32_t size;
+  int32_t in1_offset, in2_offset, out_zp; /* offsets are -zero_point */
+  int32_t in1_mult, in2_mult, out_mult;
+  int8_t in1_shift, in2_shift, out_shift;
+  int32_t act_min, act_max;
+} eng_add_t;
+
+/* MEAN over H and W of an NHWC tensor (global average pooling). mult/shift already include 1/(h*w). */
+typedef struct eng_mean {
+  uint16_t h, w, c;
+  int32_t in_zp, out_zp, mult;
+  int8_t shift;
+  int32_t qmin, qmax;
+} eng_mean_t;
+
+/* PAD of a 4-D NHWC tensor with the output zero point. */
+typedef struct eng_pad {
+  uint16_t in_n, in_h, in_w, in_c;
+  uint16_t before[4], after[4];
+  uint8_t elem_bytes;
+  int32_t value; /* fill byte value (zero point) */
+} eng_pad_t;
+
+/* SOFTMAX on int8: LiteRT's float exp table (table[255 - d] = expf(-d * input_scale * beta)). */
+typedef struct eng_softmax {
+  uint16_t rows, depth;
+  float out_scale;
+  int32_t out_zp;
+  const float *table;
+} eng_softmax_t;
+
+/* QUANTIZE between 8-bit types: out = clamp(MBQM(in - in_zp) + out_zp). */
+typedef struct eng_requant {
+  uint32_t size;
+  uint8_t in_signed, out_signed;
+  int32_t in_zp, out_zp, mult;
+  int8_t shift;
+} eng_requant_t;
+
+/* QUANTIZE float32 -> int8/uint8 and DEQUANTIZE int8/uint8 -> float32. */
+typedef struct eng_fquant {
+  uint32_t size;
+  uint8_t q_signed;
+  float scale;
+  int32_t zp;
+} eng_fquant_t;
+
+/* Fixed-point helpers with TFLite's exact rounding (gemmlowp SaturatingRoundingDoublingHighMul followed
+ * by RoundingDivideByPOT). */
+static inline int32_t eng_mul_q31(int32_t x, int32_t mult, int shift) {
+  const int left = shift > 0 ? shift : 0;
+  const int right = shift > 0 ? 0 : -shift;
+  const int32_t a = (int32_t)((uint32_t)x << left);
+  int32_t high;
+  if (a == INT32_MIN && mult == INT32_MIN) {
+    high = INT32_MAX;
+  } else {
+    const int64_t ab = (int64_t)a * (int64_t)mult;
+    const int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
+    high = (int32_t)((ab + nudge) / (1LL << 31));
+  }
+  if (right == 0) return high;
+  {
+    const int32_t mask = (int32_t)((1UL << right) - 1);
+    const int32_t remainder = high & mask;
+    const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+    return (high >> right) + (remainder > threshold ? 1 : 0);
+  }
+}
+
+static inline int32_t eng_clamp(int32_t v, int32_t lo, int32_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Scratch bytes eng_conv2d_s8 needs for a layer (codegen sizes one shared scratch area from this rule). */
+#define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 8u)
+#define ENG_DWCONV_SCRATCH_BYTES(out_c) (4u * (uint32_t)(out_c))
+
+void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);
+void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);
+void eng_add_s8(const eng_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void eng_mean_s8(const eng_mean_t *p, const void *in, void *out, uint8_t is_signed);
+void eng_pad(const eng_pad_t *p, const void *in, void *out);
+void eng_softmax_s8(const eng_softmax_t *p, const int8_t *in, int8_t *out);
+void eng_requant8(const eng_requant_t *p, const void *in, void *out);
+void eng_quantize_f32(const eng_fquant_t *p, const float *in, void *out);
+void eng_dequantize_f32(const eng_fquant_t *p, const void *in, float *out);
+void eng_copy(const void *in, void *out, uint32_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ENGINE_H */

@@ -114,7 +114,7 @@ class FileListSource(Source):
 class VideoSource(Source):
     """A camera (index or stream URL) or a video file through OpenCV, converted to RGB."""
 
-    def __init__(self, spec: str | int, live: bool, description: str):
+    def __init__(self, spec: str | int, live: bool, description: str, capture_size: tuple[int, int] | None = None):
         import cv2
 
         self.spec = spec
@@ -124,6 +124,11 @@ class VideoSource(Source):
         if not self._cap.isOpened():
             what = f"camera {spec}" if isinstance(spec, int) else f"{spec}"
             raise UserError(f"cannot open {what} with OpenCV; check the index/URL/file (list cameras: ls /dev/video*)")
+        if capture_size is not None and isinstance(spec, int):
+            # Ask the camera for a small mode: decoding 640x480 MJPEG costs more than the rest of the host
+            # pipeline together (bench/host_overhead.py); cameras without the mode keep their own.
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, capture_size[0])
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, capture_size[1])
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self._frames = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not isinstance(spec, int) else 0
 
@@ -247,16 +252,16 @@ def _map_labels(data, bundle_labels: list[str], where: str) -> np.ndarray:
     return table[np.asarray(data.labels, np.int64)]
 
 
-def _folder_source(path: Path, bundle_labels: list[str], split: str, seed: int) -> Source:
-    """A folder with class subfolders is a labelled dataset (``split`` as tools.data splits it for training,
-    or ``all``); a flat folder is a list of unlabelled images."""
+def _folder_source(path: Path, bundle_labels: list[str], split: str, split_args: dict) -> Source:
+    """A folder with class subfolders is a labelled dataset (``split`` as tools.data splits it for training with
+    ``split_args`` = val_fraction/test_fraction/seed, or ``all``); a flat folder is a list of unlabelled images."""
     from tools import data
 
     if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
         if split == "all":
             dataset, skipped = data.load_image_folder(path)
         else:
-            splits = data.load_splits(str(path), seed=seed)
+            splits = data.load_splits(str(path), **split_args)
             dataset, skipped = getattr(splits, split), splits.skipped
         data.report_skipped(skipped)
         labels = _map_labels(dataset, bundle_labels, str(path))
@@ -279,17 +284,43 @@ def _dataset_source(spec: str, bundle_labels: list[str]) -> Source:
     return ArraySource(dataset.images, labels, f"fashion-mnist:{split}")
 
 
+CAMERA_MODES = ((320, 240), (640, 480), (1280, 720), (1920, 1080))  # modes UVC webcams commonly offer
+
+
+def camera_capture_size(input_shape: tuple[int, int, int]) -> tuple[int, int]:
+    """The smallest common camera mode that still covers the model input (no upscaling)."""
+    height, width = input_shape[:2]
+    for mode in CAMERA_MODES:
+        if mode[0] >= width and mode[1] >= height:
+            return mode
+    return CAMERA_MODES[-1]
+
+
+def training_split_args(bundle_meta: dict, seed: int | None = None) -> dict:
+    """The val/test fractions and seed the bundle was trained with (model.json "dataset"), so ``--split test``
+    streams exactly the images training held out; ``seed`` overrides."""
+    recorded = bundle_meta.get("dataset", {})
+    args = {k: recorded[k] for k in ("val_fraction", "test_fraction", "seed") if k in recorded}
+    if seed is not None:
+        args["seed"] = seed
+    return args
+
+
 def open_source(spec: str, bundle_labels: list[str], start: int = 0, count: int | None = None,
-                realtime_fps: float | None = None, split: str = "all", seed: int = 0) -> Source:
+                realtime_fps: float | None = None, split: str = "all", split_args: dict | None = None,
+                capture_size: tuple[int, int] | None = None) -> Source:
     """Turn the command-line source spec (see module docstring) into a Source.
 
-    ``split``/``seed`` pick a split of an image-folder dataset the way tools.data splits it for training.
+    ``split`` picks a split of an image-folder dataset the way tools.data splits it for training
+    (``split_args``: val_fraction, test_fraction, seed; see :func:`training_split_args`). ``capture_size``
+    (width, height) is requested from a camera (see :func:`camera_capture_size`).
     ``start``/``count`` select a slice (labelled slices for quick checks). ``realtime_fps`` plays an exhaustive source (video, folder, dataset) at that rate as a live source; a video
     file given ``realtime_fps=0`` plays at its own frame rate.
     """
     source: Source
     if spec.isdigit():
-        return limit(VideoSource(int(spec), live=True, description=f"camera {spec}"), start, count)
+        camera = VideoSource(int(spec), live=True, description=f"camera {spec}", capture_size=capture_size)
+        return limit(camera, start, count)
     if spec.lower().startswith(STREAM_SCHEMES):
         return limit(VideoSource(spec, live=True, description=spec), start, count)
     if spec.lower().split(":")[0] in ("fashion-mnist", "fashion_mnist"):
@@ -302,7 +333,7 @@ def open_source(spec: str, bundle_labels: list[str], start: int = 0, count: int 
                 "examples: 0, rtsp://cam/stream, fashion-mnist:test, images/, clip.mp4"
             )
         if path.is_dir():
-            source = _folder_source(path, bundle_labels, split, seed)
+            source = _folder_source(path, bundle_labels, split, split_args or {})
         elif path.suffix.lower() in VIDEO_EXTS:
             source = VideoSource(str(path), live=False, description=f"video {path.name}")
         elif path.suffix.lower() in IMAGE_EXTS:

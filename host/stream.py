@@ -81,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
                      help="for a labelled image folder: stream this split, made exactly as tools.data splits it "
                           "for training (default all)")
-    src.add_argument("--seed", type=int, default=0, help="split seed for --split (default 0, as training)")
+    src.add_argument("--seed", type=int,
+                     help="split seed for --split (default: the seed the bundle was trained with)")
+    src.add_argument("--camera-size", metavar="WxH",
+                     help="capture mode to request from a camera (default: the smallest of 320x240, 640x480, "
+                          "1280x720, 1920x1080 covering the model input; small modes decode faster)")
     src.add_argument("--realtime", nargs="?", type=float, const=0.0, metavar="FPS",
                      help="play a video/folder/dataset in real time (at FPS, default the video's rate or 30) as "
                           "a live source: frames the link cannot carry are dropped and counted")
@@ -178,6 +182,16 @@ def stream(bundle: Bundle, source, target, log_path: str | os.PathLike | None = 
             print(session.summary.text(), flush=True)
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--camera-size {text!r} is not WIDTHxHEIGHT, e.g. 320x240") from None
+    if width <= 0 or height <= 0:
+        raise UserError(f"--camera-size {text!r} must be positive")
+    return width, height
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("limit", "start"):
@@ -188,12 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--timeout, --hello-timeout and --frame-timeout must be > 0 and --reconnect >= 0")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     bundle = load_bundle(args.bundle)
-    from host.sources import open_source
+    from host.sources import camera_capture_size, open_source, training_split_args
+
+    capture_size = _parse_size(args.camera_size) if args.camera_size else camera_capture_size(bundle.input_shape)
 
     with contextlib.ExitStack() as stack:
         display = make_display(args)
         source = open_source(args.source, bundle.labels, start=args.start, count=args.limit,
-                             realtime_fps=args.realtime, split=args.split, seed=args.seed)
+                             realtime_fps=args.realtime, split=args.split,
+                             split_args=training_split_args(bundle.meta, args.seed), capture_size=capture_size)
         stack.callback(source.close)
         target = make_target(bundle, args, stack)
         summary = stream(bundle, source, target, log_path=args.log, display=display,

@@ -378,7 +378,6 @@ class Decoder:
         self.stats = DecoderStats()
         self._buf = bytearray()
         self._base = 0        # stream offset of _buf[0]
-        self._discard = 0     # bytes of an oversized frame still to drop
         self._quiet = False
         self._noise = 0
         self._noise_off = 0
@@ -390,13 +389,6 @@ class Decoder:
         events: list[DecodeEvent] = []
         buf, i = self._buf, 0
         while True:
-            if self._discard:
-                n = min(self._discard, len(buf) - i)
-                i += n
-                self._discard -= n
-                self.stats.bytes_skipped += n
-                if self._discard:
-                    break
             j = buf.find(SYNC, i)
             if j < 0:
                 end = len(buf) - 1 if buf and buf[-1] == SYNC[0] else len(buf)
@@ -420,9 +412,8 @@ class Decoder:
             self._quiet = False
             if length > self.max_payload:
                 self._report(events, Fault(ErrorCode.OVERSIZED, seq, self.max_payload, offset), header_valid=True)
-                i += HEADER_LEN
+                i += HEADER_LEN  # not buffered: hunt on; its payload is noise of this reported fault
                 self.stats.bytes_skipped += HEADER_LEN
-                self._discard = length + TRAILER_LEN
                 continue
             if len(buf) - i < HEADER_LEN + length + TRAILER_LEN:
                 break

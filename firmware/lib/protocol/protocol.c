@@ -225,7 +225,7 @@ int proto_decode_error(const uint8_t *p, uint32_t length, uint8_t *code, uint8_t
 
 /* ---- parser ---------------------------------------------------------------------------------------- */
 
-enum { ST_HUNT, ST_SYNC1, ST_HEADER, ST_PAYLOAD, ST_DISCARD };
+enum { ST_HUNT, ST_SYNC1, ST_HEADER, ST_PAYLOAD };
 
 int proto_parser_init(proto_parser_t *p, uint8_t *buf, size_t cap) {
   memset(p, 0, sizeof *p);
@@ -323,10 +323,11 @@ static int step(proto_parser_t *p, uint8_t b, proto_event_t *ev) {
         }
         p->quiet = 0;
         if (p->length > p->max_payload) {
+          /* Not buffered: hunt on from the end of the header. The payload's bytes then count as noise of
+           * this reported fault, and a truncated oversized frame cannot hide the frame behind it. */
           p->stats.bytes_skipped += PROTO_HEADER_LEN;
-          p->need = (uint64_t)p->length + PROTO_TRAILER_LEN;
           p->fill = 0;
-          p->state = ST_DISCARD;
+          p->state = ST_HUNT;
           return fault(p, ev, PROTO_ERR_OVERSIZED, 1, seq, p->max_payload, p->cand_off);
         }
         p->need = p->length + PROTO_TRAILER_LEN;
@@ -355,10 +356,8 @@ static int step(proto_parser_t *p, uint8_t b, proto_event_t *ev) {
         p->state = ST_HUNT;
         return 1;
       }
-    case ST_DISCARD:
     default:
-      p->stats.bytes_skipped++;
-      if (--p->need == 0) p->state = ST_HUNT;
+      p->state = ST_HUNT;
       return 0;
   }
 }

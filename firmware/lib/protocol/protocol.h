@@ -178,7 +178,7 @@ typedef struct proto_parser {
   uint64_t cand_off;     /* stream offset of buf[0] */
   uint64_t noise_off;    /* stream offset of the first skipped byte of the current noise run */
   uint32_t noise;        /* skipped bytes in the current run */
-  uint64_t need;         /* bytes still needed in PAYLOAD/DISCARD (length + trailer) */
+  uint64_t need;         /* bytes still needed in PAYLOAD (length + trailer) */
   uint32_t length;       /* length field of the current candidate */
   uint8_t state;
   uint8_t quiet;         /* a fault was reported and no valid header followed yet */

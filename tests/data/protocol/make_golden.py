@@ -115,10 +115,10 @@ def vectors() -> list[dict]:
         "a frame cut inside its header")
     big = frame(0x03, 6, bytes(100))
     add("oversized", big + ping, [fault(3, "OVERSIZED", 6, 0, 64), good(6, 8, b"ok", len(big), {})],
-        "length above the receiver's max payload: reported with seq and the max, payload discarded", 64)
+        "length above the receiver's max payload: reported with seq and the max; its payload is skipped", 64)
     huge = frame(0x03, 7, b"", length=0xFFFFFFFF)[:12]
     add("oversized_4g", huge + b"\x00" * 20, [fault(3, "OVERSIZED", 7, 0, 64)],
-        "a 4 GiB length: discarded as it arrives, never buffered, no overflow", 64)
+        "a 4 GiB length: never buffered, no overflow, no wait for 4 GiB", 64)
     add("noise", b"hello" + ping, [fault(4, "NOISE", None, 0, 5), good(6, 8, b"ok", 5, {})],
         "bytes outside any frame are reported once, with their count")
     junk = b"\xa5\xa5\x00\xa5"
@@ -136,6 +136,9 @@ def vectors() -> list[dict]:
         [fault(2, "BAD_PAYLOAD_CRC", 4, 0), fault(2, "BAD_PAYLOAD_CRC", 5, len(bad1)),
          good(6, 8, b"ok", len(bad1) + len(bad2), {})],
         "frames with valid headers are reported one by one (each returns its credit)")
+    cut = big[:60]
+    add("oversized_truncated", cut + ping, [fault(3, "OVERSIZED", 6, 0, 64), good(6, 8, b"ok", len(cut), {})],
+        "an oversized frame cut short does not hide the frame behind it", 64)
     add("incomplete", pa[:20], [], "a frame still arriving: no event, no fault yet")
     add("lone_sync_byte", b"\xa5", [], "a possible sync byte at the end is kept, not reported")
     add("empty", b"", [], "nothing")

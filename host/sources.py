@@ -239,15 +239,14 @@ class LatestFrame:
         self._thread.join(timeout=2.0)
 
 
-def _map_labels(data, bundle_labels: list[str], where: str) -> np.ndarray:
+def _map_labels(data, bundle_labels: list[str], where: str, fix: str) -> np.ndarray:
     """Dataset label indices -> the bundle's label indices (matched by name, case-insensitive)."""
     lookup = {label.lower(): i for i, label in enumerate(bundle_labels)}
     unknown = [n for n in data.class_names if n.lower() not in lookup]
     if unknown:
-        raise UserError(
-            f"{where} has classes {unknown} that are not labels of the bundle ({', '.join(bundle_labels)}); "
-            "rename the class folders, or stream a flat folder of unlabelled images"
-        )
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise UserError(f"{where} has classes ({shown}) that are not labels of the bundle "
+                        f"({', '.join(bundle_labels[:10])}); {fix}")
     table = np.asarray([lookup[n.lower()] for n in data.class_names], np.int64)
     return table[np.asarray(data.labels, np.int64)]
 
@@ -264,7 +263,8 @@ def _folder_source(path: Path, bundle_labels: list[str], split: str, split_args:
             splits = data.load_splits(str(path), **split_args)
             dataset, skipped = getattr(splits, split), splits.skipped
         data.report_skipped(skipped)
-        labels = _map_labels(dataset, bundle_labels, str(path))
+        labels = _map_labels(dataset, bundle_labels, str(path),
+                             "rename the class folders, or stream a flat folder of unlabelled images")
         return ArraySource(dataset.images, labels, f"{path}:{split}")
     files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
     if not files:
@@ -280,7 +280,8 @@ def _dataset_source(spec: str, bundle_labels: list[str]) -> Source:
     if split not in ("train", "test"):
         raise UserError(f"unknown split {split!r} in {spec!r}; use fashion-mnist:test or fashion-mnist:train")
     dataset = data.load_fashion_mnist(split)
-    labels = _map_labels(dataset, bundle_labels, f"fashion-mnist:{split}")
+    labels = _map_labels(dataset, bundle_labels, f"fashion-mnist:{split}",
+                         "stream it to a bundle trained on Fashion-MNIST")
     return ArraySource(dataset.images, labels, f"fashion-mnist:{split}")
 
 

@@ -144,14 +144,22 @@ def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.Exit
         board.start()
         stack.callback(board.stop)
         return SerialBoardTarget(lambda: board.url, name=f"{args.board} board", **serial_kwargs)
-    if args.port:
-        return SerialBoardTarget(args.port, baudrate=args.baud, name=args.port, **serial_kwargs)
+    if not args.port:
+        raise UserError(f"no target named; use one of {TARGET_HELP}")
+    return SerialBoardTarget(args.port, baudrate=args.baud, name=args.port, **serial_kwargs)
+
+
+def choose_port(args: argparse.Namespace) -> None:
+    """With no target named, use the one USB serial board found; none or several is an error naming the options."""
+    if args.port or args.board or args.cpu or args.coral is not None:
+        return
     from host.transport import list_serial_ports
 
     found = list_serial_ports()
     if len(found) == 1:
         print(f"no target named; using the one serial board found: {found[0]}", file=sys.stderr)
-        return SerialBoardTarget(found[0], baudrate=args.baud, name=found[0], **serial_kwargs)
+        args.port = found[0]
+        return
     if found:
         raise UserError(f"no target named and several serial ports found ({', '.join(found)}); "
                         f"pick one with --port, or use {TARGET_HELP}")
@@ -202,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--timeout, --hello-timeout and --frame-timeout must be > 0 and --reconnect >= 0")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     bundle = load_bundle(args.bundle)
+    choose_port(args)
     from host.sources import camera_capture_size, open_source, training_split_args
 
     capture_size = _parse_size(args.camera_size) if args.camera_size else camera_capture_size(bundle.input_shape)

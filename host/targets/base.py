@@ -99,7 +99,7 @@ def check_compatible(bundle: Bundle, info: DeviceInfo, where: str = "the target"
             )
     if info.num_classes != len(bundle.labels):
         raise UserError(
-            f"{where} has {info.num_classes} classes but bundle {bundle.path} has {len(bundle.labels)}; {fix}"
+            f"{where} has {info.num_classes} classes but bundle {bundle.path} has {len(bundle.labels)} classes; {fix}"
         )
 
 

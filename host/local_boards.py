@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterable
 
 from models.errors import UserError
 
@@ -198,3 +199,53 @@ class NativeBoard(LocalBoard):
         if not line.startswith("PTY "):
             raise self._fail(f"did not announce its pty (first line {line!r})")
         return line[4:]
+
+
+def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> tuple["Hello", list["Result"]]:
+    """Handshake with the board at ``url`` and stream ``frames`` through it, keeping its credit window full.
+
+    A minimal synchronous client (host/stream.py is the full one, with reconnects and loss accounting) for
+    tests and bench scripts. Returns the board's HELLO and one Result per frame, in order; an ERROR, a
+    corrupt reply or ``timeout`` seconds of silence is a RuntimeError naming it.
+    """
+    import serial
+
+    from host import protocol as wire
+
+    link = serial.serial_for_url(url, timeout=0.05)
+    decoder = wire.Decoder()
+    pending = list(frames)
+    results: dict[int, wire.Result] = {}
+    hello: wire.Hello | None = None
+    window: wire.CreditWindow | None = None
+    next_frame = 0
+    try:
+        link.write(wire.encode(wire.HelloRequest(), seq=0))
+        deadline = time.monotonic() + timeout
+        while hello is None or len(results) < len(pending):
+            while window is not None and window.can_send and next_frame < len(pending):
+                seq = next_frame + 1
+                link.write(wire.encode(wire.Frame(pending[next_frame]), seq=seq))
+                window.sent(seq)
+                next_frame += 1
+            data = link.read(4096)
+            if data:
+                deadline = time.monotonic() + timeout
+            elif time.monotonic() > deadline:
+                raise RuntimeError(f"board at {url} silent for {timeout} s ({len(results)} of {len(pending)} results)")
+            for event in decoder.feed(data):
+                if isinstance(event, wire.Fault):
+                    raise RuntimeError(f"corrupt reply from the board: {event.name}")
+                msg = event.message()
+                if isinstance(msg, wire.Hello):
+                    if event.seq == 0 and hello is None:
+                        hello, window = msg, wire.CreditWindow(msg.credits)
+                elif isinstance(msg, wire.Result):
+                    assert window is not None
+                    window.answered(event.seq)
+                    results[event.seq] = msg
+                elif isinstance(msg, wire.Error):
+                    raise RuntimeError(f"board answered seq {event.seq} with ERROR {msg.name} (detail {msg.detail})")
+    finally:
+        link.close()
+    return hello, [results[i + 1] for i in range(len(pending))]

@@ -108,16 +108,17 @@ static void send_pong(const proto_event_t *ev) {
   port_write(trailer, sizeof trailer);
 }
 
-/* A complete FRAME: queue it in a free buffer (the parser continues in a fresh one) or refuse it. */
+/* Answer every queued frame: a reply to a later request must never overtake them (the host reads an
+ * answer to seq S as "everything before S that is still open was lost"). */
+static void drain(app_t *app) {
+  while (app->q_len > 0) run_queued(app);
+}
+
+/* A complete FRAME of the right size: queue it and give the parser a fresh buffer. With every buffer
+ * taken (the host sent beyond its credits) the oldest frame runs first to free one; the new frame is
+ * safe meanwhile, because the parser does not touch its buffer until the next push. */
 static void accept_frame(app_t *app, const proto_event_t *ev) {
-  if (ev->length != app->in_bytes) {
-    send_error(app, ev->seq, PROTO_ERR_WRONG_FRAME_SIZE, PROTO_ERROR_SEQ_VALID, (uint32_t)app->in_bytes);
-    return;
-  }
-  if (app->n_free == 0) {
-    send_error(app, ev->seq, PROTO_ERR_NO_CREDIT, PROTO_ERROR_SEQ_VALID, (uint32_t)(app->cfg.n_frame_bufs - 1u));
-    return;
-  }
+  if (app->n_free == 0) run_queued(app);
   uint8_t *held = proto_parser_swap_buffer(&app->parser, app->free_bufs[--app->n_free]);
   app_slot_t *slot = &app->queue[(app->q_head + app->q_len) % APP_MAX_FRAME_BUFS];
   slot->buf = held;
@@ -127,13 +128,18 @@ static void accept_frame(app_t *app, const proto_event_t *ev) {
 }
 
 static void handle_event(app_t *app, const proto_event_t *ev) {
+  if (ev->kind == PROTO_EV_FRAME && ev->type == PROTO_FRAME && ev->length == app->in_bytes) {
+    accept_frame(app, ev);
+    return;
+  }
+  drain(app);
   if (ev->kind == PROTO_EV_FAULT) {
     send_error(app, ev->seq_valid ? ev->seq : 0, ev->code, ev->seq_valid ? PROTO_ERROR_SEQ_VALID : 0, ev->detail);
     return;
   }
   switch (ev->type) {
     case PROTO_FRAME:
-      accept_frame(app, ev);
+      send_error(app, ev->seq, PROTO_ERR_WRONG_FRAME_SIZE, PROTO_ERROR_SEQ_VALID, (uint32_t)app->in_bytes);
       break;
     case PROTO_HELLO_REQ: {
       uint32_t host_max = 0;
@@ -146,8 +152,7 @@ static void handle_event(app_t *app, const proto_event_t *ev) {
         app_send_hello(app, ev->seq);
       break;
     }
-    case PROTO_PING: /* PONG promises that every earlier FRAME has been answered */
-      while (app->q_len > 0) run_queued(app);
+    case PROTO_PING:
       send_pong(ev);
       break;
     default:

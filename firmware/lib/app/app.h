@@ -9,10 +9,15 @@
  * - FRAME of exactly in_h*in_w*in_c bytes -> inference -> RESULT (same seq, inference microseconds, cycle
  *   or instruction count, raw output tensor). Anything else gets ERROR naming the fault, and the loop goes on:
  *   corrupt/truncated/oversized frames and noise (parser faults), wrong frame size, unknown type, runner
- *   failure, no free frame buffer (host exceeded its credits), unsupported protocol version.
- * - Credit-based flow control: the device holds up to `credits` frames (n_frame_bufs - 1, one buffer always
- *   belongs to the parser); HELLO announces it, and every FRAME is answered by exactly one RESULT or ERROR.
- * - PING is answered by PONG with the same payload, after every FRAME received before it has been answered.
+ *   failure, malformed request, unsupported protocol version.
+ * - Replies leave in the order the requests arrived (the host counts an answer to seq S as proof that open
+ *   requests before S were lost), so PONG also means "every earlier FRAME is answered".
+ * - Credit-based flow control: HELLO announces `credits` = n_frame_bufs - 1 (one buffer always belongs to
+ *   the parser); the host keeps at most that many FRAMEs unanswered. No inference runs while a poll reads,
+ *   and none reads while an inference runs, so a port announces more than one credit only if its transport
+ *   holds the bytes that arrive during an inference (QEMU's UART and the pty push back; an Arduino core
+ *   needs an RX buffer of a whole frame). A host that exceeds its credits is not refused: the oldest frame
+ *   runs first to free a buffer (bytes its transport dropped meanwhile show up as parser faults).
  */
 #ifndef APP_H
 #define APP_H

@@ -1,7 +1,8 @@
 /* Native Linux port: port.h over a pty master (host/stream.py opens the slave path with pyserial, exactly
  * as it opens a USB serial port) or over stdin/stdout (for pipes). The clock is CLOCK_MONOTONIC; there is
  * no instruction counter, so port_cycles() reports 0 ("not measured"). */
-#define _XOPEN_SOURCE 600
+#define _XOPEN_SOURCE 600 /* posix_openpt, grantpt, unlockpt, ptsname */
+#define _DEFAULT_SOURCE   /* cfmakeraw */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

@@ -1,21 +1,19 @@
 /* Inference firmware as a Linux process: the portable app loop driving the engine runner over a pty
- * (default) or stdin/stdout (--stdio). MODEL_IN_BYTES and MODEL_OUT_LEN come from the build. */
+ * (default) or stdin/stdout (--stdio).
+ * Buffers are sized by the generated model_engine.h (tools/codegen.py). */
 #include <stdint.h>
 #include <stdio.h>
 
 #include "app.h"
 #include "board.h"
+#include "model_engine.h"
 #include "runner_engine.h"
-
-#if !defined(MODEL_IN_BYTES) || !defined(MODEL_OUT_LEN)
-#error "build with MODEL_IN_BYTES=<in_h*in_w*in_c> MODEL_OUT_LEN=<classes> (tools/firmware.py does this)"
-#endif
 
 #define CREDITS 2 /* the pty blocks the host's writes when full, so a second frame can wait safely */
 
-static uint8_t frame_bufs[CREDITS + 1][APP_FRAME_BUF_SIZE(MODEL_IN_BYTES)] __attribute__((aligned(16)));
-static uint8_t output[MODEL_OUT_LEN] __attribute__((aligned(16)));
-static uint8_t tx[APP_TX_SIZE(MODEL_OUT_LEN)];
+static uint8_t frame_bufs[CREDITS + 1][APP_FRAME_BUF_SIZE(MODEL_ENGINE_INPUT_BYTES)] __attribute__((aligned(16)));
+static uint8_t output[MODEL_ENGINE_OUTPUT_BYTES] __attribute__((aligned(16)));
+static uint8_t tx[APP_TX_SIZE(MODEL_ENGINE_OUTPUT_BYTES)];
 static app_t app;
 
 int main(int argc, char **argv) {

@@ -1,21 +1,18 @@
 /* Inference firmware for QEMU mps2-an386: the portable app loop driving the engine runner over UART0.
- * MODEL_IN_BYTES and MODEL_OUT_LEN come from the build (tools/firmware.py reads them from the bundle). */
+ * Buffers are sized by the generated model_engine.h (tools/codegen.py). */
 #include <stdint.h>
 
 #include "app.h"
 #include "board.h"
+#include "model_engine.h"
 #include "runner_engine.h"
-
-#if !defined(MODEL_IN_BYTES) || !defined(MODEL_OUT_LEN)
-#error "build with MODEL_IN_BYTES=<in_h*in_w*in_c> MODEL_OUT_LEN=<classes> (tools/firmware.py does this)"
-#endif
 
 #define CREDITS 2 /* QEMU holds back UART bytes while the core is busy, so a second frame can wait safely */
 #define INIT_FAILURE_EXIT 10
 
-static uint8_t frame_bufs[CREDITS + 1][APP_FRAME_BUF_SIZE(MODEL_IN_BYTES)] __attribute__((aligned(16)));
-static uint8_t output[MODEL_OUT_LEN] __attribute__((aligned(16)));
-static uint8_t tx[APP_TX_SIZE(MODEL_OUT_LEN)];
+static uint8_t frame_bufs[CREDITS + 1][APP_FRAME_BUF_SIZE(MODEL_ENGINE_INPUT_BYTES)] __attribute__((aligned(16)));
+static uint8_t output[MODEL_ENGINE_OUTPUT_BYTES] __attribute__((aligned(16)));
+static uint8_t tx[APP_TX_SIZE(MODEL_ENGINE_OUTPUT_BYTES)];
 static app_t app;
 
 int main(void) {

@@ -1,0 +1,86 @@
+"""Shared session fixtures: small real model bundles, trained and int8-quantized once per test session.
+
+Fixture API (stable; other test modules rely on it):
+
+``bundle_v1`` -> models.bundle.Bundle
+    MobileNet V1, width 0.25, 32x32x1 grayscale, 10 Fashion-MNIST classes, int8 input and output. Trained for 3
+    epochs on a 3000-image class-balanced subset (about 55-65 % validation accuracy, chance is 10 %), quantized with
+    200 calibration images. Has model.json, model.keras, model_int8.tflite, labels.txt.
+``bundle_v2`` -> Bundle
+    The same for MobileNet V2, width 0.35.
+``make_bundle(architecture="mobilenet_v1", width=0.25, height=32, width_px=None, channels=1, input_dtype="int8")``
+    -> Bundle: a factory for other configurations (non-square, RGB, uint8 input, other widths). Tiny training budget
+    (1 epoch on 1000 images): use it for shape/dtype/plumbing checks, not for accuracy. Results are cached per
+    session by arguments, so asking twice costs nothing.
+``fmnist_test_samples`` -> tools.data.Dataset
+    100 class-balanced raw Fashion-MNIST test images (uint8 28x28x1) with labels, never seen in training.
+
+All bundles live in a session temporary directory; treat them as read-only (copy one with shutil.copytree before
+modifying it). Fashion-MNIST comes from Debian's dataset-fashion-mnist (``make test`` installs it).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FIXTURE_TRAINING = dict(limit=3000, epochs=3, batch_size=32, lr=5e-3)
+FACTORY_TRAINING = dict(limit=1000, epochs=1, batch_size=32, lr=5e-3)
+
+
+def _build(root: Path, architecture: str, width: float, height: int, width_px: int | None, channels: int,
+           input_dtype: str, budget: dict):
+    from tools.quantize import quantize_bundle
+    from tools.train import TrainConfig, train_bundle
+
+    name = f"{architecture}_{width:g}_{height}x{width_px or height}x{channels}_{input_dtype}_{budget['epochs']}ep"
+    config = TrainConfig(architecture=architecture, width=width, height=height, width_px=width_px,
+                         channels=channels, dropout=0.0, seed=1, **budget)
+    bundle = train_bundle(root / name, config, verbose=0)
+    quantize_bundle(bundle, samples=200, input_dtype=input_dtype)
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def _bundle_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bundles")
+
+
+@pytest.fixture(scope="session")
+def bundle_v1(_bundle_root):
+    """MobileNet V1 0.25, 32x32x1, trained 3 epochs on 3000 Fashion-MNIST images, int8."""
+    return _build(_bundle_root, "mobilenet_v1", 0.25, 32, None, 1, "int8", FIXTURE_TRAINING)
+
+
+@pytest.fixture(scope="session")
+def bundle_v2(_bundle_root):
+    """MobileNet V2 0.35, 32x32x1, trained 3 epochs on 3000 Fashion-MNIST images, int8."""
+    return _build(_bundle_root, "mobilenet_v2", 0.35, 32, None, 1, "int8", FIXTURE_TRAINING)
+
+
+@pytest.fixture(scope="session")
+def make_bundle(_bundle_root) -> Callable[..., object]:
+    """Factory for other bundle configurations (tiny training; cached per session by arguments)."""
+    cache: dict[tuple, object] = {}
+
+    def factory(architecture: str = "mobilenet_v1", width: float = 0.25, height: int = 32,
+                width_px: int | None = None, channels: int = 1, input_dtype: str = "int8"):
+        key = (architecture, float(width), height, width_px, channels, input_dtype)
+        if key not in cache:
+            cache[key] = _build(_bundle_root, architecture, width, height, width_px, channels, input_dtype,
+                                FACTORY_TRAINING)
+        return cache[key]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def fmnist_test_samples():
+    """100 class-balanced raw Fashion-MNIST test images (uint8 28x28x1) and labels."""
+    from tools.data import balanced_sample, load_fashion_mnist
+
+    return balanced_sample(load_fashion_mnist("test"), 100, seed=0)

@@ -145,6 +145,13 @@ def load_image_folder(root: str | Path) -> tuple[Dataset, list[tuple[str, str]]]
     return Dataset(images, np.asarray(labels, np.int64), names), skipped
 
 
+def _share(count: int, fraction: float) -> int:
+    """Items of a class that go to a held-out split: at least one when asked for and the class has >= 3 items."""
+    if fraction <= 0:
+        return 0
+    return max(1 if count >= 3 else 0, int(round(count * fraction)))
+
+
 def stratified_split(data: Dataset, val_fraction: float, test_fraction: float, seed: int) -> tuple[Dataset, Dataset, Dataset]:
     """Seeded per-class split into train/val/test (each class contributes the same fractions)."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -154,7 +161,7 @@ def stratified_split(data: Dataset, val_fraction: float, test_fraction: float, s
     for label in range(len(data.class_names)):
         idx = np.flatnonzero(data.labels == label)
         rng.shuffle(idx)
-        n_val, n_test = int(round(len(idx) * val_fraction)), int(round(len(idx) * test_fraction))
+        n_val, n_test = (_share(len(idx), f) for f in (val_fraction, test_fraction))
         parts[1].extend(idx[:n_val])
         parts[2].extend(idx[n_val:n_val + n_test])
         parts[0].extend(idx[n_val + n_test:])

@@ -554,7 +554,7 @@ def edgetpu(bundle_path: str | os.PathLike, allow_cpu_fallback: bool = False, pr
                 else "; see edgetpu_compiler.txt in the bundle")
         raise UserError(f"edgetpu_compiler failed: {report.error or 'no output model'}{hint}")
     compiled = bundle.artifact_path("edgetpu")
-    bundle.record_artifact("edgetpu", compiler_version=version)
+    bundle.record_artifact("edgetpu", compiler_version=version, source_sha256=bundle.model_id)
     bundle.save()
     echo(f"compiled {compiled}: {report.ops_on_edgetpu}/{report.total_ops} ops on the Edge TPU, "
          f"{report.edgetpu_subgraphs} subgraph(s), on-chip {report.on_chip_used_bytes} B, "

@@ -431,6 +431,37 @@ class Decoder:
         self._base += i
         return events
 
+    def flush(self) -> list[DecodeEvent]:
+        """The link went idle: give up on the frame in progress as truncated, re-scan its bytes, report
+        pending noise (the C parser's proto_parser_flush). Call it on a receive timeout."""
+        events: list[DecodeEvent] = []
+        while True:
+            buf = self._buf
+            if len(buf) == 1:  # a lone A5: noise after all
+                self._skip(0, 1)
+                self._drop(1)
+            elif len(buf) >= 2:  # a frame in progress starts at buf[0]
+                offset = self._base
+                if len(buf) < HEADER_LEN:
+                    self._report(events, Fault(ErrorCode.BAD_HEADER_CRC, None, 0, offset), header_valid=False)
+                else:
+                    (seq,) = struct.unpack_from("<H", buf, 4)
+                    self._report(events, Fault(ErrorCode.BAD_PAYLOAD_CRC, seq, 0, offset), header_valid=True)
+                self._drop(1)
+                pending = bytes(self._buf)
+                self._buf.clear()
+                self.stats.bytes_in -= len(pending)  # re-scanned, not received again
+                events += self.feed(pending)
+            else:
+                if self._noise:
+                    self._report(events, Fault(ErrorCode.NOISE, None, self._noise, self._noise_off), header_valid=False)
+                    self._noise = 0
+                return events
+
+    def _drop(self, n: int) -> None:
+        del self._buf[:n]
+        self._base += n
+
     def _skip(self, start: int, end: int) -> None:
         """Bytes buf[start:end] belong to no frame: count them into the current noise run."""
         if end > start:

@@ -60,12 +60,15 @@ def canonical(event: P.DecodeEvent) -> dict:
     return out
 
 
-def decode_chunked(data: bytes, max_payload: int, chunk: int) -> list[dict]:
+def decode_chunked(data: bytes, max_payload: int, chunk: int, flush: bool = False) -> list[dict]:
     dec = P.Decoder(max_payload)
     step = chunk or max(len(data), 1)
     events = []
     for i in range(0, len(data), step):
         events += dec.feed(data[i:i + step])
+    if flush:
+        events += dec.flush()
+        assert dec.stats.bytes_in == len(data)
     return [canonical(e) for e in events]
 
 
@@ -140,7 +143,7 @@ def check_damaged_decode(events: list[dict], frames: list[StreamFrame], noise_ga
 @pytest.mark.parametrize("chunk", [0, 1, 5])
 def test_golden_vectors_decode(vector: dict, chunk: int) -> None:
     data = bytes.fromhex(vector["hex"])
-    assert decode_chunked(data, vector["max_payload"], chunk) == vector["events"]
+    assert decode_chunked(data, vector["max_payload"], chunk, vector["flush"]) == vector["events"]
 
 
 @pytest.mark.parametrize("vector", [v for v in golden_vectors() if v["events"] and all(
@@ -160,6 +163,8 @@ def test_golden_covers_every_type_and_parser_fault() -> None:
     codes = {e["code"] for v in vectors for e in v["events"] if e["event"] == "fault"}
     assert {int(t) for t in P.MsgType} <= types
     assert {1, 2, 3, 4} <= codes
+    flushed = {e["code"] for v in vectors if v["flush"] for e in v["events"] if e["event"] == "fault"}
+    assert {1, 2, 4} <= flushed
 
 
 def test_crc_check_values() -> None:

@@ -37,12 +37,14 @@ def harness(c_build: Path) -> Path:
 
 
 def run_harness(harness: Path, data: bytes, tmp: Path, max_payload: int, chunk: int = 0,
-                reencode: bool = False) -> list[dict]:
+                reencode: bool = False, flush: bool = False) -> list[dict]:
     src = tmp / "stream.bin"
     src.write_bytes(data)
     cmd = [str(harness), "--chunk", str(chunk), "--max-payload", str(max_payload), str(src)]
     if reencode:
         cmd.append("--reencode")
+    if flush:
+        cmd.append("--flush")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"harness exited {proc.returncode}: {proc.stderr[-2000:]}"
     events = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -60,7 +62,7 @@ def test_c_unit_checks(c_build: Path) -> None:
 def test_c_golden_vectors(harness: Path, tmp_path: Path, chunk: int) -> None:
     for vector in golden_vectors():
         data = bytes.fromhex(vector["hex"])
-        events = run_harness(harness, data, tmp_path, vector["max_payload"], chunk)
+        events = run_harness(harness, data, tmp_path, vector["max_payload"], chunk, flush=vector["flush"])
         assert events == vector["events"], vector["name"]
 
 

@@ -10,7 +10,8 @@
  * Checks (abort = crash report): the parser never touches memory outside its exactly-sized heap buffer
  * (ASan), a whole-input feed and a chunked feed give the same events, every frame it delivers is the
  * exact bytes at its offset with both CRCs valid, offsets never go back, the event count stays bounded
- * (no livelock), and in frames mode every undamaged frame is delivered.
+ * (no livelock), flushing at the end leaves nothing pending, and in frames mode every undamaged frame is
+ * delivered (by the end of the flush: a frame swallowed by a truncated one waits for bytes until then).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,67 +33,80 @@ static rec_t ev_a[MAX_EVENTS], ev_b[MAX_EVENTS];
 static uint8_t stream[MAX_STREAM];
 static uint64_t intact_off[MAX_STREAM / PROTO_OVERHEAD + 1];
 
+typedef struct {
+  const uint8_t *data; /* the whole input, to check delivered frames against */
+  size_t size, max_payload, n;
+  const uint8_t *buf;  /* the parser buffer */
+  uint64_t last;
+  rec_t *out;
+} run_t;
+
+/* Check one event against the invariants and append it to the record. */
+static void check_and_record(run_t *r, const proto_event_t *ev) {
+  if (r->n >= MAX_EVENTS || r->n > 2 * r->size + 2) abort(); /* more events than bytes: livelock */
+  if (ev->offset < r->last || ev->offset >= r->size) abort();
+  r->last = ev->offset;
+  if (ev->kind == PROTO_EV_FRAME) {
+    if (ev->length > r->max_payload || ev->payload != r->buf + PROTO_HEADER_LEN) abort();
+    if (ev->offset + PROTO_OVERHEAD + ev->length > r->size) abort();
+    const uint8_t *at = r->data + ev->offset;
+    if (memcmp(at + PROTO_HEADER_LEN, ev->payload, ev->length) != 0) abort();
+    uint8_t head[PROTO_HEADER_LEN], trailer[PROTO_TRAILER_LEN];
+    proto_encode_header(head, ev->type, ev->seq, ev->length);
+    head[3] = at[3]; /* flags are not set by the encoder */
+    uint16_t hcrc = proto_crc16(PROTO_CRC16_INIT, head + 2, 8);
+    head[10] = (uint8_t)hcrc;
+    head[11] = (uint8_t)(hcrc >> 8);
+    proto_encode_trailer(trailer, proto_crc32(0, ev->payload, ev->length));
+    if (memcmp(at, head, PROTO_HEADER_LEN) || memcmp(at + PROTO_HEADER_LEN + ev->length, trailer, 4)) abort();
+    /* Exercise the payload decoders on whatever arrived. */
+    proto_hello_t h;
+    uint32_t u32, u32b;
+    uint64_t u64;
+    uint8_t c, f;
+    const uint8_t *o;
+    (void)proto_decode_hello(ev->payload, ev->length, &h);
+    (void)proto_decode_hello_req(ev->payload, ev->length, &u32, &c);
+    (void)proto_decode_result(ev->payload, ev->length, &u32, &u64, &o, &u32b);
+    (void)proto_decode_error(ev->payload, ev->length, &c, &f, &u32);
+  } else if (ev->code < PROTO_ERR_BAD_HEADER_CRC || ev->code > PROTO_ERR_NOISE) {
+    abort();
+  }
+  rec_t *rec = &r->out[r->n++];
+  memset(rec, 0, sizeof *rec);
+  rec->kind = ev->kind;
+  rec->type = ev->type;
+  rec->code = ev->code;
+  rec->seq_valid = ev->seq_valid;
+  rec->seq = ev->seq;
+  rec->detail = ev->detail;
+  rec->length = ev->length;
+  rec->offset = ev->offset;
+}
+
 static size_t run(const uint8_t *data, size_t size, size_t max_payload, size_t chunk, rec_t *out) {
   size_t cap = PROTO_BUFFER_SIZE(max_payload);
   uint8_t *buf = malloc(cap);
   proto_parser_t p;
   if (buf == NULL || proto_parser_init(&p, buf, cap) != 0) abort();
-  size_t n = 0, pos = 0;
-  uint64_t last = 0;
+  run_t r = {data, size, max_payload, 0, buf, 0, out};
+  size_t pos = 0;
   proto_event_t ev;
-  while (pos < size || pos == 0) {
+  while (pos < size) {
     size_t len = size - pos < chunk ? size - pos : chunk;
     size_t off = 0;
     do {
       off += proto_parser_push(&p, data + pos + off, len - off, &ev);
       if (off > len) abort();
-      if (ev.kind == PROTO_EV_NONE) continue;
-      if (n >= MAX_EVENTS || n > 2 * size + 2) abort(); /* more events than bytes: livelock */
-      if (ev.offset < last || ev.offset >= size) abort();
-      last = ev.offset;
-      if (ev.kind == PROTO_EV_FRAME) {
-        if (ev.length > max_payload || ev.payload != buf + PROTO_HEADER_LEN) abort();
-        if (ev.offset + PROTO_OVERHEAD + ev.length > size) abort();
-        const uint8_t *at = data + ev.offset;
-        if (memcmp(at + PROTO_HEADER_LEN, ev.payload, ev.length) != 0) abort();
-        uint8_t head[PROTO_HEADER_LEN], trailer[PROTO_TRAILER_LEN];
-        proto_encode_header(head, ev.type, ev.seq, ev.length);
-        head[3] = at[3]; /* flags are not covered by the encoder */
-        uint16_t hcrc = proto_crc16(PROTO_CRC16_INIT, head + 2, 8);
-        head[10] = (uint8_t)hcrc;
-        head[11] = (uint8_t)(hcrc >> 8);
-        proto_encode_trailer(trailer, proto_crc32(0, ev.payload, ev.length));
-        if (memcmp(at, head, PROTO_HEADER_LEN) || memcmp(at + PROTO_HEADER_LEN + ev.length, trailer, 4)) abort();
-        /* Exercise the payload decoders on whatever arrived. */
-        proto_hello_t h;
-        uint32_t u32, u32b;
-        uint64_t u64;
-        uint8_t c, f;
-        const uint8_t *o;
-        (void)proto_decode_hello(ev.payload, ev.length, &h);
-        (void)proto_decode_hello_req(ev.payload, ev.length, &u32, &c);
-        (void)proto_decode_result(ev.payload, ev.length, &u32, &u64, &o, &u32b);
-        (void)proto_decode_error(ev.payload, ev.length, &c, &f, &u32);
-      } else if (ev.code < PROTO_ERR_BAD_HEADER_CRC || ev.code > PROTO_ERR_NOISE) {
-        abort();
-      }
-      rec_t *r = &out[n++];
-      memset(r, 0, sizeof *r);
-      r->kind = ev.kind;
-      r->type = ev.type;
-      r->code = ev.code;
-      r->seq_valid = ev.seq_valid;
-      r->seq = ev.seq;
-      r->detail = ev.detail;
-      r->length = ev.length;
-      r->offset = ev.offset;
+      if (ev.kind != PROTO_EV_NONE) check_and_record(&r, &ev);
     } while (ev.kind != PROTO_EV_NONE);
     pos += len;
-    if (size == 0) break;
   }
+  while (proto_parser_flush(&p, &ev)) check_and_record(&r, &ev);
+  if (p.state != 0 || p.rp < p.re || p.noise) abort(); /* flushed: nothing may stay pending */
   if (p.stats.bytes_in != size) abort();
   free(buf);
-  return n;
+  return r.n;
 }
 
 /* Build a frames-mode stream from the script; returns its length and fills intact_off. */

@@ -1,12 +1,13 @@
 /* Decode a byte file with the C parser and print every event as one JSON line, so pytest can compare the
  * C implementation with the golden vectors and with host/protocol.py.
  *
- *   protocol_harness [--chunk N] [--max-payload M] [--reencode] FILE
+ *   protocol_harness [--chunk N] [--max-payload M] [--reencode] [--flush] FILE
  *
  * --chunk N        push the input N bytes at a time (1 = a byte-at-a-time ISR-style feed)
  * --max-payload M  parser buffer of PROTO_BUFFER_SIZE(M) bytes (default 1024)
  * --reencode       for each frame also print "reencoded": the frame rebuilt by the C encoders from the
  *                  decoded fields (checks the encoders against the same bytes)
+ * --flush          after the input, flush the parser as on an idle link (proto_parser_flush)
  *
  * The parser buffer is followed by guard bytes that must still hold their pattern at exit: a write past
  * the buffer makes the harness exit 3 even without AddressSanitizer.
@@ -91,18 +92,40 @@ static size_t print_message(const proto_event_t *ev, uint8_t *out, size_t cap) {
   return 0;
 }
 
+static void print_event(const proto_event_t *ev, int reencode, uint8_t *out, size_t out_cap) {
+  if (ev->kind == PROTO_EV_FRAME) {
+    printf("{\"event\":\"frame\",\"type\":%u,\"seq\":%u,\"offset\":%llu,\"payload\":\"", ev->type, ev->seq,
+           (unsigned long long)ev->offset);
+    print_hex(ev->payload, ev->length);
+    printf("\"");
+    size_t r = print_message(ev, out, out_cap);
+    if (reencode) {
+      printf(",\"reencoded\":\"");
+      print_hex(out, r);
+      printf("\"");
+    }
+    printf("}\n");
+  } else if (ev->kind == PROTO_EV_FAULT) {
+    printf("{\"event\":\"fault\",\"code\":%u,\"name\":\"%s\",\"seq\":", ev->code, proto_error_name(ev->code));
+    if (ev->seq_valid) printf("%u", ev->seq);
+    else printf("null");
+    printf(",\"detail\":%lu,\"offset\":%llu}\n", (unsigned long)ev->detail, (unsigned long long)ev->offset);
+  }
+}
+
 int main(int argc, char **argv) {
   size_t chunk = 0, max_payload = 1024;
-  int reencode = 0;
+  int reencode = 0, flush = 0;
   const char *path = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--chunk") && i + 1 < argc) chunk = strtoul(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--max-payload") && i + 1 < argc) max_payload = strtoul(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--reencode")) reencode = 1;
+    else if (!strcmp(argv[i], "--flush")) flush = 1;
     else path = argv[i];
   }
   if (path == NULL) {
-    fprintf(stderr, "usage: protocol_harness [--chunk N] [--max-payload M] [--reencode] FILE\n");
+    fprintf(stderr, "usage: protocol_harness [--chunk N] [--max-payload M] [--reencode] [--flush] FILE\n");
     return 2;
   }
   FILE *fh = fopen(path, "rb");
@@ -137,28 +160,12 @@ int main(int argc, char **argv) {
     size_t off = 0;
     do {
       off += proto_parser_push(&parser, data + pos + off, n - off, &ev);
-      if (ev.kind == PROTO_EV_FRAME) {
-        printf("{\"event\":\"frame\",\"type\":%u,\"seq\":%u,\"offset\":%llu,\"payload\":\"", ev.type, ev.seq,
-               (unsigned long long)ev.offset);
-        print_hex(ev.payload, ev.length);
-        printf("\"");
-        size_t r = print_message(&ev, out, out_cap);
-        if (reencode) {
-          printf(",\"reencoded\":\"");
-          print_hex(out, r);
-          printf("\"");
-        }
-        printf("}\n");
-      } else if (ev.kind == PROTO_EV_FAULT) {
-        printf("{\"event\":\"fault\",\"code\":%u,\"name\":\"%s\",\"seq\":", ev.code, proto_error_name(ev.code));
-        if (ev.seq_valid) printf("%u", ev.seq);
-        else printf("null");
-        printf(",\"detail\":%lu,\"offset\":%llu}\n", (unsigned long)ev.detail, (unsigned long long)ev.offset);
-      }
+      print_event(&ev, reencode, out, out_cap);
     } while (ev.kind != PROTO_EV_NONE);
     pos += n;
     if (pos >= total) break;
   }
+  while (flush && proto_parser_flush(&parser, &ev)) print_event(&ev, reencode, out, out_cap);
   printf("{\"event\":\"stats\",\"frames\":%lu,\"faults\":%lu,\"suppressed\":%lu,\"bytes_in\":%llu,"
          "\"bytes_skipped\":%llu}\n",
          (unsigned long)parser.stats.frames, (unsigned long)parser.stats.faults,

@@ -384,6 +384,38 @@ size_t proto_parser_push(proto_parser_t *p, const uint8_t *data, size_t len, pro
   }
 }
 
+int proto_parser_flush(proto_parser_t *p, proto_event_t *ev) {
+  for (;;) {
+    proto_parser_push(p, NULL, 0, ev); /* re-scanned bytes first */
+    if (ev->kind != PROTO_EV_NONE) return 1;
+    uint64_t at = p->cand_off;
+    switch (p->state) {
+      case ST_SYNC1: /* a lone A5 at the end: noise after all */
+        skip(p, p->cand_off, 1);
+        p->fill = 0;
+        p->state = ST_HUNT;
+        break;
+      case ST_HEADER:
+        rescan(p);
+        if (fault(p, ev, PROTO_ERR_BAD_HEADER_CRC, 0, 0, 0, at)) return 1;
+        break;
+      case ST_PAYLOAD: {
+        uint16_t seq = get16(p->buf + 4);
+        rescan(p);
+        return fault(p, ev, PROTO_ERR_BAD_PAYLOAD_CRC, 1, seq, 0, at);
+      }
+      default: /* hunting: report the pending noise run, then nothing is left */
+        if (p->noise == 0) return 0;
+        {
+          uint32_t n = p->noise;
+          p->noise = 0;
+          if (fault(p, ev, PROTO_ERR_NOISE, 0, 0, n, p->noise_off)) return 1;
+        }
+        return 0;
+    }
+  }
+}
+
 uint8_t *proto_parser_swap_buffer(proto_parser_t *p, uint8_t *fresh) {
   uint8_t *old = p->buf;
   if (fresh == NULL || fresh == old) return old;

@@ -205,6 +205,13 @@ int proto_parser_init(proto_parser_t *p, uint8_t *buf, size_t cap);
  * Never reads past `data + len` or writes past the parser buffer; never blocks. */
 size_t proto_parser_push(proto_parser_t *p, const uint8_t *data, size_t len, proto_event_t *ev);
 
+/* The link went idle (no byte for PROTO_IDLE_FLUSH_MS, or the host's answer timeout): give up on the
+ * frame in progress as truncated (BAD_PAYLOAD_CRC with its seq, or BAD_HEADER_CRC), re-scan its bytes, and
+ * report pending noise. Returns 1 with an event in *ev; call until it returns 0. Without it, a frame cut
+ * short at the end of a burst would wait for bytes that only the next burst brings. */
+#define PROTO_IDLE_FLUSH_MS 100u
+int proto_parser_flush(proto_parser_t *p, proto_event_t *ev);
+
 /* Double buffering: right after a FRAME event, give the parser a fresh buffer of the same size so
  * the app can keep using the event's payload (e.g. run inference) while the next frame arrives.
  * Pending re-scan bytes move to the fresh buffer. Returns the buffer holding the event's payload. */

@@ -58,8 +58,9 @@ def hello_payload(f: dict) -> bytes:
 def vectors() -> list[dict]:
     vs: list[dict] = []
 
-    def add(name: str, data: bytes, events: list[dict], why: str, max_payload: int = 1024) -> None:
-        vs.append({"name": name, "why": why, "max_payload": max_payload, "hex": data.hex(), "events": events})
+    def add(name: str, data: bytes, events: list[dict], why: str, max_payload: int = 1024, flush: bool = False) -> None:
+        vs.append({"name": name, "why": why, "max_payload": max_payload, "flush": flush, "hex": data.hex(),
+                   "events": events})
 
     # ---- good frames, one per type ----
     p = struct.pack("<IB", 1 << 20, 1)
@@ -142,6 +143,20 @@ def vectors() -> list[dict]:
     add("incomplete", pa[:20], [], "a frame still arriving: no event, no fault yet")
     add("lone_sync_byte", b"\xa5", [], "a possible sync byte at the end is kept, not reported")
     add("empty", b"", [], "nothing")
+
+    # ---- idle flush (proto_parser_flush / Decoder.flush) after the bytes ----
+    add("flush_truncated", pa[:30], [fault(2, "BAD_PAYLOAD_CRC", 4, 0)],
+        "the link goes idle inside a payload: the frame is reported as truncated", flush=True)
+    add("flush_recovers_swallowed_frame", pa[:20] + ping,
+        [fault(2, "BAD_PAYLOAD_CRC", 4, 0), good(6, 8, b"ok", 20, {})],
+        "a truncated frame holds a complete frame in its unfinished payload: idle flush re-scans and delivers it",
+        flush=True)
+    add("flush_partial_header", pa[:7], [fault(1, "BAD_HEADER_CRC", None, 0)],
+        "idle inside a header", flush=True)
+    add("flush_noise", ping + b"junk", [good(6, 8, b"ok", 0, {}), fault(4, "NOISE", None, len(ping), 4)],
+        "idle after noise with no sync word yet: the noise is reported", flush=True)
+    add("flush_lone_sync_byte", b"\xa5", [fault(4, "NOISE", None, 0, 1)], "a lone A5 at idle is noise", flush=True)
+    add("flush_idle_clean", ping, [good(6, 8, b"ok", 0, {})], "nothing pending: flush reports nothing", flush=True)
     return vs
 
 

@@ -296,3 +296,53 @@ def test_cli_bad_input_is_one_line(case, tmp_path, bundle_v1):
     proc = _cli(str(target))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
+
+
+# ---- camera mode preprocessing (firmware/src/camera_preprocess.cpp, built natively) -----------------------------
+_CAMERA_MAIN = r"""
+#include <cstdio>
+#include <vector>
+#include "camera_preprocess.h"
+#include "model_info.h"
+static const int16_t lut[256] = MODEL_PIXEL_LUT;
+int main(int argc, char **argv) {
+  int w = 0, h = 0, format = 0;
+  if (argc != 4 || std::sscanf(argv[1], "%d", &w) != 1 || std::sscanf(argv[2], "%d", &h) != 1 ||
+      std::sscanf(argv[3], "%d", &format) != 1) return 2;
+  std::vector<uint8_t> src((size_t)w * h * (format == CAMERA_RGB565_BE ? 2 : 1));
+  if (std::fread(src.data(), 1, src.size(), stdin) != src.size()) return 3;
+  const camera_model_input model = {MODEL_INPUT_HEIGHT, MODEL_INPUT_WIDTH, MODEL_INPUT_CHANNELS, MODEL_RESIZE_MODE, lut};
+  std::vector<uint8_t> out(MODEL_INPUT_BYTES);
+  if (camera_preprocess(src.data(), w, h, format, &model, out.data()) != 0) return 4;
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+"""
+
+
+def test_camera_preprocessing_follows_the_host(exported, tmp_path):
+    """Board-side camera preprocessing gives the host's prepare_frame tensor (within one quantisation step)."""
+    from models.preprocess import prepare_frame
+
+    bundle, result = exported
+    gxx = require_tool("g++")
+    src_dir = REPO / "firmware" / "src"
+    (tmp_path / "camera_main.cc").write_text(_CAMERA_MAIN)
+    exe = tmp_path / "camera"
+    subprocess.run([gxx, *CXXFLAGS, f"-I{result.out_dir}", f"-I{src_dir}", str(src_dir / "camera_preprocess.cpp"),
+                    str(tmp_path / "camera_main.cc"), "-o", str(exe)], check=True, capture_output=True, text=True)
+    h, w, c = bundle.input_shape
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (h * 2, w * 3), dtype=np.uint8)  # crop to 2h x 2w, then halve
+    rgb = rng.integers(0, 256, (h * 2, w * 2, 3), dtype=np.uint8) & np.array([0xF8, 0xFC, 0xF8], np.uint8)
+    r, g, b = (rgb[..., i].astype(np.uint16) for i in range(3))
+    rgb565 = ((r >> 3) << 11 | (g >> 2) << 5 | (b >> 3)).astype(">u2").tobytes()
+    rgb565_full = rgb | (rgb >> np.array([5, 6, 5], np.uint8))  # what the RGB565 -> RGB888 expansion yields
+    dtype = np.dtype(bundle.input_quant.dtype)
+    for image, raw, fmt in ((gray, gray.tobytes(), 0), (rgb565_full, rgb565, 1)):
+        proc = subprocess.run([str(exe), str(image.shape[1]), str(image.shape[0]), str(fmt)], input=raw,
+                              capture_output=True, check=True)
+        board = np.frombuffer(proc.stdout, dtype).reshape(h, w, c).astype(int)
+        host = prepare_frame(image, bundle).astype(int)
+        assert np.abs(board - host).max() <= 1
+        assert np.mean(board == host) > 0.9

@@ -132,8 +132,9 @@ def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.Exit
         return CoralTarget(bundle, device=args.coral or None)
     from host.targets.serial_board import SerialBoardTarget
 
+    height, width, channels = bundle.input_shape
     serial_kwargs = dict(hello_timeout=args.hello_timeout, reconnect_s=args.reconnect,
-                         frame_timeout=args.frame_timeout)
+                         frame_timeout=args.frame_timeout, frame_bytes=height * width * channels)
     if args.board:
         from host import local_boards
         from tools import firmware

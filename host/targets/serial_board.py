@@ -1,8 +1,9 @@
 """A board that speaks the wire protocol over a byte link: USB serial, a pty, QEMU's TCP UART.
 
 Handshake: on connect the target waits briefly for the boot HELLO and otherwise requests one (HELLO_REQ, repeated
-each second because a board that resets when the port opens misses the first request), then the stream loop checks
-it against the bundle (host.targets.base.check_compatible).
+each second because a board that resets when the port opens misses the first request; the second request is
+preceded by zeros that complete a FRAME the device may still be waiting for, because the last host or the cable
+died mid-frame), then the stream loop checks it against the bundle (host.targets.base.check_compatible).
 
 Flow control: at most ``credits`` FRAMEs in flight (host.protocol.CreditWindow). The device answers in order, so an
 answer to a later request proves that an earlier, unanswered frame was lost in transit; a PING is a barrier that
@@ -43,13 +44,17 @@ class SerialBoardTarget(Target):
     """The protocol over a :class:`host.transport.SerialLink` (see module docstring)."""
 
     def __init__(self, url: str | Callable[[], str | None], baudrate: int = DEFAULT_BAUD, name: str | None = None,
-                 hello_timeout: float = 10.0, reconnect_s: float = 20.0, frame_timeout: float = 5.0):
+                 hello_timeout: float = 10.0, reconnect_s: float = 20.0, frame_timeout: float = 5.0,
+                 frame_bytes: int = 0):
         self._url = url if callable(url) else (lambda: url)
         self.baudrate = baudrate
         self.name = name or (url if isinstance(url, str) else "serial board")
         self.hello_timeout = hello_timeout
         self.reconnect_s = reconnect_s
         self.frame_timeout = frame_timeout
+        # Filler that completes a FRAME the device may be half-way through receiving (the host died or the cable
+        # was pulled mid-frame): without it the device would swallow our HELLO_REQs as pixel bytes.
+        self._filler_len = frame_bytes + proto.OVERHEAD if frame_bytes else 0
         self._link: SerialLink | None = None
         self._decoder = proto.Decoder()
         self._window: proto.CreditWindow | None = None
@@ -150,6 +155,7 @@ class SerialBoardTarget(Target):
         self._requests.clear()
         deadline = time.monotonic() + self.hello_timeout
         next_request = time.monotonic() + BOOT_HELLO_WAIT_S
+        attempt = 0
         while True:
             now = time.monotonic()
             if now >= deadline:
@@ -159,7 +165,11 @@ class SerialBoardTarget(Target):
             if now >= next_request:
                 wire = self._wire_seq()
                 self._requests.add(wire)
-                self._link_write(proto.encode(proto.HelloRequest(), wire))
+                # Second try: the device may be inside a truncated FRAME; zeros (never a sync word) complete it,
+                # its CRC fails and the device's parser resyncs on our HELLO_REQ.
+                filler = bytes(self._filler_len) if attempt == 1 else b""
+                self._link_write(filler + proto.encode(proto.HelloRequest(), wire))
+                attempt += 1
                 next_request = now + HELLO_RETRY_S
             for event in self._decoder.feed(self._link_read(min(0.05, max(0.0, deadline - now)))):
                 if isinstance(event, proto.Packet) and event.type == proto.MsgType.HELLO:
@@ -190,6 +200,7 @@ class SerialBoardTarget(Target):
             raise UserError(f"{self.name} came back running a different model or configuration "
                             f"({hello.model_id.hex()[:16]}…, engine {hello.engine}); restart the stream")
         self._hello = hello
+        self._filler_len = hello.frame_len + proto.OVERHEAD
         if first:
             self._expected_hello = hello
         self._window = proto.CreditWindow(hello.credits)

@@ -1,0 +1,174 @@
+"""host/stream.py end to end on the QEMU Cortex-M4 board: agreement with the CPU reference, and the faults a real
+link has (board killed and restarted, bytes corrupted in transit, the port vanishing, the port never coming back).
+
+Every fault test checks the accounting promise on the JSON-lines log: each frame sent is recorded exactly once, as
+a result or as lost with a reason, and every accepted answer is byte-identical to the CPU reference (corrupt
+bytes must never turn into a wrong answer).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from host.link_relay import LinkRelay
+from host.results_log import check_accounted, read_log
+from host.sources import open_source
+from host.stream import stream
+from host.targets.serial_board import SerialBoardTarget
+from models.errors import UserError
+from tests.tooling import require_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = 48
+
+
+@pytest.fixture(scope="session")
+def qemu_elf(bundle_v1):
+    require_tool("qemu-system-arm")
+    require_tool("arm-none-eabi-gcc")
+    from tools import firmware
+
+    return firmware.build(bundle_v1, "qemu")
+
+
+@pytest.fixture
+def qemu_board(qemu_elf):
+    from host.local_boards import QemuBoard
+
+    board = QemuBoard(qemu_elf)
+    board.start()
+    yield board
+    board.stop()
+
+
+def _slice(bundle, count: int = FRAMES):
+    return open_source("fashion-mnist:test", bundle.labels, count=count)
+
+
+def _target(url, bundle, **kwargs) -> SerialBoardTarget:
+    height, width, channels = bundle.input_shape
+    options = dict(name="qemu", hello_timeout=10.0, reconnect_s=20.0, frame_timeout=2.0,
+                   frame_bytes=height * width * channels)
+    options.update(kwargs)
+    return SerialBoardTarget(url, **options)
+
+
+def _after_results(log: Path, count: int, action, timeout: float = 60.0) -> threading.Thread:
+    """Run ``action`` on a thread once the log holds ``count`` results (the log is flushed per record)."""
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if log.exists() and sum(r["type"] == "result" for r in read_log(log)) >= count:
+                action()
+                return
+            time.sleep(0.02)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _accounted(log: Path, sent: int) -> tuple[list[dict], list[dict]]:
+    """Check the accounting promise; return (results, losses)."""
+    records = read_log(log)
+    counts = check_accounted(records)
+    results = [r for r in records if r["type"] == "result"]
+    losses = [r for r in records if r["type"] == "lost"]
+    assert counts.get("result", 0) + counts.get("lost", 0) == sent
+    assert sorted(r["seq"] for r in results + losses) == list(range(1, sent + 1))
+    assert all(r["reason"] for r in losses)
+    assert all(r["exact"] for r in results), "an answer differs from the CPU reference"
+    assert records[-1]["type"] == "summary"
+    return results, losses
+
+
+def _stream_cli(*args: str) -> dict:
+    result = subprocess.run([sys.executable, "host/stream.py", *args, "--headless", "--quiet"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_qemu_board_agrees_with_cpu_reference(bundle_v1, qemu_elf, tmp_path):
+    """The must-show: a labelled Fashion-MNIST slice on the QEMU board and on --cpu, same answers."""
+    common = (str(bundle_v1.path), "fashion-mnist:test", "--limit", str(FRAMES))
+    _stream_cli(*common, "--board", "qemu", "--log", str(tmp_path / "qemu.jsonl"))
+    _stream_cli(*common, "--cpu", "--log", str(tmp_path / "cpu.jsonl"))
+    board, cpu = read_log(tmp_path / "qemu.jsonl"), read_log(tmp_path / "cpu.jsonl")
+    board_summary, cpu_summary = board[-1], cpu[-1]
+    assert board_summary["answered"] == cpu_summary["answered"] == FRAMES
+    assert board_summary["agreement_top1"] == 1.0 and board_summary["agreement_exact"] == 1.0
+    assert board_summary["compared_with_reference"] == FRAMES
+    assert board_summary["accuracy"] == cpu_summary["accuracy"]
+    assert board_summary["confusion"] == cpu_summary["confusion"]
+    board_results = {r["frame"]: r["output"] for r in board if r["type"] == "result"}
+    cpu_results = {r["frame"]: r["output"] for r in cpu if r["type"] == "result"}
+    assert board_results == cpu_results
+    assert board[0]["device"]["engine"] == "engine" and board_summary["device_ms"]["mean"] > 0
+
+
+def test_board_killed_and_restarted_mid_stream(bundle_v1, qemu_board, tmp_path):
+    log = tmp_path / "run.jsonl"
+
+    def power_cycle() -> None:
+        qemu_board.kill()
+        time.sleep(0.5)
+        qemu_board.restart()  # a new QEMU process, listening on a new port
+
+    watcher = _after_results(log, 10, power_cycle)
+    summary = stream(bundle_v1, _slice(bundle_v1), _target(lambda: qemu_board.url, bundle_v1), log_path=log)
+    watcher.join()
+    assert summary.reconnects >= 1 and summary.sent == FRAMES
+    results, losses = _accounted(log, FRAMES)
+    assert all("link lost" in r["reason"] or "device reset" in r["reason"] for r in losses)
+    reconnect_at = next(i for i, r in enumerate(read_log(log)) if r.get("kind") == "reconnected")
+    assert any(i > reconnect_at for i, r in enumerate(read_log(log)) if r["type"] == "result")
+
+
+def test_corrupted_bytes_are_resynced_and_accounted(bundle_v1, qemu_board, tmp_path):
+    log = tmp_path / "run.jsonl"
+    with LinkRelay(lambda: qemu_board.url, flip_rate=3e-4, seed=7) as relay:
+        summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1), log_path=log)
+    assert relay.flipped["to_device"] > 0 and relay.flipped["to_host"] >= 0
+    results, losses = _accounted(log, FRAMES)
+    assert losses, "bit flips at this rate must destroy some frames"
+    assert len(results) >= FRAMES // 2
+    assert summary.agreement == 1.0 and summary.exact_agreement == 1.0
+
+
+def test_port_vanishes_and_comes_back(bundle_v1, qemu_board, tmp_path):
+    log = tmp_path / "run.jsonl"
+    with LinkRelay(lambda: qemu_board.url, host_side="pty") as relay:
+        watcher = _after_results(log, 10, lambda: relay.vanish(1.0))
+        summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1), log_path=log)
+        watcher.join()
+    assert summary.reconnects >= 1
+    results, losses = _accounted(log, FRAMES)
+    assert len(results) > 10
+    assert all(r["reason"] for r in losses)
+
+
+def test_port_that_never_returns_stops_with_a_clear_error(bundle_v1, qemu_board, tmp_path):
+    log = tmp_path / "run.jsonl"
+    relay = LinkRelay(lambda: qemu_board.url, host_side="pty")
+    relay.start()
+    watcher = _after_results(log, 5, relay.stop)
+    with pytest.raises(UserError, match=r"did not come back within 1\.5 s"):
+        stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1, reconnect_s=1.5), log_path=log)
+    watcher.join()
+    records = read_log(log)
+    sent = max(r["seq"] for r in records if r["type"] in ("result", "lost"))
+    _accounted(log, sent)
+    assert "did not come back" in records[-1]["error"]
+
+
+def test_board_with_other_model_is_refused_with_both_ids(bundle_v1, bundle_v2, qemu_board):
+    """Old firmware still flashed: the HELLO's model id is not the bundle's."""
+    with pytest.raises(UserError) as exc:
+        stream(bundle_v2, _slice(bundle_v2, 4), _target(lambda: qemu_board.url, bundle_v2))
+    message = str(exc.value)
+    assert bundle_v1.model_id[:16] in message and bundle_v2.model_id[:16] in message

@@ -199,9 +199,11 @@ def test_fit_verdicts_name_the_numbers():
     flash = check_fit(nano, nano.model_budget + 1, 50 * KIB)
     assert not flash.fits and "flash" in flash.problems[0] and f"{nano.model_budget / KIB:.0f} KiB" in flash.problems[0]
     ram = check_fit(nano, 100 * KIB, nano.arena_budget + 16)
-    assert not ram.fits and "arena needs" in ram.problems[0]
+    assert not ram.fits and "need more RAM" in ram.problems[0]
+    buffers = check_fit(nano, 100 * KIB, nano.arena_budget - 10 * KIB, 4 * KIB)  # 3 x 4 KiB frames tip it over
+    assert not buffers.fits and "frame buffers 12.0 KiB" in buffers.problems[0]
     cam = get_board("esp32cam")
-    spill = check_fit(cam, 100 * KIB, cam.arena_budget + 16)
+    spill = check_fit(cam, 100 * KIB, cam.arena_budget + 16, 1024)
     assert spill.fits and spill.arena_in_psram and "PSRAM" in spill.summary()
     assert get_board("esp32-s3-devkitc-1") is BOARDS["esp32s3"]
     with pytest.raises(UserError, match="unknown board"):

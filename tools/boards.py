@@ -16,6 +16,8 @@ from models.errors import UserError
 
 KIB = 1024
 MIB = 1024 * 1024
+# Frame buffers the firmware keeps in internal RAM: FIRMWARE_CREDITS (2) + 1, as firmware/src/main.cpp sizes them.
+FRAME_BUFFERS = 3
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,12 @@ def get_board(name: str) -> Board:
 
 @dataclass(frozen=True)
 class Fit:
-    """Whether a model (flatbuffer bytes + arena bytes incl. margin) fits a board, and why not."""
+    """Whether a model fits a board: flatbuffer bytes in flash, arena (incl. margin) + frame buffers in RAM."""
 
     board: Board
     model_bytes: int
     arena_bytes: int
+    buffer_bytes: int
     arena_in_psram: bool
     problems: tuple[str, ...]
 
@@ -128,27 +131,34 @@ class Fit:
     def summary(self) -> str:
         """One line: verdict plus the numbers it rests on."""
         b = self.board
-        numbers = (f"model {self.model_bytes / KIB:.1f} KiB of {b.model_budget / KIB:.0f} KiB flash, "
-                   f"arena {self.arena_bytes / KIB:.1f} KiB of {b.arena_budget / KIB:.0f} KiB SRAM")
-        if b.psram:
-            numbers += f" (+{b.psram / KIB:.0f} KiB PSRAM)"
         if not self.fits:
             return f"{b.name}: does NOT fit: " + "; ".join(self.problems)
-        where = " (arena in PSRAM: slower)" if self.arena_in_psram else ""
-        return f"{b.name}: fits{where}: {numbers}"
+        numbers = (f"model {self.model_bytes / KIB:.1f} KiB of {b.model_budget / KIB:.0f} KiB flash, "
+                   f"arena {self.arena_bytes / KIB:.1f} KiB + frame buffers {self.buffer_bytes / KIB:.1f} KiB "
+                   f"of {b.arena_budget / KIB:.0f} KiB SRAM")
+        if self.arena_in_psram:
+            return f"{b.name}: fits, arena in PSRAM (slower): {numbers} (+{b.psram / KIB:.0f} KiB PSRAM)"
+        return f"{b.name}: fits: {numbers}"
 
 
-def check_fit(board: Board, model_bytes: int, arena_bytes: int) -> Fit:
-    """Compare a model's flash and arena needs with a board's budgets."""
+def check_fit(board: Board, model_bytes: int, arena_bytes: int, input_bytes: int = 0) -> Fit:
+    """Compare a model's flash and RAM needs with a board's budgets.
+
+    input_bytes: one input tensor; the firmware holds FRAME_BUFFERS of them in internal RAM besides the arena,
+    which may fall back to PSRAM on boards that have it.
+    """
+    buffers = FRAME_BUFFERS * input_bytes
     problems = []
     if model_bytes > board.model_budget:
         problems.append(f"model needs {model_bytes / KIB:.1f} KiB flash, {board.name} has "
                         f"{board.model_budget / KIB:.0f} KiB after {board.code_reserved / KIB:.0f} KiB of firmware code")
-    in_psram = arena_bytes > board.arena_budget
-    if in_psram and arena_bytes > board.psram:
+    in_sram = arena_bytes + buffers <= board.arena_budget
+    in_psram = not in_sram and board.psram >= arena_bytes and buffers <= board.arena_budget
+    if not in_sram and not in_psram:
         ram = f"{board.arena_budget / KIB:.0f} KiB SRAM"
         if board.psram:
             ram += f" and {board.psram / KIB:.0f} KiB PSRAM"
-        problems.append(f"arena needs {arena_bytes / KIB:.1f} KiB RAM, {board.name} has {ram} free "
-                        f"({board.ram_reserved / KIB:.0f} KiB of its {board.sram / KIB:.0f} KiB SRAM go to the firmware)")
-    return Fit(board, model_bytes, arena_bytes, in_psram and not problems, tuple(problems))
+        problems.append(f"arena {arena_bytes / KIB:.1f} KiB + frame buffers {buffers / KIB:.1f} KiB need more RAM than "
+                        f"{board.name} has: {ram} free ({board.ram_reserved / KIB:.0f} KiB of its "
+                        f"{board.sram / KIB:.0f} KiB SRAM go to the firmware)")
+    return Fit(board, model_bytes, arena_bytes, buffers, in_psram and not problems, tuple(problems))

@@ -348,7 +348,8 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
     ops = resolver_ops(graph)
     arena_measured = measure_tflm_arena(tflite_path)
     arena_bytes = arena_with_margin(arena_measured, margin_percent)
-    fits = [check_fit(b, len(tflite), arena_bytes) for b in BOARDS.values()]
+    height, width, channels = bundle.input_shape
+    fits = [check_fit(b, len(tflite), arena_bytes, height * width * channels) for b in BOARDS.values()]
     chosen = None
     if board is not None:
         chosen = next(f for f in fits if f.board is get_board(board))
@@ -388,6 +389,7 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
         "arena_measured_bytes": arena_measured,
         "arena_margin": {"percent": margin_percent, "bytes": ARENA_MARGIN_BYTES},
         "arena_bytes": arena_bytes,
+        "frame_buffer_bytes": fits[0].buffer_bytes,
         "boards": {f.board.name: {"fits": f.fits, "arena_in_psram": f.arena_in_psram, "problems": list(f.problems)}
                    for f in fits},
         "target_board": get_board(board).name if board else None,

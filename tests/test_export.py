@@ -212,7 +212,7 @@ def test_fit_verdicts_name_the_numbers():
 
 @pytest.fixture(scope="module")
 def large_bundle(tmp_path_factory):
-    """An untrained V1 width 0.75 (about 2 MB int8): fits the ESP32-S3's flash, not the Nano 33 BLE's.
+    """An untrained V1 width 0.5 (about 0.9 MB int8): fits the ESP32-S3's flash, not the Nano 33 BLE's.
 
     The classifier bias gets a spread so the logits (softmax input) have a usable quantisation scale; an untrained
     net's near-zero logits give a scale so small that TFLM's and LiteRT's softmax abort on it.
@@ -223,7 +223,7 @@ def large_bundle(tmp_path_factory):
     from tools.quantize import quantize_keras_model
 
     rng = np.random.default_rng(0)
-    model = build_model("mobilenet_v1", width=0.75, height=32, channels=1, classes=10)
+    model = build_model("mobilenet_v1", width=0.5, height=32, channels=1, classes=10)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel, rng.normal(0, 2, bias.shape).astype(np.float32)])
@@ -234,9 +234,9 @@ def large_bundle(tmp_path_factory):
         q = tensor.quantization
         return TensorQuant(tensor.dtype, float(q.scale[0]), int(q.zero_point[0])).to_json()
 
-    path = tmp_path_factory.mktemp("large") / "v1_075"
+    path = tmp_path_factory.mktemp("large") / "v1_05"
     bundle = Bundle.create(path, {
-        "name": "v1_075_untrained", "architecture": "mobilenet_v1", "width": 0.75,
+        "name": "v1_05_untrained", "architecture": "mobilenet_v1", "width": 0.5,
         "input": {"height": 32, "width": 32, "channels": 1}, "color_mode": "grayscale",
         "preprocessing": {"resize": "crop", "range": [-1.0, 1.0]}, "labels": [f"class{i}" for i in range(10)],
         "quantization": {"input": quant(graph.input_tensors()[0]), "output": quant(graph.output_tensors()[0])}})

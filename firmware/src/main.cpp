@@ -98,7 +98,8 @@ const runner_t *select_runner() {
 size_t port_read(uint8_t *buf, size_t max) {
   const int available = Serial.available();
   if (available <= 0 || max == 0) return 0;
-  return Serial.readBytes(reinterpret_cast<char *>(buf), static_cast<size_t>(available) < max ? available : max);
+  const size_t count = static_cast<size_t>(available) < max ? static_cast<size_t>(available) : max;
+  return Serial.readBytes(reinterpret_cast<char *>(buf), count); /* returns at once: the bytes are there */
 }
 
 void port_write(const uint8_t *buf, size_t len) { Serial.write(buf, len); }

@@ -28,6 +28,7 @@ from models.errors import UserError, run_cli  # noqa: E402
 PROTO_DIR = ROOT / "firmware" / "lib" / "protocol"
 FUZZ_SRC = ROOT / "tests" / "c" / "protocol_fuzz.c"
 GOLDEN = ROOT / "tests" / "data" / "protocol" / "golden.json"
+REGRESSIONS = ROOT / "tests" / "data" / "protocol" / "fuzz_regressions"
 CLANG_CANDIDATES = ("clang-14", "clang")
 
 
@@ -53,8 +54,11 @@ def build_fuzzer(out: Path, clang: str | None = None) -> Path:
 
 
 def seed_corpus(corpus: Path) -> Path:
-    """The golden vectors as seeds: raw mode (max payload 255, chunk 7) and frames mode (chunk 3)."""
+    """Seeds: the golden vectors in raw mode (max payload 255, chunk 7), a frames-mode script (chunk 3), and
+    every input that once found a bug (tests/data/protocol/fuzz_regressions), so each run re-checks them."""
     corpus.mkdir(parents=True, exist_ok=True)
+    for old in REGRESSIONS.iterdir():
+        shutil.copyfile(old, corpus / f"regression_{old.name}")
     for vector in json.loads(GOLDEN.read_text())["vectors"]:
         data = bytes.fromhex(vector["hex"])
         (corpus / f"raw_{vector['name']}").write_bytes(bytes([255, 6]) + data)

@@ -381,6 +381,7 @@ class Decoder:
         self._quiet = False
         self._noise = 0
         self._noise_off = 0
+        self._borrowed = False  # _buf[0] ended the last frame and is A5 (see feed)
 
     def feed(self, data: bytes) -> list[DecodeEvent]:
         """Add received bytes; return the packets and faults they complete, in stream order."""
@@ -389,6 +390,12 @@ class Decoder:
         events: list[DecodeEvent] = []
         buf, i = self._buf, 0
         while True:
+            if self._borrowed:
+                if len(buf) - i < 2:
+                    break
+                self._borrowed = False
+                if buf[i + 1] != SYNC[1]:
+                    i += 1  # it started nothing; not noise either
             j = buf.find(SYNC, i)
             if j < 0:
                 end = len(buf) - 1 if buf and buf[-1] == SYNC[0] else len(buf)
@@ -427,6 +434,11 @@ class Decoder:
             events.append(Packet(msg_type, seq, payload, offset, flags))
             self.stats.frames += 1
             i = start + length + TRAILER_LEN
+            if buf[i - 1] == SYNC[0]:
+                # The CRC's last byte may have come from the next frame's sync word (this frame lost its own
+                # last byte and the CRC still matched, 1 in 256): let it start a sync word too.
+                i -= 1
+                self._borrowed = True
         del buf[:i]
         self._base += i
         return events
@@ -437,7 +449,10 @@ class Decoder:
         events: list[DecodeEvent] = []
         while True:
             buf = self._buf
-            if len(buf) == 1:  # a lone A5: noise after all
+            if self._borrowed:  # the last frame's final A5 starts nothing
+                self._borrowed = False
+                self._drop(1)
+            elif len(buf) == 1:  # a lone A5: noise after all
                 self._skip(0, 1)
                 self._drop(1)
             elif len(buf) >= 2:  # a frame in progress starts at buf[0]

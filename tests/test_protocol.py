@@ -114,20 +114,24 @@ def damaged_stream(n_frames: int = 1000, seed: int = 7) -> tuple[bytes, list[Str
 
 
 def check_damaged_decode(events: list[dict], frames: list[StreamFrame], noise_gaps: int) -> None:
-    """Every intact frame decoded, none decoded wrong, every damaged one covered by a reported fault."""
+    """Every intact frame decoded, none decoded wrong, every damaged one decoded intact or covered by a fault.
+
+    A damaged frame can still decode correctly: a frame that lost its last byte takes the next frame's sync
+    byte in its place, and when the CRC's last byte was A5 the frame is whole again (1 in 256).
+    """
+    by_offset = {f.start: f for f in frames}
     decoded = {e["offset"]: e for e in events if e["event"] == "frame"}
-    intact = {f.start: f for f in frames if not f.damaged}
-    missing = [f.seq for off, f in intact.items() if off not in decoded]
+    missing = [f.seq for f in frames if not f.damaged and f.start not in decoded]
     assert not missing, f"intact frames not decoded: {missing[:10]}"
     wrong = [e for off, e in decoded.items()
-             if off not in intact or (e["type"], e["seq"], e["payload"]) !=
-             (intact[off].type, intact[off].seq, intact[off].payload.hex())]
+             if off not in by_offset or (e["type"], e["seq"], e["payload"]) !=
+             (by_offset[off].type, by_offset[off].seq, by_offset[off].payload.hex())]
     assert not wrong, f"frames decoded wrong: {wrong[:3]}"
     offsets = [e["offset"] for e in events]
     assert offsets == sorted(offsets), "events must come in stream order"
     unreported = []
     for f in frames:
-        if f.damaged:
+        if f.damaged and f.start not in decoded:
             before = [e for e in events if e["offset"] < f.end]
             if not before or before[-1]["event"] != "fault":
                 unreported.append(f.seq)
@@ -146,8 +150,8 @@ def test_golden_vectors_decode(vector: dict, chunk: int) -> None:
     assert decode_chunked(data, vector["max_payload"], chunk, vector["flush"]) == vector["events"]
 
 
-@pytest.mark.parametrize("vector", [v for v in golden_vectors() if v["events"] and all(
-    e["event"] == "frame" and "message_error" not in e for e in v["events"])], ids=lambda v: v["name"])
+@pytest.mark.parametrize("vector", [v for v in golden_vectors() if len(v["events"]) == 1 and v["events"][0][
+    "event"] == "frame" and "message_error" not in v["events"][0]], ids=lambda v: v["name"])
 def test_golden_vectors_encode(vector: dict) -> None:
     """The encoders rebuild every good frame byte for byte from its decoded message."""
     data = bytes.fromhex(vector["hex"])

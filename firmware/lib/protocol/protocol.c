@@ -293,6 +293,7 @@ static int step(proto_parser_t *p, uint8_t b, proto_event_t *ev) {
       return 0;
     case ST_SYNC1:
       if (b == PROTO_SYNC1) {
+        p->borrowed = 0;
         p->buf[1] = b;
         p->fill = 2;
         p->state = ST_HEADER;
@@ -302,13 +303,16 @@ static int step(proto_parser_t *p, uint8_t b, proto_event_t *ev) {
           return fault(p, ev, PROTO_ERR_NOISE, 0, 0, n, p->noise_off);
         }
       } else if (b == PROTO_SYNC0) {
-        skip(p, p->cand_off, 1); /* the previous A5 was noise; this one may start the sync word */
+        /* the previous A5 was noise (or the borrowed end of a frame); this one may start the sync word */
+        if (!p->borrowed) skip(p, p->cand_off, 1);
         p->cand_off = off;
       } else {
-        skip(p, p->cand_off, 2);
+        if (!p->borrowed) skip(p, p->cand_off, 1);
+        skip(p, off, 1);
         p->fill = 0;
         p->state = ST_HUNT;
       }
+      p->borrowed = 0;
       return 0;
     case ST_HEADER:
       p->buf[p->fill++] = b;
@@ -353,6 +357,10 @@ static int step(proto_parser_t *p, uint8_t b, proto_event_t *ev) {
         ev->offset = p->cand_off;
         p->stats.frames++;
         p->delivered = 1;
+        /* A frame whose CRC ends in A5 may have taken that byte from the next frame's sync word (its own
+         * last byte was lost and the CRC still matched, 1 in 256). Let that byte start a sync word too;
+         * if no 5A follows it is dropped without counting as noise. */
+        p->borrowed = (b == PROTO_SYNC0);
         p->state = ST_HUNT;
         return 1;
       }
@@ -369,6 +377,12 @@ size_t proto_parser_push(proto_parser_t *p, const uint8_t *data, size_t len, pro
   if (p->delivered) {
     p->delivered = 0;
     p->fill = 0;
+    if (p->borrowed) {
+      p->buf[0] = PROTO_SYNC0; /* the buffer may have been swapped */
+      p->fill = 1;
+      p->cand_off = p->pos - 1;
+      p->state = ST_SYNC1;
+    }
   }
   for (;;) {
     uint8_t b;
@@ -390,8 +404,9 @@ int proto_parser_flush(proto_parser_t *p, proto_event_t *ev) {
     if (ev->kind != PROTO_EV_NONE) return 1;
     uint64_t at = p->cand_off;
     switch (p->state) {
-      case ST_SYNC1: /* a lone A5 at the end: noise after all */
-        skip(p, p->cand_off, 1);
+      case ST_SYNC1: /* a lone A5 at the end: noise after all, unless it ended the last frame */
+        if (!p->borrowed) skip(p, p->cand_off, 1);
+        p->borrowed = 0;
         p->fill = 0;
         p->state = ST_HUNT;
         break;

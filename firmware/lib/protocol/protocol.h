@@ -183,6 +183,7 @@ typedef struct proto_parser {
   uint8_t state;
   uint8_t quiet;         /* a fault was reported and no valid header followed yet */
   uint8_t delivered;     /* the last event was a FRAME: drop its bytes before the next step */
+  uint8_t borrowed;      /* that FRAME ended in A5, which may also start the next sync word */
   proto_stats_t stats;
 } proto_parser_t;
 

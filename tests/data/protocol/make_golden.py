@@ -140,6 +140,17 @@ def vectors() -> list[dict]:
     cut = big[:60]
     add("oversized_truncated", cut + ping, [fault(3, "OVERSIZED", 6, 0, 64), good(6, 8, b"ok", len(cut), {})],
         "an oversized frame cut short does not hide the frame behind it", 64)
+    # A frame that lost its last byte, whose CRC ends in A5: it takes the next frame's sync byte and is
+    # whole again; that byte must still start the next frame.
+    p = next(bytes([k]) for k in range(256) if zlib.crc32(bytes([k])) >> 24 == 0xA5)
+    lost_tail = frame(0x06, 3, p)[:-1]
+    add("crc_ends_in_sync_byte", lost_tail + ping,
+        [good(6, 3, p, 0, {}), good(6, 8, b"ok", len(lost_tail), {})],
+        "the last byte of a CRC may double as the next sync byte: both frames decode")
+    add("frame_ending_in_a5_then_noise", lost_tail + b"\xa5" + b"zz" + ping,
+        [good(6, 3, p, 0, {}), fault(4, "NOISE", None, len(lost_tail) + 1, 2),
+         good(6, 8, b"ok", len(lost_tail) + 3, {})],
+        "a frame whose CRC ends in A5 followed by noise: that A5 is not counted as noise")
     add("incomplete", pa[:20], [], "a frame still arriving: no event, no fault yet")
     add("lone_sync_byte", b"\xa5", [], "a possible sync byte at the end is kept, not reported")
     add("empty", b"", [], "nothing")
@@ -156,6 +167,8 @@ def vectors() -> list[dict]:
     add("flush_noise", ping + b"junk", [good(6, 8, b"ok", 0, {}), fault(4, "NOISE", None, len(ping), 4)],
         "idle after noise with no sync word yet: the noise is reported", flush=True)
     add("flush_lone_sync_byte", b"\xa5", [fault(4, "NOISE", None, 0, 1)], "a lone A5 at idle is noise", flush=True)
+    add("flush_after_a5_ending", frame(0x06, 3, p), [good(6, 3, p, 0, {})],
+        "a frame whose CRC ends in A5, then idle: no noise reported", flush=True)
     add("flush_idle_clean", ping, [good(6, 8, b"ok", 0, {})], "nothing pending: flush reports nothing", flush=True)
     return vs
 

@@ -383,6 +383,11 @@ class Decoder:
         self._noise_off = 0
         self._borrowed = False  # _buf[0] ended the last frame and is A5 (see feed)
 
+    @property
+    def pending(self) -> int:
+        """Bytes held for a frame still in progress (0 after :meth:`flush`)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[DecodeEvent]:
         """Add received bytes; return the packets and faults they complete, in stream order."""
         self._buf += data

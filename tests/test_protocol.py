@@ -263,6 +263,10 @@ def test_any_bytes_any_split_same_events(data: bytes, cuts: list[int], max_paylo
         pos += cut
     split += dec.feed(data[pos:])
     assert split == whole
+    whole_dec = P.Decoder(max_payload)
+    whole = whole_dec.feed(data) + whole_dec.flush()
+    assert split + dec.flush() == whole
+    assert whole_dec.pending == 0 and whole_dec.stats.bytes_in == len(data)
     for event in whole:
         if isinstance(event, P.Packet):
             assert len(event.payload) <= max_payload

@@ -85,6 +85,22 @@ def test_compilation_failure_after_parsing():
     assert "large activation tensors" in report.error
 
 
+def test_stdout_without_table_takes_the_operator_table_from_the_log():
+    report = edgetpu.merge_operation_log(parse_compiler_output(_log("partial_stdout_v16.txt")),
+                                         _log("partial_operation_log_v16.log"))
+    assert sum(r.count for r in report.operators) == report.total_ops == 267
+    assert report.on_chip_used_bytes == round(4.21 * 2 ** 20)  # stdout's memory figures are kept
+    problem = edgetpu.fallback_problem(report)
+    assert problem.startswith("3 of 267 ops fall back to the CPU: CUSTOM x1 (Operation is working on an "
+                              "unsupported data type), DEQUANTIZE x2")
+    assert edgetpu.fallback_problem(parse_compiler_output(_log("full_operation_log_v15.log"))) is None
+
+
+def test_compiler_command_prints_the_table_and_writes_into_the_bundle(tmp_path):
+    cmd = edgetpu.compiler_command("/usr/bin/edgetpu_compiler", tmp_path / "model_int8.tflite", tmp_path, 90)
+    assert cmd == ["/usr/bin/edgetpu_compiler", "-s", "-o", str(tmp_path), "-t", "90", str(tmp_path / "model_int8.tflite")]
+
+
 @pytest.mark.parametrize("text", ["", "Traceback (most recent call last):\n  File x\nValueError: y\n",
                                   "Operator Count\nCONV_2D 3 mapped\n"])
 def test_text_that_is_not_compiler_output_is_refused(text):

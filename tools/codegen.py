@@ -375,8 +375,8 @@ class _Builder:
         a = self.require_dtype(op, op.inputs[0], ("int8",))
         b = self.require_dtype(op, op.inputs[1], ("int8",))
         y = self.require_dtype(op, op.outputs[0], ("int8",))
-        if a.shape != b.shape or a.shape != y.shape or a.is_constant or b.is_constant:
-            raise _unsupported(op, "broadcasting or constant operand")
+        if not (_squeezed(a.shape) == _squeezed(b.shape) == _squeezed(y.shape)) or a.is_constant or b.is_constant:
+            raise _unsupported(op, f"broadcasting {a.shape} + {b.shape} or a constant operand")
         sa, za = _quant(a)
         sb, zb = _quant(b)
         sy, zy = _quant(y)
@@ -473,6 +473,14 @@ class _Builder:
         return layer
 
     op_squeeze = op_reshape
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape without leading 1s: (1, 1, 1, 56) and (56,) add element by element."""
+    dims = list(shape)
+    while len(dims) > 1 and dims[0] == 1:
+        dims.pop(0)
+    return tuple(dims)
 
 
 def _nbytes(t: Tensor) -> int:

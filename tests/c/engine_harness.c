@@ -1,12 +1,64 @@
-/* Native test harness for the generated engine: `engine_harness IN OUT` reads N input tensors
- * (N * MODEL_ENGINE_INPUT_BYTES bytes) from IN, runs each through the engine via the runner interface, and
- * writes the N output tensors to OUT. Exit status: 0 ok, 1 usage/IO error, 2 a runner error. */
-#include <stdio.h>
-#include <stdlib.h>
+/* Test harness for the generated engine, driven through the runner interface.
+ *
+ * Native (default): `engine_harness IN OUT` reads N input tensors (N * MODEL_ENGINE_INPUT_BYTES bytes) from
+ * IN, runs each, writes the N output tensors to OUT and prints N. Exit: 0 ok, 1 usage/IO error, 2 runner error.
+ *
+ * ENGINE_HARNESS_QEMU (bench/engine_qemu.py, linked with the qemu_mps2 port's startup and board code): runs the
+ * HARNESS_COUNT inputs compiled in from harness_inputs.h and prints one line per inference on UART0,
+ * "R <index> <instructions> <output bytes in hex>", then "DONE" and exits the emulation (semihosting). */
 #include <string.h>
 
 #include "model_engine.h"
 #include "runner_engine.h"
+
+#ifdef ENGINE_HARNESS_QEMU
+#include "board.h"
+#include "harness_inputs.h"
+#include "port.h"
+
+static void put_str(const char *s) { port_write((const uint8_t *)s, strlen(s)); }
+
+static void put_u64(uint64_t v) {
+  char digits[21];
+  int i = 20;
+  digits[i] = '\0';
+  do {
+    digits[--i] = (char)('0' + v % 10u);
+    v /= 10u;
+  } while (v);
+  put_str(&digits[i]);
+}
+
+int main(void) {
+  static const char hex[] = "0123456789abcdef";
+  static uint8_t output[MODEL_ENGINE_OUTPUT_BYTES];
+  board_init();
+  const runner_t *runner = engine_runner();
+  runner_info_t info;
+  if (runner->init(runner->ctx, &info) != RUNNER_OK) board_exit(2);
+  for (uint32_t n = 0; n < HARNESS_COUNT; n++) {
+    const uint64_t start = port_cycles();
+    const int status = runner->invoke(runner->ctx, harness_inputs[n], output);
+    const uint64_t used = port_cycles() - start;
+    if (status != RUNNER_OK) board_exit(3);
+    put_str("R ");
+    put_u64(n);
+    put_str(" ");
+    put_u64(used);
+    put_str(" ");
+    for (uint32_t i = 0; i < info.out_len; i++) {
+      const char pair[2] = {hex[output[i] >> 4], hex[output[i] & 15]};
+      port_write((const uint8_t *)pair, 2);
+    }
+    put_str("\n");
+  }
+  put_str("DONE\n");
+  board_exit(0);
+}
+
+#else
+#include <stdio.h>
+#include <stdlib.h>
 
 int main(int argc, char **argv) {
   if (argc != 3) {
@@ -45,3 +97,4 @@ int main(int argc, char **argv) {
   printf("%zu\n", count);
   return 0;
 }
+#endif /* ENGINE_HARNESS_QEMU */

@@ -1,0 +1,256 @@
+"""Own int8 engine on QEMU Cortex-M4 (mps2-an386): instructions per inference, RAM, flash, and DSP bit-exactness.
+
+For MobileNet V1 0.25 and V2 0.35 at 96x96x1 int8 (or the bundles given with --bundle), this generates the
+engine C (tools/codegen.py), builds tests/c/engine_harness.c in its QEMU mode with the qemu_mps2 port's startup,
+linker script and board code (arm-none-eabi-gcc, Cortex-M4F, the real SMLAD/SXTB16 DSP paths), runs it under
+`qemu-system-arm -M mps2-an386 -icount shift=0` on preprocessed Fashion-MNIST test images, and reports:
+
+* instructions per inference (SysTick ticks x 40, exact with -icount shift=0), min/median/max over the images;
+* RAM: the generated arena (activations + kernel scratch), plus the caller's input frame;
+* flash: text+data of the engine kernels and of the generated model (arm-none-eabi-size on the objects),
+  against the model's constant bytes (weights, biases, requantisation tables);
+* the tflite-micro Python runtime's arena for the same .tflite (tools/export.measure_tflm_arena);
+* whether every output byte equals LiteRT BUILTIN_REF (models/reference.py) for every image.
+
+Without --bundle the models are random-init (BatchNorm statistics set from real images so activations are
+alive) and calibrated on Fashion-MNIST: instruction counts depend on shapes, not on trained values.
+
+    python bench/engine_qemu.py                 # print the figures (about 2-4 minutes)
+    python bench/engine_qemu.py --record        # ... and rewrite the "Own int8 engine" section of docs/benchmarks.md
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.errors import UserError, run_cli  # noqa: E402
+from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input  # noqa: E402
+from models.reference import ReferenceModel  # noqa: E402
+from models.bundle import TensorQuant, load_bundle  # noqa: E402
+from tools.codegen import generate_from_tflite  # noqa: E402
+from tools.tflite_graph import load_graph  # noqa: E402
+
+PORT_DIR = ROOT / "firmware" / "ports" / "qemu_mps2"
+ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
+APP_DIR = ROOT / "firmware" / "lib" / "app"
+HARNESS = ROOT / "tests" / "c" / "engine_harness.c"
+BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Own int8 engine"
+ARCH_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+DEFAULT_MODELS = [("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35)]
+ANCHORS = ("Anchors (MobileNet V1 0.25 96x96x1, TFLM person_detect.tflite, same QEMU setup): TFLM reference kernels "
+           "526 M instructions, TFLM + CMSIS-NN 22.9 M; TFLM arena 82.3 KB; text 386 KB of which the model is 300.6 KB.")
+
+
+@dataclass
+class Figures:
+    name: str
+    macs: int
+    instructions: list[int]
+    arena: int
+    activations: int
+    scratch: int
+    input_bytes: int
+    constants: int
+    engine_flash: int
+    model_flash: int
+    tflm_arena: int | None
+    exact: int
+    checked: int
+
+
+def random_init_tflite(architecture: str, width: float, size: int, channels: int, images: np.ndarray) -> bytes:
+    """A random-init MobileNet whose BatchNorm statistics come from real images (so no layer is dead), int8."""
+    import keras
+
+    from models.mobilenet import build_model
+    from tools.quantize import quantize_keras_model
+
+    model = build_model(architecture, width, size, size, channels, classes=10, dropout=0.0)
+    batch = preprocess_batch(images[:64], PreprocessSpec(size, size, channels))
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0  # one training-mode pass copies the batch statistics into the moving ones
+    model(batch, training=True)
+    for layer in norms:
+        layer.momentum = 0.9
+    return quantize_keras_model(model, batch, "int8")
+
+
+def model_macs(tflite: bytes) -> int:
+    """Multiply-accumulates of the conv/depthwise/dense layers, from the graph shapes."""
+    graph = load_graph(tflite)
+    macs = 0
+    for op in graph.operators:
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            out = graph.tensors[op.outputs[0]]
+            w = graph.tensors[op.inputs[1]]
+            per_output = int(np.prod(w.shape[1:])) if op.name != "DEPTHWISE_CONV_2D" else int(np.prod(w.shape[1:3]))
+            macs += out.size * per_output
+    return macs
+
+
+def frames_for(tflite: bytes, images: np.ndarray) -> np.ndarray:
+    x = load_graph(tflite).input_tensors()[0]
+    _, h, w, c = x.shape
+    quant = TensorQuant(x.dtype, float(x.quantization.scale[0]), int(x.quantization.zero_point[0]))
+    return quantize_input(preprocess_batch(images, PreprocessSpec(h, w, c)), quant)
+
+
+def build_elf(model_dir: Path, frames: np.ndarray, work: Path) -> Path:
+    rows = ",\n".join("  {" + ",".join(str(int(b)) for b in frame.tobytes()) + "}" for frame in frames)
+    (work / "harness_inputs.h").write_text(
+        "/* Generated by bench/engine_qemu.py: preprocessed test frames. */\n#include <stdint.h>\n"
+        f"#define HARNESS_COUNT {len(frames)}u\n"
+        f"static const uint8_t harness_inputs[HARNESS_COUNT][MODEL_ENGINE_INPUT_BYTES] = {{\n{rows}\n}};\n")
+    elf = work / "engine_bench.elf"
+    sources = [HARNESS, *sorted(ENGINE_DIR.glob("*.c")), model_dir / "model_engine.c"]
+    cmd = ["make", "-s", "-C", str(PORT_DIR), f"SRCS={' '.join(map(str, sources))}",
+           f"INCLUDES={ENGINE_DIR} {model_dir} {work}", "DEFINES=ENGINE_HARNESS_QEMU", f"OUT={elf}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"QEMU harness build failed: {result.stderr.strip().splitlines()[-1:]}")
+    return elf
+
+
+def run_qemu(elf: Path, count: int, timeout: float) -> list[tuple[int, bytes]]:
+    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "stdio",
+           "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("R ")]
+    if result.returncode != 0 or "DONE" not in result.stdout or len(lines) != count:
+        raise UserError(f"QEMU run failed (exit {result.returncode}, {len(lines)}/{count} results): {result.stderr.strip()[:200]}")
+    runs = []
+    for line in lines:
+        _, _, instructions, data = line.split()
+        runs.append((int(instructions), bytes.fromhex(data)))
+    return runs
+
+
+def object_flash(model_dir: Path, work: Path) -> tuple[int, int]:
+    """text+data bytes of the engine kernels (+ runner) and of the generated model, -O2 Cortex-M4F objects."""
+    sizes = {}
+    for src in [*sorted(ENGINE_DIR.glob("*.c")), model_dir / "model_engine.c"]:
+        obj = work / (src.stem + ".o")
+        subprocess.run(["arm-none-eabi-gcc", *ARCH_FLAGS, "-O2", "-std=c99", "-ffunction-sections", "-fdata-sections",
+                        f"-I{ENGINE_DIR}", f"-I{APP_DIR}", f"-I{model_dir}", "-c", str(src), "-o", str(obj)], check=True)
+        out = subprocess.run(["arm-none-eabi-size", str(obj)], capture_output=True, text=True, check=True).stdout
+        text, data = (int(v) for v in out.splitlines()[1].split()[:2])
+        sizes[src.stem] = text + data
+    model = sizes.pop("model_engine")
+    return sum(sizes.values()), model
+
+
+def measure(name: str, tflite: bytes, images: np.ndarray, work: Path, timeout: float) -> Figures:
+    from tools.export import measure_tflm_arena
+
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir = work / "codegen"
+    gen = generate_from_tflite(tflite, model_dir)
+    frames = frames_for(tflite, images)
+    (work / "model.tflite").write_bytes(tflite)
+    reference = ReferenceModel(tflite)
+    expected = [reference.invoke(frame).tobytes() for frame in frames]
+    runs = run_qemu(build_elf(model_dir, frames, work), len(frames), timeout)
+    engine_flash, model_flash = object_flash(model_dir, work)
+    try:
+        tflm_arena = measure_tflm_arena(work / "model.tflite")
+    except UserError:
+        tflm_arena = None
+    return Figures(name, model_macs(tflite), [r[0] for r in runs], gen.arena_bytes, gen.activation_bytes,
+                   gen.scratch_bytes, int(frames[0].size), gen.weights_bytes, engine_flash, model_flash, tflm_arena,
+                   sum(r[1] == e for r, e in zip(runs, expected)), len(frames))
+
+
+def report(figures: list[Figures]) -> str:
+    lines = [SECTION, "",
+             "`python bench/engine_qemu.py --record` (QEMU mps2-an386, Cortex-M4F, `-icount shift=0`, arm-none-eabi-gcc "
+             "12 -O2, DSP paths on). Instructions = SysTick ticks x 40 around one `model_engine_invoke`. RAM = the "
+             "generated static arena (activations + kernel scratch); the input frame is the caller's buffer. Flash = "
+             "text+data of the objects (arm-none-eabi-size).", "",
+             "| model | MACs | instructions / inference | instr/MAC | engine RAM (arena) | input frame | "
+             "TFLM arena (tflite-micro runtime) | model constants | model flash | kernels flash | bit-exact vs LiteRT-ref |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in figures:
+        med = statistics.median(f.instructions)
+        spread = f"{med / 1e6:.2f} M" + ("" if min(f.instructions) == max(f.instructions)
+                                         else f" ({min(f.instructions) / 1e6:.2f}-{max(f.instructions) / 1e6:.2f})")
+        tflm = f"{f.tflm_arena / 1024:.1f} KB" if f.tflm_arena else "n/a"
+        lines.append(f"| {f.name} | {f.macs / 1e6:.2f} M | {spread} | {med / f.macs:.2f} | {f.arena / 1024:.1f} KB "
+                     f"({f.activations} + {f.scratch} B) | {f.input_bytes / 1024:.1f} KB | {tflm} | "
+                     f"{f.constants / 1024:.1f} KB | {f.model_flash / 1024:.1f} KB | {f.engine_flash / 1024:.1f} KB | "
+                     f"{f.exact}/{f.checked} |")
+    lines += ["", ANCHORS, "", "Goals: <= 22.9 M instructions for V1 (stretch <= 15 M), peak RAM <= 50 KB, "
+              "flash <= weights + 24 KB.", ""]
+    return "\n".join(lines)
+
+
+def record(section: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) only this script's section of docs/benchmarks.md, re-reading the file right before."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure the own int8 engine on QEMU mps2-an386 (Cortex-M4).")
+    parser.add_argument("--bundle", action="append", default=[],
+                        help="bundle directory to measure (repeatable); default: random-init V1 0.25 and V2 0.35 at "
+                             "96x96x1 int8")
+    parser.add_argument("--size", type=int, default=96, help="input height=width of the default models (default 96)")
+    parser.add_argument("--images", type=int, default=20,
+                        help="Fashion-MNIST test images to run and compare with LiteRT-ref (default 20)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per QEMU run (default 900)")
+    parser.add_argument("--keep", help="keep the build files in this directory instead of a temporary one")
+    parser.add_argument("--record", action="store_true", help="rewrite the 'Own int8 engine' section of docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
+        if shutil.which(tool) is None:
+            raise UserError(f"{tool} not found; install: sudo apt-get install -y gcc-arm-none-eabi "
+                            "libnewlib-arm-none-eabi qemu-system-arm make")
+    from tools.data import balanced_sample, load_fashion_mnist
+
+    test = balanced_sample(load_fashion_mnist("test"), args.images, seed=5).images
+    work_root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="engine_qemu_"))
+    figures = []
+    try:
+        if args.bundle:
+            models = [(load_bundle(b).name, load_bundle(b).artifact_path("tflite").read_bytes()) for b in args.bundle]
+        else:
+            train = balanced_sample(load_fashion_mnist("train"), 64, seed=0).images
+            models = [(f"{arch[-2:].upper()} {width:g} {args.size}x{args.size}x1 int8 (random-init)",
+                       random_init_tflite(arch, width, args.size, 1, train)) for arch, width in DEFAULT_MODELS]
+        for i, (name, tflite) in enumerate(models):
+            print(f"measuring {name} ...", file=sys.stderr)
+            figures.append(measure(name, tflite, test, work_root / f"m{i}", args.timeout))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work_root, ignore_errors=True)
+    section = report(figures)
+    print(section)
+    if args.record:
+        record(section)
+    return 0 if all(f.exact == f.checked for f in figures) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

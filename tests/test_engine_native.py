@@ -1,0 +1,106 @@
+"""The generated engine, compiled natively (gcc -O2 -Wall -Wextra -Werror), is byte-for-byte LiteRT BUILTIN_REF.
+
+For V1 and V2 at several widths, square and non-square inputs, 1 and 3 channels, int8 and uint8 input, real
+Fashion-MNIST test images (preprocessed and quantised by models.preprocess exactly as the host does) go through
+tests/c/engine_harness.c and through models.reference.ReferenceModel; the output bytes must be identical. Each
+model is built twice: the portable C kernels, and the Cortex-M4 DSP kernels with plain-C stand-ins for the
+intrinsics (ENG_EMULATE_DSP), so the DSP paths' data layout is checked here too (QEMU runs the real ones:
+bench/engine_qemu.py --check).
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.preprocess import prepare_frame
+from models.reference import ReferenceModel
+from tests.tooling import require_tool
+from tools.codegen import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
+APP_DIR = ROOT / "firmware" / "lib" / "app"
+HARNESS = ROOT / "tests" / "c" / "engine_harness.c"
+CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+
+# Extra configurations beyond the shared bundle_v1 / bundle_v2 fixtures (both 32x32x1 int8).
+EXTRA_CONFIGS = [
+    dict(architecture="mobilenet_v1", width=0.5, height=40, width_px=32, channels=3, input_dtype="uint8"),
+    dict(architecture="mobilenet_v2", width=0.5, height=32, width_px=40, channels=3, input_dtype="uint8"),
+]
+
+
+def build_harness(model_dir: Path, exe: Path, emulate_dsp: bool = False) -> Path:
+    """Compile the native harness against a generated model directory."""
+    gcc = require_tool("gcc")
+    sources = [HARNESS, *sorted(ENGINE_DIR.glob("*.c")), model_dir / "model_engine.c"]
+    defines = ["-DENG_EMULATE_DSP"] if emulate_dsp else []
+    cmd = [gcc, *CFLAGS, *defines, f"-I{ENGINE_DIR}", f"-I{APP_DIR}", f"-I{model_dir}", *map(str, sources), "-lm",
+           "-o", str(exe)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return exe
+
+
+def run_harness(exe: Path, frames: np.ndarray, out_dtype: np.dtype, work: Path) -> np.ndarray:
+    inputs, outputs = work / "inputs.bin", work / "outputs.bin"
+    np.ascontiguousarray(frames).tofile(inputs)
+    result = subprocess.run([str(exe), str(inputs), str(outputs)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) == len(frames)
+    return np.fromfile(outputs, dtype=out_dtype).reshape(len(frames), -1)
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    """300 class-balanced raw Fashion-MNIST test images (uint8 28x28x1)."""
+    from tools.data import balanced_sample, load_fashion_mnist
+
+    return balanced_sample(load_fashion_mnist("test"), 300, seed=3).images
+
+
+def check_bit_exact(bundle, images, tmp_path: Path) -> None:
+    out_dir = tmp_path / "codegen"
+    generate(bundle.artifact_path("tflite"), out_dir)  # the bare .tflite: shared bundles stay untouched
+    frames = np.stack([prepare_frame(image, bundle) for image in images])
+    reference = ReferenceModel(bundle.artifact_path("tflite"))
+    assert frames.dtype == reference.input_dtype
+    expected = np.stack([reference.invoke(frame) for frame in frames])
+    # Non-degenerate: the images must not all give the same answer, or equality would prove little.
+    assert len({row.tobytes() for row in expected}) > len(frames) // 2
+    assert len(set(expected.argmax(axis=1).tolist())) >= 3
+    for emulate_dsp in (False, True):
+        exe = build_harness(out_dir, tmp_path / f"harness{'_dsp' if emulate_dsp else ''}", emulate_dsp)
+        got = run_harness(exe, frames, reference.output_dtype, tmp_path)
+        mismatched = np.flatnonzero((got != expected).any(axis=1))
+        assert mismatched.size == 0, (
+            f"{'DSP' if emulate_dsp else 'portable'} path differs from LiteRT-ref on {mismatched.size} of "
+            f"{len(frames)} images, first #{mismatched[:1]}: {got[mismatched[:1]]} vs {expected[mismatched[:1]]}")
+
+
+@pytest.mark.parametrize("fixture", ["bundle_v1", "bundle_v2"])
+def test_trained_models_bit_exact_on_300_test_images(fixture, request, test_images, tmp_path) -> None:
+    check_bit_exact(request.getfixturevalue(fixture), test_images, tmp_path)
+
+
+@pytest.mark.parametrize("config", EXTRA_CONFIGS,
+                         ids=lambda c: f"{c['architecture'][-2:]}-{c['width']}-{c['height']}x{c['width_px'] or c['height']}"
+                                       f"x{c['channels']}-{c['input_dtype']}")
+def test_more_shapes_and_dtypes_bit_exact(config, make_bundle, test_images, tmp_path) -> None:
+    check_bit_exact(make_bundle(**config), test_images[:100], tmp_path)
+
+
+def test_runner_reports_the_model(bundle_v1, tmp_path) -> None:
+    """model_engine_info carries the bundle's shapes, quantisation and model id (what HELLO announces)."""
+    out_dir = tmp_path / "codegen"
+    generate(bundle_v1.artifact_path("tflite"), out_dir)
+    source = (out_dir / "model_engine.c").read_text()
+    model_id = bytes.fromhex(bundle_v1.model_id)
+    assert ", ".join(f"0x{b:02x}" for b in model_id) in source
+    h, w, c = bundle_v1.input_shape
+    assert f".in_h = {h}, .in_w = {w}, .in_c = {c}" in source
+    assert f".in_zero_point = {bundle_v1.input_quant.zero_point}" in source
+    assert f".out_len = {len(bundle_v1.labels)}" in source

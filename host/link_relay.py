@@ -27,22 +27,28 @@ from typing import Callable
 
 import serial
 
+from host.transport import set_nodelay
+
 _CHUNK = 4096
 
 
 class _Pacer:
-    """Hold a byte stream to ``rate`` bytes/s: each chunk is delivered when its last byte would have arrived."""
+    """Hold a byte stream to ``rate`` bytes/s: each chunk is delivered when its last byte would have arrived.
+
+    The schedule is cumulative: the wire counts as idle only when data arrived after it had finished the previous
+    bytes, so a late wake-up on a loaded machine is caught up on the next chunks instead of slowing the wire.
+    """
 
     def __init__(self, rate: float | None):
         self.rate = rate
         self._free_at = time.monotonic()  # when the wire finishes the bytes already sent
 
-    def wait(self, nbytes: int) -> None:
+    def wait(self, nbytes: int, arrived: float) -> None:
+        """Sleep until ``nbytes`` (read from the sender at time ``arrived``) have crossed the wire."""
         if not self.rate:
             return
-        now = time.monotonic()
-        self._free_at = max(self._free_at, now) + nbytes / self.rate
-        delay = self._free_at - now
+        self._free_at = max(self._free_at, arrived) + nbytes / self.rate
+        delay = self._free_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
 
@@ -131,9 +137,11 @@ class LinkRelay:
         if not url:
             return None
         try:
-            return serial.serial_for_url(url, timeout=0.05)
+            port = serial.serial_for_url(url, timeout=0.05)
         except (serial.SerialException, OSError, ValueError):
             return None
+        set_nodelay(port)
+        return port
 
     def _corrupt(self, data: bytes, direction: str) -> bytes:
         if not self.flip_rate or self.flip_direction not in ("both", direction):
@@ -157,6 +165,7 @@ class LinkRelay:
             if device is None:
                 client.close()
                 continue
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connections += 1
             ends = _Ends(self._stop)
             host_read = lambda: client.recv(_CHUNK) if select.select([client], [], [], 0.05)[0] else None  # noqa: E731
@@ -195,9 +204,11 @@ class LinkRelay:
                     continue
                 if data == b"":
                     break
-                for i in range(0, len(data), 64 if self.byte_rate else _CHUNK):
-                    piece = self._corrupt(data[i:i + (64 if self.byte_rate else _CHUNK)], direction)
-                    pacer.wait(len(piece))
+                arrived = time.monotonic()
+                step = max(16, int(self.byte_rate / 500)) if self.byte_rate else _CHUNK  # ~2 ms pieces when paced
+                for i in range(0, len(data), step):
+                    piece = self._corrupt(data[i:i + step], direction)
+                    pacer.wait(len(piece), arrived)
                     write(piece)
                     self.relayed[direction] += len(piece)
         except (OSError, serial.SerialException):

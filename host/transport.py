@@ -7,6 +7,7 @@ remote closed, read/write error) so the serial-board target can tell "the link b
 """
 from __future__ import annotations
 
+import socket
 import time
 
 import serial
@@ -52,6 +53,7 @@ class SerialLink:
         if "://" not in self.url:
             kwargs["exclusive"] = True
         self._port = serial.serial_for_url(self.url, **kwargs)
+        set_nodelay(self._port)
 
     def connect(self) -> None:
         """Open the port; LinkError if it is not there (yet). Used when reconnecting."""
@@ -114,6 +116,14 @@ class SerialLink:
         if self._port is None:
             raise LinkError(f"{self.url} is not open")
         return self._port
+
+
+def set_nodelay(port: serial.SerialBase) -> None:
+    """Disable Nagle's algorithm on a socket:// port: a FRAME or RESULT must leave at once, not wait up to 40 ms
+    for the previous segment's delayed ACK (pyserial's socket handler leaves Nagle on)."""
+    sock = getattr(port, "_socket", None)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _first_line(exc: object) -> str:

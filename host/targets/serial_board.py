@@ -38,6 +38,7 @@ class HandshakeTimeout(UserError):
 
 BOOT_HELLO_WAIT_S = 0.3  # a board that just booted (QEMU, native) sends HELLO at once; do not ask over it
 HELLO_RETRY_S = 1.0
+IDLE_FLUSH_S = 0.2  # no byte for this long: a frame in progress was truncated (docs/protocol.md "Idle flush")
 
 
 class SerialBoardTarget(Target):
@@ -65,6 +66,7 @@ class SerialBoardTarget(Target):
         self._next_wire = 0
         self._last_rx = time.monotonic()
         self._ping_sent_at: float | None = None
+        self._flushed = True
         self._events: list[Event] = []
         self.resyncs = 0
         self.reconnects = 0
@@ -117,8 +119,13 @@ class SerialBoardTarget(Target):
                 break
             if data:
                 self._feed(data)
-            elif self._frames:
-                self._check_stall()
+                self._flushed = False
+            else:
+                if not self._flushed and time.monotonic() - self._last_rx > IDLE_FLUSH_S:
+                    self._flushed = True
+                    self._handle_decoded(self._decoder.flush())
+                if self._frames:
+                    self._check_stall()
             if time.monotonic() >= deadline:
                 break
         events, self._events = self._events, []
@@ -210,7 +217,10 @@ class SerialBoardTarget(Target):
 
     # ---- receive path -------------------------------------------------------------------------------
     def _feed(self, data: bytes) -> None:
-        for event in self._decoder.feed(data):
+        self._handle_decoded(self._decoder.feed(data))
+
+    def _handle_decoded(self, events: list) -> None:
+        for event in events:
             if isinstance(event, proto.Fault):
                 self._on_fault(event)
             else:

@@ -188,8 +188,6 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
         verbose: Keras' verbosity: "auto" (progress bar on a terminal), 0, 1 (bar) or 2 (one line per epoch).
     Returns the bundle (model.json, model.keras, labels.txt written; metrics.train filled in).
     """
-    import keras
-
     config = (config or TrainConfig()).resolved()
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -209,6 +207,8 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
                       width_px=config.width_px, channels=config.channels, dropout=config.dropout)
     splits = load_splits(config.dataset, config.val_fraction, config.test_fraction, config.seed, config.limit)
     report_skipped(splits.skipped)
+    import keras  # after the checks above: a user mistake should not wait for TensorFlow to load
+
     classes = len(splits.class_names)
     x_train, x_val = preprocess_batch(splits.train.images, spec), preprocess_batch(splits.val.images, spec)
     steps = -(-len(x_train) // config.batch_size)

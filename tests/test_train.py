@@ -1,0 +1,91 @@
+"""Training: the bundle it writes, resume after being killed, generalisation of short runs, CLI errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle
+from models.preprocess import PreprocessSpec, preprocess_batch
+from test_data import assert_one_line_error, run_tool
+
+
+def test_bundle_contents(bundle_v1):
+    meta = load_bundle(bundle_v1.path).meta
+    assert meta["schema"] == 1 and meta["architecture"] == "mobilenet_v1" and meta["width"] == 0.25
+    assert meta["input"] == {"height": 32, "width": 32, "channels": 1} and meta["color_mode"] == "grayscale"
+    assert meta["preprocessing"]["resize"] == "crop" and meta["preprocessing"]["range"] == [-1.0, 1.0]
+    assert len(meta["labels"]) == 10
+    assert (bundle_v1.path / "labels.txt").read_text().split() == meta["labels"]
+    assert set(meta["artifacts"]) >= {"keras", "labels", "tflite"}
+    bundle_v1.verify()  # every recorded sha256 matches the file
+    assert meta["metrics"]["cost"]["macs"] > 0 and len(meta["metrics"]["train"]["history"]) == 3
+    assert not (bundle_v1.path / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("fixture", ["bundle_v1", "bundle_v2"])
+def test_short_training_generalises(request, fixture, fmnist_test_samples):
+    """BatchNorm momentum 0.9: after 3 short epochs the inference-mode model is far above chance (10 %)."""
+    import keras
+
+    bundle = request.getfixturevalue(fixture)
+    model = keras.models.load_model(bundle.artifact_path("keras"))
+    x = preprocess_batch(fmnist_test_samples.images, PreprocessSpec.from_bundle(bundle))
+    accuracy = np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == fmnist_test_samples.labels)
+    assert accuracy > 0.4, accuracy
+    assert bundle.meta["metrics"]["train"]["val_accuracy"] > 0.4
+
+
+def test_killed_training_resumes_at_next_epoch(tmp_path):
+    out = tmp_path / "bundle"
+    args = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "1500", "--epochs", "4",
+            "--batch-size", "32", "--schedule", "step", "--flip", "--shift", "0.1", "--zoom", "0.1",
+            "--brightness", "0.1", "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckpt = out / "checkpoint"
+    deadline = time.monotonic() + 300
+    while not (ckpt / "epoch-0002.keras").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "training never reached epoch 2"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert sorted(p.name for p in ckpt.glob("epoch-*.keras")) == ["epoch-0002.keras"]
+    history_before = json.loads((ckpt / "history.json").read_text())[:2]
+    assert not (out / "model.json").exists()
+
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at epoch 3 of 4" in resumed.stdout
+    assert "Epoch 3/4" in resumed.stdout and "Epoch 1/4" not in resumed.stdout
+    history = load_bundle(out).meta["metrics"]["train"]["history"]
+    assert len(history) == 4 and history[:2] == history_before
+    assert not ckpt.exists()
+
+    again = run_tool("train", "--out", str(out), "--epochs", "4")
+    assert_one_line_error(again, "already holds a trained model")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--width", "0"], "width multiplier must be > 0"),
+    (["--width", "-1"], "width multiplier must be > 0"),
+    (["--height", "31"], "too small"),
+    (["--data", "/nonexistent/images"], "does not exist"),
+    (["--epochs", "0"], "--epochs"),
+])
+def test_train_cli_bad_input(tmp_path, args, fragment):
+    assert_one_line_error(run_tool("train", "--out", str(tmp_path / "b"), *args), fragment)
+
+
+def test_train_cli_help_explains_options():
+    proc = run_tool("train", "--help")
+    assert proc.returncode == 0
+    for option in ("--arch", "--width", "--height", "--channels", "--schedule", "--shift", "--restart", "--limit"):
+        assert option in proc.stdout

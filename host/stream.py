@@ -228,5 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if summary.sent else 1
 
 
+def _main_cli() -> int:
+    try:
+        return run_cli(main)
+    except BrokenPipeError:  # `stream.py ... | head`: the reader left; not an error worth a traceback
+        sys.stdout = open(os.devnull, "w")
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(_main_cli())

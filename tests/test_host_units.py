@@ -175,3 +175,14 @@ def test_user_mistakes_exit_2_without_traceback(tmp_path):
     result = _run_stream(str(tmp_path / "missing"), "--cpu", "--headless")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: bundle") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_overlay_draws_label_on_an_upscaled_frame():
+    from host.display import Status, annotate
+
+    image = np.full((28, 28), 90, np.uint8)
+    plain = annotate(image, Status(label="", score=0.0, fps=0.0))
+    drawn = annotate(image, Status(label="sneaker", score=0.93, fps=12.5, device_ms=3.87, accuracy=0.5))
+    assert drawn.shape == (480, 480, 3) and drawn.dtype == np.uint8
+    assert (drawn != plain).any(axis=2).sum() > 500  # the text pixels
+    assert "device 3.87 ms" in Status(label="x", device_ms=3.87, lost=2).line()

@@ -13,9 +13,11 @@ matrix and frame-by-frame agreement with the reference.
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -163,6 +165,8 @@ class StreamSession:
         self._pending: dict[int, _Pending] = {}
         self._status = Status()
         self._last_image: np.ndarray | None = None
+        self.started = False  # the target answered the handshake and matches the bundle
+        self._stop_requested = False  # set by the first Ctrl-C
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """The device input tensor (models.preprocess.prepare_frame, with the bundle's spec parsed once)."""
@@ -171,8 +175,13 @@ class StreamSession:
     # ---- the loop -----------------------------------------------------------------------------------
     def run(self) -> Summary:
         summary = self.summary
-        info = self.target.open()
-        check_compatible(self.bundle, info, where=f"{self.target.name} target")
+        try:
+            info = self.target.open()
+            check_compatible(self.bundle, info, where=f"{self.target.name} target")
+        except BaseException:
+            self.target.close()
+            raise
+        self.started = True
         summary.engine = info.engine
         if self.compare_cpu:
             self._reference = ReferenceModel(self.bundle.artifact_path("tflite"))
@@ -186,8 +195,9 @@ class StreamSession:
         start = time.monotonic()
         last_progress = start
         exhausted = False
+        restore_sigint = self._defer_sigint()
         try:
-            while True:
+            while not self._stop_requested:
                 while not exhausted and self.target.in_flight < self.target.info.credits:
                     frame = self._next_frame(frames, reader, wait=0.0 if self._pending else 0.05)
                     if frame is None:
@@ -209,7 +219,12 @@ class StreamSession:
                                     "(raise --timeout for very slow models)")
                 if not self._refresh(reader, start):
                     exhausted = True  # window closed or q pressed: send nothing more, collect what is in flight
-        except KeyboardInterrupt:
+            if self._stop_requested:
+                summary.interrupted = True
+                for event in self.target.poll(0.0):  # answers already here are kept, not thrown away
+                    self._handle(event)
+                self._abandon("interrupted by the user (Ctrl-C)")
+        except KeyboardInterrupt:  # a second Ctrl-C, or a session run off the main thread
             summary.interrupted = True
             self._abandon("interrupted by the user (Ctrl-C)")
         except UserError as exc:
@@ -217,6 +232,7 @@ class StreamSession:
             self._abandon(f"stream stopped: {exc}")
             raise
         finally:
+            restore_sigint()
             if reader is not None:
                 reader.stop()
                 summary.dropped = reader.dropped
@@ -230,6 +246,20 @@ class StreamSession:
         if summary.interrupted:
             raise KeyboardInterrupt
         return summary
+
+    def _defer_sigint(self) -> Callable[[], None]:
+        """Turn the first Ctrl-C into a stop request the loop honours between two records, so a record is never
+        half-handled (answered but not logged); a second Ctrl-C interrupts at once. Main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_sigint(signum: int, frame: object) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        return lambda: signal.signal(signal.SIGINT, previous)
 
     def _next_frame(self, frames: Any, reader: LatestFrame | None, wait: float) -> Frame | None:
         if reader is not None:

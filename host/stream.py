@@ -188,7 +188,8 @@ def stream(bundle: Bundle, source, target, log_path: str | os.PathLike | None = 
         try:
             return session.run()
         finally:
-            print(session.summary.text(), flush=True)
+            if session.started:
+                print(session.summary.text(), flush=True)
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -186,3 +186,17 @@ def test_overlay_draws_label_on_an_upscaled_frame():
     assert drawn.shape == (480, 480, 3) and drawn.dtype == np.uint8
     assert (drawn != plain).any(axis=2).sum() > 500  # the text pixels
     assert "device 3.87 ms" in Status(label="x", device_ms=3.87, lost=2).line()
+
+
+def test_window_without_gui_opencv_names_headless(meta_bundle):
+    import cv2
+
+    try:
+        cv2.namedWindow("probe")
+        cv2.destroyWindow("probe")
+        pytest.skip("this OpenCV has a GUI; the window would open")
+    except cv2.error:
+        pass
+    result = _run_stream(str(meta_bundle.path), "fashion-mnist:test", "--cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no GUI" in result.stderr and "--headless" in result.stderr

@@ -111,6 +111,15 @@ def test_qemu_board_agrees_with_cpu_reference(bundle_v1, qemu_elf, tmp_path):
     assert board[0]["device"]["engine"] == "engine" and board_summary["device_ms"]["mean"] > 0
 
 
+def test_native_board_agrees_with_cpu_reference(bundle_v1, tmp_path):
+    require_tool("gcc")
+    log = tmp_path / "native.jsonl"
+    _stream_cli(str(bundle_v1.path), "fashion-mnist:test", "--limit", str(FRAMES), "--board", "native",
+                "--log", str(log))
+    summary = read_log(log)[-1]
+    assert summary["answered"] == FRAMES and summary["agreement_exact"] == 1.0
+
+
 def test_board_killed_and_restarted_mid_stream(bundle_v1, qemu_board, tmp_path):
     log = tmp_path / "run.jsonl"
 
@@ -127,6 +136,21 @@ def test_board_killed_and_restarted_mid_stream(bundle_v1, qemu_board, tmp_path):
     assert all("link lost" in r["reason"] or "device reset" in r["reason"] for r in losses)
     reconnect_at = next(i for i, r in enumerate(read_log(log)) if r.get("kind") == "reconnected")
     assert any(i > reconnect_at for i, r in enumerate(read_log(log)) if r["type"] == "result")
+
+
+def test_device_reset_on_a_link_that_stays_up(bundle_v1, qemu_board, tmp_path):
+    """A board reset behind a USB-serial bridge: the port stays open and the board's boot HELLO arrives unasked."""
+    log = tmp_path / "run.jsonl"
+    with LinkRelay(lambda: qemu_board.url, host_side="pty") as relay:
+        watcher = _after_results(log, 10, lambda: (qemu_board.kill(), qemu_board.restart()))
+        summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1), log_path=log)
+        watcher.join()
+    records = read_log(log)
+    assert any(r.get("kind") == "device-reset" for r in records) and summary.reconnects == 0
+    results, losses = _accounted(log, FRAMES)
+    assert losses and all(r["reason"] in ("device reset", "no answer: request or answer lost in transit")
+                          or r["reason"].startswith("device error") for r in losses)
+    assert len(results) > 10
 
 
 def test_corrupted_bytes_are_resynced_and_accounted(bundle_v1, qemu_board, tmp_path):

@@ -285,19 +285,23 @@ def test_cli_reports_every_board(bundle_v1, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(export.GENERATED_FILES)
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "no-model"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "no-model", "changed"])
 def test_cli_bad_input_is_one_line(case, tmp_path, bundle_v1):
     target = tmp_path / "bundle"
     if case != "missing":
         shutil.copytree(_bundle_dir(bundle_v1), target)
+        tflite = target / "model_int8.tflite"
         if case == "corrupt":
-            tflite = target / "model_int8.tflite"
             tflite.write_bytes(tflite.read_bytes()[:200])
+        elif case == "changed":  # a valid flatbuffer, but not the one model.json recorded (HELLO would lie)
+            tflite.write_bytes(tflite.read_bytes() + b"\0" * 16)
         else:
-            (target / "model_int8.tflite").unlink()
+            tflite.unlink()
     proc = _cli(str(target))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
+    expected = {"missing": "does not exist", "corrupt": "corrupted", "no-model": "quantize", "changed": "differs"}
+    assert expected[case] in proc.stderr
 
 
 # ---- camera mode preprocessing (firmware/src/camera_preprocess.cpp, built natively) -----------------------------

@@ -21,6 +21,7 @@ the reference kernels do not, so a stated margin is added (ARENA_MARGIN_PERCENT,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import re
 import shutil
@@ -337,6 +338,9 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
     bundle = load_bundle(bundle_path)
     tflite_path = bundle.artifact_path("tflite")
     tflite = tflite_path.read_bytes()
+    if hashlib.sha256(tflite).hexdigest() != bundle.model_id:  # the id HELLO reports must be this array's hash
+        raise UserError(f"{tflite_path} differs from the model recorded in model.json; re-run python -m tools quantize "
+                        f"{bundle.path}")
     graph = load_graph(tflite)
     if graph.num_subgraphs != 1:
         raise UserError(f"{tflite_path} has {graph.num_subgraphs} subgraphs; export takes single-graph classifiers")
@@ -374,7 +378,7 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
     if install:
         installed = Path(install_dir)
         installed.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=installed.parent) as staging:  # never leave half a model installed
+        with tempfile.TemporaryDirectory(dir=installed.parent) as staging:  # each file appears whole: copy, then rename
             for name, path in files.items():
                 shutil.copyfile(path, Path(staging) / name)
             for name in files:

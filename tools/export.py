@@ -338,10 +338,10 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
     bundle = load_bundle(bundle_path)
     tflite_path = bundle.artifact_path("tflite")
     tflite = tflite_path.read_bytes()
+    graph = load_graph(tflite)
     if hashlib.sha256(tflite).hexdigest() != bundle.model_id:  # the id HELLO reports must be this array's hash
         raise UserError(f"{tflite_path} differs from the model recorded in model.json; re-run python -m tools quantize "
                         f"{bundle.path}")
-    graph = load_graph(tflite)
     if graph.num_subgraphs != 1:
         raise UserError(f"{tflite_path} has {graph.num_subgraphs} subgraphs; export takes single-graph classifiers")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:

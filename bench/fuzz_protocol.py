@@ -76,7 +76,9 @@ def run_fuzzer(binary: Path, corpus: Path, runs: int, max_len: int = 4096, seed:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     done = re.search(r"Done (\d+) runs", proc.stderr)
+    cov = re.search(r"DONE\s+cov: (\d+) ft: (\d+)", proc.stderr)
     return {"runs": int(done.group(1)) if done else 0, "seconds": seconds, "ok": proc.returncode == 0 and bool(done),
+            "coverage": f"{cov.group(1)} edges, {cov.group(2)} features" if cov else "unknown",
             "log_tail": "\n".join(proc.stderr.splitlines()[-25:])}
 
 
@@ -95,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run_fuzzer(binary, corpus, args.runs, args.max_len, args.seed, args.workdir)
     print(f"libFuzzer + ASan + UBSan on the C parser: {result['runs']} inputs in {result['seconds']:.1f} s "
           f"({result['runs'] / max(result['seconds'], 1e-9):.0f}/s), max_len {args.max_len}, "
-          f"corpus {sum(1 for _ in corpus.iterdir())} files: {'no crash, no hang' if result['ok'] else 'FAILED'}")
+          f"corpus {sum(1 for _ in corpus.iterdir())} files, coverage {result['coverage']}: "
+          f"{'no crash, no hang' if result['ok'] else 'FAILED'}")
     stats = [line for line in result["log_tail"].splitlines() if line.startswith("stat::")]
     for line in stats:
         print(" ", line)

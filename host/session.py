@@ -13,6 +13,7 @@ matrix and frame-by-frame agreement with the reference.
 """
 from __future__ import annotations
 
+import collections
 import signal
 import threading
 import time
@@ -41,6 +42,7 @@ class _Pending:
     frame: Frame
     sent_at: float
     reference: np.ndarray | None
+    attempt: int = 1
 
 
 @dataclass
@@ -55,7 +57,8 @@ class Summary:
     sent: int = 0
     answered: int = 0
     dropped: int = 0
-    lost: dict[str, int] = field(default_factory=dict)
+    lost: dict[str, int] = field(default_factory=dict)   # lost send attempts by reason (as in the log)
+    resent: int = 0                                        # of those, how many were sent again
     reconnects: int = 0
     notices: int = 0
     unexpected: int = 0
@@ -70,6 +73,11 @@ class Summary:
     agree_exact: int = 0
     interrupted: bool = False
     error: str | None = None
+
+    @property
+    def unanswered(self) -> int:
+        """Frames that never got an answer (lost and not sent again)."""
+        return sum(self.lost.values()) - self.resent
 
     @property
     def fps(self) -> float:
@@ -88,18 +96,20 @@ class Summary:
         return self.agree_exact / self.compared if self.compared else None
 
     def to_json(self) -> dict[str, Any]:
-        def pct(values: list, q: float) -> float | None:
-            return float(np.percentile(values, q)) if values else None
+        def stats(values: list[float], scale: float) -> dict[str, float | None]:
+            if not values:
+                return {"mean": None, "p50": None, "p95": None}
+            arr = np.asarray(values, np.float64) * scale
+            return {"mean": round(float(arr.mean()), 4), "p50": round(float(np.percentile(arr, 50)), 4),
+                    "p95": round(float(np.percentile(arr, 95)), 4)}
 
         return {
             "target": self.target, "engine": self.engine, "source": self.source,
             "frames_read": self.read, "sent": self.sent, "answered": self.answered, "dropped_at_source": self.dropped,
-            "lost": dict(self.lost), "reconnects": self.reconnects, "unexpected_answers": self.unexpected,
+            "lost": dict(self.lost), "resent": self.resent, "unanswered_frames": self.unanswered,
+            "reconnects": self.reconnects, "notices": self.notices, "unexpected_answers": self.unexpected,
             "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-            "device_ms": {"mean": (float(np.mean(self.device_us)) / 1e3 if self.device_us else None),
-                          "p50": (pct(self.device_us, 50) or 0) / 1e3 if self.device_us else None,
-                          "p95": (pct(self.device_us, 95) or 0) / 1e3 if self.device_us else None},
-            "round_trip_ms": {"p50": pct(self.round_trip_ms, 50), "p95": pct(self.round_trip_ms, 95)},
+            "device_ms": stats(self.device_us, 1e-3), "round_trip_ms": stats(self.round_trip_ms, 1.0),
             "labelled": self.labelled, "accuracy": self.accuracy,
             "confusion": self.confusion.tolist() if self.confusion is not None else None,
             "compared_with_reference": self.compared, "agreement_top1": self.agreement,
@@ -109,8 +119,9 @@ class Summary:
 
     def text(self) -> str:
         lost = sum(self.lost.values())
+        resent = f" ({self.resent} sent again)" if self.resent else ""
         lines = [f"{self.sent} frames sent to {self.target} ({self.engine}) from {self.source}: "
-                 f"{self.answered} answered, {lost} lost, {self.dropped} dropped at the source"
+                 f"{self.answered} answered, {lost} lost{resent}, {self.dropped} dropped at the source"
                  + (f", {self.reconnects} reconnect(s)" if self.reconnects else "")]
         if self.lost:
             lines.append("  lost: " + "; ".join(f"{n} x {reason}" for reason, n in sorted(self.lost.items())))
@@ -146,8 +157,13 @@ class StreamSession:
     """Runs one stream from ``source`` to ``target``; see the module docstring for the guarantees."""
 
     def __init__(self, bundle: Bundle, source: Source, target: Target, log: ResultsLog | None = None,
-                 display: Display | None = None, compare_cpu: bool | None = None, answer_timeout: float = 30.0):
+                 display: Display | None = None, compare_cpu: bool | None = None, answer_timeout: float = 30.0,
+                 retries: int = 2):
         self.bundle = bundle
+        # A frame of an exhaustive source lost to a link fault is sent again (as a new seq) up to ``retries``
+        # times, so on-device accuracy covers every frame; live frames are never re-sent (they are stale).
+        self.retries = 0 if source.live else retries
+        self._retry: collections.deque[tuple[Frame, int]] = collections.deque()
         self.source = source
         self.target = target
         self.log = log or ResultsLog(None)
@@ -198,15 +214,19 @@ class StreamSession:
         restore_sigint = self._defer_sigint()
         try:
             while not self._stop_requested:
-                while not exhausted and self.target.in_flight < self.target.info.credits:
-                    frame = self._next_frame(frames, reader, wait=0.0 if self._pending else 0.05)
-                    if frame is None:
-                        exhausted = reader.exhausted if reader is not None else True
-                        break
+                while (self._retry or not exhausted) and self.target.in_flight < self.target.info.credits:
+                    attempt = 1
+                    if self._retry:
+                        frame, attempt = self._retry.popleft()
+                    else:
+                        frame = self._next_frame(frames, reader, wait=0.0 if self._pending else 0.05)
+                        if frame is None:
+                            exhausted = reader.exhausted if reader is not None else True
+                            break
                     seq += 1
-                    self._send(seq, frame)
+                    self._send(seq, frame, attempt)
                     last_progress = time.monotonic() if len(self._pending) == 1 else last_progress
-                if exhausted and not self._pending:
+                if exhausted and not self._pending and not self._retry:
                     break
                 events = self.target.poll(0.05)
                 for event in events:
@@ -273,9 +293,9 @@ class StreamSession:
         self.summary.read += 1
         return frame
 
-    def _send(self, seq: int, frame: Frame) -> None:
+    def _send(self, seq: int, frame: Frame, attempt: int) -> None:
         tensor = self.prepare(frame.image)
-        self._pending[seq] = _Pending(frame, time.monotonic(), None)
+        self._pending[seq] = _Pending(frame, time.monotonic(), None, attempt)
         self.summary.sent += 1
         self.target.send(seq, tensor)
         if self._reference is not None:  # computed while the device works on the frame
@@ -297,11 +317,12 @@ class StreamSession:
             return
         frame = pending.frame
         if isinstance(event, Lost):
-            self._record_lost(event.seq, frame, event.reason)
+            self._record_lost(event.seq, pending, event.reason)
             return
         output = np.asarray(event.output).reshape(-1)
         if output.size != len(self._labels):
-            self._record_lost(event.seq, frame, f"answer has {output.size} values, the model has {len(self._labels)} classes")
+            self._record_lost(event.seq, pending, f"answer has {output.size} values, the model has "
+                              f"{len(self._labels)} classes")
             return
         pred = int(np.argmax(output))
         score = float(self._out_quant.scale * (int(output[pred]) - self._out_quant.zero_point))
@@ -310,6 +331,8 @@ class StreamSession:
             "score": round(score, 6), "device_us": event.latency_us, "cycles": event.cycles,
             "round_trip_ms": round((time.monotonic() - pending.sent_at) * 1e3, 3), "output": output.tolist(),
         }
+        if pending.attempt > 1:
+            record["attempt"] = pending.attempt
         summary.answered += 1
         if event.latency_us is not None:
             summary.device_us.append(int(event.latency_us))
@@ -333,15 +356,27 @@ class StreamSession:
             self._status.device_ms = event.latency_us / 1e3
         self._last_image = frame.image
 
-    def _record_lost(self, seq: int, frame: Frame, reason: str) -> None:
+    def _record_lost(self, seq: int, pending: _Pending, reason: str, final: bool = False) -> None:
+        """Log a lost send attempt; queue the frame to be sent again if retries remain (never when ``final``)."""
+        frame = pending.frame
+        again = not final and pending.attempt <= self.retries
         self.summary.lost[reason] = self.summary.lost.get(reason, 0) + 1
-        self.log.write("lost", seq=seq, frame=frame.name, index=frame.index, reason=reason)
+        self.log.write("lost", seq=seq, frame=frame.name, index=frame.index, reason=reason,
+                       attempt=pending.attempt, resend=again)
+        if again:
+            self.summary.resent += 1
+            self._retry.append((frame, pending.attempt + 1))
 
     def _abandon(self, reason: str) -> None:
         """Record every frame still in flight as lost (the run is ending without their answers)."""
         for seq, pending in sorted(self._pending.items()):
-            self._record_lost(seq, pending.frame, reason)
+            self._record_lost(seq, pending, reason, final=True)
         self._pending.clear()
+        if self._retry:
+            self.summary.resent -= len(self._retry)
+            self.log.write("notice", kind="not-resent", message=f"{len(self._retry)} lost frame(s) were not sent "
+                           f"again: {reason}", frames=[frame.name for frame, _ in self._retry])
+            self._retry.clear()
 
     def _refresh(self, reader: LatestFrame | None, start: float) -> bool:
         """Update the display; False when the user asked to stop."""

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--reconnect", type=float, default=20.0, metavar="S",
                       help="after the port vanishes or the device resets, retry reopening it for S seconds, "
                            "then re-handshake and continue (default 20; 0 = stop at the first fault)")
+    link.add_argument("--retries", type=int, default=2, metavar="N",
+                      help="send a frame of a dataset/folder/video again (as a new seq) when it was lost to a link "
+                           "fault, up to N times, so accuracy covers every frame (default 2; live frames never)")
     link.add_argument("--frame-timeout", type=float, default=5.0, metavar="S",
                       help="a frame unanswered for S seconds while others keep arriving is recorded lost "
                            "(default 5)")
@@ -177,14 +180,14 @@ def make_display(args: argparse.Namespace):
 
 
 def stream(bundle: Bundle, source, target, log_path: str | os.PathLike | None = None, display=None,
-           compare_cpu: bool | None = None, answer_timeout: float = 30.0):
+           compare_cpu: bool | None = None, answer_timeout: float = 30.0, retries: int = 2):
     """Stream ``source`` to ``target`` and return the Summary (Python API; see host/session.py)."""
     from host.results_log import ResultsLog
     from host.session import StreamSession
 
     with ResultsLog(log_path) as log:
         session = StreamSession(bundle, source, target, log=log, display=display, compare_cpu=compare_cpu,
-                                answer_timeout=answer_timeout)
+                                answer_timeout=answer_timeout, retries=retries)
         try:
             return session.run()
         finally:
@@ -204,7 +207,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("limit", "start"):
+    for name in ("limit", "start", "retries"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise UserError(f"--{name} must be >= 0 (got {value})")
@@ -225,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(source.close)
         target = make_target(bundle, args, stack)
         summary = stream(bundle, source, target, log_path=args.log, display=display,
-                         compare_cpu=args.compare_cpu, answer_timeout=args.timeout)
+                         compare_cpu=args.compare_cpu, answer_timeout=args.timeout, retries=args.retries)
     return 0 if summary.sent else 1
 
 

@@ -385,6 +385,26 @@ size_t proto_parser_push(proto_parser_t *p, const uint8_t *data, size_t len, pro
     }
   }
   for (;;) {
+    if (p->state == ST_PAYLOAD && p->need > 1) {
+      /* Inside a payload: copy the run in bulk (all but the last byte, which step() checks). The source
+       * is the re-scan region or the input; writes trail reads, so memmove is safe for either. */
+      int pending = p->rp < p->re;
+      size_t run = pending ? p->re - p->rp : len - used;
+      if (run > p->need - 1) run = (size_t)(p->need - 1);
+      if (run > 0) {
+        memmove(p->buf + p->fill, pending ? p->buf + p->rp : data + used, run);
+        p->fill += run;
+        p->need -= run;
+        p->pos += run;
+        if (pending) {
+          p->rp += run;
+        } else {
+          used += run;
+          p->stats.bytes_in += run;
+        }
+        continue;
+      }
+    }
     uint8_t b;
     if (p->rp < p->re) {
       b = p->buf[p->rp++];

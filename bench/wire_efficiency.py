@@ -21,7 +21,10 @@ Seconds per frame at a baud rate (10 bits per byte on a UART) add, for encodings
 acknowledgement, one turnaround per round trip (``--turnaround-ms``: USB-serial adapters answer in about 1 ms).
 Our stream keeps ``credits`` frames in flight, so with credits >= 2 it pays no turnaround.
 
-    python bench/wire_efficiency.py [--frames 1000] [--shape 96x96x1] [--classes 10] [--baud 115200]
+With ``--m4`` it also measures what the protocol costs the device: instructions to parse a 96x96x1 FRAME and to
+encode a RESULT and a HELLO on a Cortex-M4 (QEMU mps2-an386, exact instruction counts).
+
+    python bench/wire_efficiency.py [--frames 1000] [--shape 96x96x1] [--classes 10] [--baud 115200] [--m4]
 """
 from __future__ import annotations
 
@@ -30,12 +33,16 @@ import base64
 import json
 import math
 import random
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from host import protocol as P  # noqa: E402
 from models.errors import UserError, run_cli  # noqa: E402
@@ -101,6 +108,30 @@ def base64_text(frames: int, shape: tuple[int, int, int], classes: int) -> dict:
     return {"wire_to_device": frames * to_dev, "wire_to_host": frames * to_host, "round_trips": 1}
 
 
+def m4_cost(workdir: Path) -> dict[str, int]:
+    """Instructions the device spends on the protocol, measured on QEMU mps2-an386 (Cortex-M4) with
+    ``-icount shift=0``: tests/c/protocol_m4_cost.c built with the QEMU port's Makefile."""
+    for tool in ("make", "arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            raise UserError(f"{tool} not found; install it: sudo apt-get install -y make gcc-arm-none-eabi "
+                            "libnewlib-arm-none-eabi qemu-system-arm")
+    elf = workdir / "protocol_m4_cost.elf"
+    build = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "firmware" / "ports" / "qemu_mps2"), f"OUT={elf}",
+         f"SRCS={ROOT / 'tests' / 'c' / 'protocol_m4_cost.c'} {ROOT / 'firmware' / 'lib' / 'protocol' / 'protocol.c'}",
+         f"INCLUDES={ROOT / 'firmware' / 'lib' / 'protocol'}"], capture_output=True, text=True)
+    if build.returncode != 0:
+        raise UserError(f"building the Cortex-M4 cost program failed: {build.stderr.strip()[-300:]}")
+    run = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config",
+                          "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)],
+                         capture_output=True, text=True, timeout=300)
+    figures = {name: int(value) for name, value in
+               (line.split() for line in run.stdout.splitlines() if len(line.split()) == 2)}
+    if run.returncode != 0 or "frame_parse" not in figures:
+        raise UserError(f"the Cortex-M4 cost program failed under QEMU (exit {run.returncode}): {run.stdout[-300:]}")
+    return figures
+
+
 def wire_efficiency(frames: int = 1000, shape: tuple[int, int, int] = (96, 96, 1), classes: int = 10,
                     baud: int = 115200, turnaround_ms: float = 1.0) -> list[dict]:
     """One row per encoding: bytes each way, efficiencies, seconds per frame and payload rate at ``baud``."""
@@ -128,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baud", type=int, default=115200, help="UART baud rate for the time figures (default 115200)")
     parser.add_argument("--turnaround-ms", type=float, default=1.0,
                         help="wait per acknowledged round trip for the encodings that need one (default 1.0)")
+    parser.add_argument("--m4", action="store_true",
+                        help="also measure the device's instructions per FRAME/RESULT on QEMU Cortex-M4 (96x96x1)")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.classes < 1 or args.baud < 1 or args.turnaround_ms < 0:
         raise UserError("--frames, --classes and --baud must be positive and --turnaround-ms >= 0")
@@ -143,6 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['efficiency_useful']:10.4f} {r['s_per_frame']:8.3f} {r['pixel_kB_s']:10.2f}")
     ours_row = rows[0]
     print(f"host/protocol.py Decoder: {ours_row['decode_MB_s']:.0f} MB/s on this machine, fed {READ_CHUNK}-byte reads")
+    if args.m4:
+        with tempfile.TemporaryDirectory() as tmp:
+            cost = m4_cost(Path(tmp))
+        frame_bytes = P.wire_len(96 * 96)
+        print(f"Cortex-M4 (QEMU icount, -O2): parse one 96x96x1 FRAME {cost['frame_parse']} instructions "
+              f"({cost['frame_parse'] / frame_bytes:.1f}/byte, of which CRC-32 {cost['crc32_9216']}), "
+              f"encode RESULT {cost['result_encode']}, encode HELLO {cost['hello_encode']}")
     if ours_row["efficiency_payload"] < 0.97:
         print(f"BELOW TARGET: efficiency {ours_row['efficiency_payload']:.4f} < 0.97")
         return 1

@@ -75,13 +75,23 @@ def test_c_encoders_rebuild_golden_frames(harness: Path, tmp_path: Path) -> None
         assert event["reencoded"] == vector["hex"], vector["name"]
 
 
+def _without_message(events: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in ("message", "message_error")} for e in events]
+
+
 def test_c_damaged_stream_matches_python(harness: Path, tmp_path: Path) -> None:
     data, frames, noise_gaps = damaged_stream()
     c_events = run_harness(harness, data, tmp_path, 2048, chunk=61)
     check_damaged_decode(c_events, frames, noise_gaps)
-    py_events = decode_chunked(data, 2048, 4096)
-    strip = [{k: v for k, v in e.items() if k not in ("message", "message_error")} for e in c_events]
-    assert strip == [{k: v for k, v in e.items() if k not in ("message", "message_error")} for e in py_events]
+    assert _without_message(c_events) == _without_message(decode_chunked(data, 2048, 4096))
+
+
+def test_c_and_python_agree_on_oversized_and_flush(harness: Path, tmp_path: Path) -> None:
+    """A receiver whose max payload is below many frames' (OVERSIZED among the damage), flushed at the end."""
+    data, _, _ = damaged_stream(400, seed=11)
+    c_events = run_harness(harness, data[:-7], tmp_path, 700, chunk=1, flush=True)
+    assert any(e.get("name") == "OVERSIZED" for e in c_events)
+    assert _without_message(c_events) == _without_message(decode_chunked(data[:-7], 700, 333, flush=True))
 
 
 def test_c_firmware_build_is_warning_free(c_build: Path) -> None:

@@ -9,7 +9,9 @@ simulated device is what lets the bench set the device rate; everything on the h
 
     ideal fps = min( (baud/10) / (frame bytes + 16 protocol bytes),  1 / inference time )
 
-Steady-state fps is measured between the first and the last answer. Prints a markdown table; docs/benchmarks.md
+Steady-state fps is measured between the first and the last answer; "host CPU ms/frame" is the stream
+process's CPU time per frame (the whole loop: preprocess, encode, write, read, decode, log), which bounds the
+frame rate the host itself could sustain on one free core. Prints a markdown table; docs/benchmarks.md
 "Host streaming" records it.
 
     python bench/throttled_link.py
@@ -134,9 +136,11 @@ def run(baud: int, shape: tuple[int, int, int], inference_s: float, frames: int,
     child.start()
     try:
         url = ours.recv()
+        cpu0 = time.process_time()
         with ResultsLog(log_path) as log:
             target = SerialBoardTarget(url, name="sim", frame_bytes=frame_bytes, frame_timeout=10.0)
             StreamSession(bundle, ArraySource(images, None, "random"), target, log=log, compare_cpu=False).run()
+        host_cpu_ms = 1e3 * (time.process_time() - cpu0) / frames
     finally:
         ours.send("stop")
         child.join(10)
@@ -146,6 +150,7 @@ def run(baud: int, shape: tuple[int, int, int], inference_s: float, frames: int,
     device_fps = 1.0 / inference_s
     ideal = min(link_fps, device_fps)
     return dict(answered=len(times), achieved=achieved, link=link_fps, device=device_fps, ideal=ideal,
+                host_cpu_ms=host_cpu_ms,
                 ratio=achieved / ideal, bound="link" if link_fps < device_fps else "device")
 
 
@@ -165,13 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="run only the first and the fourth case")
     args = parser.parse_args(argv)
     cases = [CASES[0], CASES[3]] if args.quick else CASES
-    print("| baud | frame | device ms | credits | link fps | device fps | ideal fps | achieved fps | ratio | bound |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| baud | frame | device ms | credits | link fps | device fps | ideal fps | achieved fps | ratio | bound "
+          "| host CPU ms/frame |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for baud, shape, inference_s, frames, credits in cases:
             r = run(baud, shape, inference_s, frames, credits, Path(tmp))
             print(f"| {baud} | {'x'.join(map(str, shape))} | {1e3 * inference_s:g} | {credits} | {r['link']:.2f} | "
-                  f"{r['device']:.2f} | {r['ideal']:.2f} | {r['achieved']:.2f} | {r['ratio']:.3f} | {r['bound']} |",
+                  f"{r['device']:.2f} | {r['ideal']:.2f} | {r['achieved']:.2f} | {r['ratio']:.3f} | {r['bound']} | "
+                  f"{r['host_cpu_ms']:.2f} |",
                   flush=True)
     return 0
 

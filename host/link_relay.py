@@ -27,7 +27,7 @@ from typing import Callable
 
 import serial
 
-from host.transport import set_nodelay
+from host.transport import selectable_handle, set_nodelay
 
 _CHUNK = 4096
 
@@ -137,7 +137,7 @@ class LinkRelay:
         if not url:
             return None
         try:
-            port = serial.serial_for_url(url, timeout=0.05)
+            port = serial.serial_for_url(url, timeout=0)
         except (serial.SerialException, OSError, ValueError):
             return None
         set_nodelay(port)
@@ -174,11 +174,16 @@ class LinkRelay:
     def _pump_pair(self, ends: "_Ends", host_read: Callable[[], bytes | None], host_write: Callable[[bytes], object],
                    device: serial.SerialBase, on_end: Callable[[], None]) -> None:
         """Run both directions until either side fails or the relay stops; then close both ends."""
+        handle = selectable_handle(device)
+
         def device_read() -> bytes | None:
-            waiting = device.in_waiting
-            data = device.read(waiting or 1)
-            if data and device.in_waiting:
-                data += device.read(device.in_waiting)
+            data = device.read(_CHUNK)
+            if not data:
+                if handle is not None:
+                    select.select([handle], [], [], 0.05)
+                else:
+                    time.sleep(0.002)
+                data = device.read(_CHUNK)
             return data or None
 
         def device_write(data: bytes) -> None:

@@ -7,6 +7,7 @@ remote closed, read/write error) so the serial-board target can tell "the link b
 """
 from __future__ import annotations
 
+import select
 import socket
 import time
 
@@ -16,7 +17,8 @@ import serial.tools.list_ports
 from models.errors import UserError
 
 DEFAULT_BAUD = 921600
-_POLL_S = 0.01  # pyserial read timeout: short, so poll() deadlines are honoured to ~10 ms
+_READ_CHUNK = 1 << 16
+_FALLBACK_POLL_S = 0.002  # ports without a selectable handle (Windows COM, rfc2217) are polled this often
 
 
 class LinkError(Exception):
@@ -39,6 +41,7 @@ class SerialLink:
         self.url = url
         self.baudrate = baudrate
         self._port: serial.SerialBase | None = None
+        self._fd: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -49,11 +52,14 @@ class SerialLink:
     def _open_once(self) -> None:
         # socket:// and rfc2217:// ignore the baud rate; a real UART uses it. exclusive=True keeps a second
         # stream.py (or a serial monitor) from silently stealing half the bytes on POSIX ports.
-        kwargs = {"baudrate": self.baudrate, "timeout": _POLL_S, "write_timeout": 5.0}
+        # timeout=0: reads return what has arrived (pyserial's socket:// in_waiting says only 0/1, so asking for
+        # "in_waiting" bytes would fetch answers two bytes at a time); waiting is done with select() on the handle.
+        kwargs = {"baudrate": self.baudrate, "timeout": 0, "write_timeout": 5.0}
         if "://" not in self.url:
             kwargs["exclusive"] = True
         self._port = serial.serial_for_url(self.url, **kwargs)
         set_nodelay(self._port)
+        self._fd = selectable_handle(self._port)
 
     def connect(self) -> None:
         """Open the port; LinkError if it is not there (yet). Used when reconnecting."""
@@ -74,22 +80,23 @@ class SerialLink:
             raise UserError(f"cannot open {self.url} ({_first_line(exc)}); check the cable/URL ({hint})") from None
 
     def read(self, timeout: float) -> bytes:
-        """Return the bytes that arrive within ``timeout`` seconds (returns early once some arrived)."""
+        """Return the bytes that arrive within ``timeout`` seconds (returns as soon as some arrived)."""
         port = self._require()
         deadline = time.monotonic() + timeout
         try:
             while True:
-                waiting = port.in_waiting
-                data = port.read(waiting if waiting else 1)
+                data = port.read(_READ_CHUNK)
                 if data:
-                    more = port.in_waiting
-                    if more:
-                        data += port.read(more)
                     self.bytes_in += len(data)
                     return data
-                if time.monotonic() >= deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     return b""
-        except (serial.SerialException, OSError) as exc:
+                if self._fd is not None:
+                    select.select([self._fd], [], [], remaining)
+                else:
+                    time.sleep(min(_FALLBACK_POLL_S, remaining))
+        except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"{self.url}: read failed ({_first_line(exc)})") from None
 
     def write(self, data: bytes) -> None:
@@ -116,6 +123,14 @@ class SerialLink:
         if self._port is None:
             raise LinkError(f"{self.url} is not open")
         return self._port
+
+
+def selectable_handle(port: serial.SerialBase) -> int | None:
+    """The OS handle select() can wait on (POSIX ports and socket://), or None (Windows COM, rfc2217://)."""
+    try:
+        return int(port.fileno())
+    except (AttributeError, NotImplementedError, OSError, ValueError, serial.SerialException):
+        return None
 
 
 def set_nodelay(port: serial.SerialBase) -> None:

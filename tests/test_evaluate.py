@@ -1,0 +1,91 @@
+"""Evaluation: three accuracies, byte-for-byte LiteRT-ref vs TFLM verdict, TFLM arena, float-model rejection."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle
+from models.errors import UserError
+from models.preprocess import prepare_frame
+from models.reference import ReferenceModel
+from test_data import assert_one_line_error, run_tool
+from tools.evaluate import TflmModel, evaluate_bundle
+
+
+@pytest.fixture(scope="module")
+def evaluated_v1(bundle_v1, tmp_path_factory):
+    """A copy of bundle_v1 evaluated on 200 test images (the fixture bundle itself stays untouched)."""
+    path = tmp_path_factory.mktemp("eval") / "v1"
+    shutil.copytree(bundle_v1.path, path)
+    return path, evaluate_bundle(path, limit=200)
+
+
+def test_three_accuracies_and_confusion(evaluated_v1):
+    path, result = evaluated_v1
+    assert result["images"] == 200 and result["split"] == "test"
+    for key in ("float", "int8_litert_ref", "int8_tflm"):
+        confusion = np.array(result[key]["confusion"])
+        assert confusion.shape == (10, 10) and confusion.sum() == 200
+        assert np.all(confusion.sum(axis=1) == 20)  # class-balanced subset
+        assert result[key]["accuracy"] == pytest.approx(np.trace(confusion) / 200)
+        assert result[key]["accuracy"] > 0.4
+    assert result["int8_drop_points"] == pytest.approx(
+        100 * (result["float"]["accuracy"] - result["int8_litert_ref"]["accuracy"]), abs=1e-3)
+    assert load_bundle(path).meta["metrics"]["evaluation"] == result  # persisted in model.json
+
+
+def test_ref_and_tflm_verdict_is_real(evaluated_v1, fmnist_test_samples, bundle_v1):
+    _, result = evaluated_v1
+    assert result["ref_tflm_identical"] == (result["ref_tflm_mismatches"] == 0)
+    assert result["ref_tflm_mismatches"] <= 4  # both run reference kernels; rare 1-LSB rounding ties at most
+    tflite = bundle_v1.artifact_path("tflite").read_bytes()
+    ref, tflm = ReferenceModel(tflite), TflmModel(tflite)
+    frames = [prepare_frame(img, bundle_v1) for img in fmnist_test_samples.images[:20]]
+    diffs = [np.abs(ref.invoke(f).astype(int) - tflm.invoke(f).astype(int)).max() for f in frames]
+    assert max(diffs) <= 1
+
+
+def test_tflm_arena_is_the_real_requirement(evaluated_v1, bundle_v1, fmnist_test_samples):
+    _, result = evaluated_v1
+    arena = result["tflm_arena_bytes"]
+    assert arena["total"] == arena["head"] + arena["tail"] and 0 < arena["head"] < arena["total"]
+    tflite = bundle_v1.artifact_path("tflite").read_bytes()
+    frame = prepare_frame(fmnist_test_samples.images[0], bundle_v1)
+    fitting = TflmModel(tflite, arena_size=arena["total"] + 256)
+    assert fitting.invoke(frame).shape == (10,)
+    with pytest.raises(UserError, match="larger arena"):
+        TflmModel(tflite, arena_size=arena["total"] // 2)
+
+
+def test_float_tflite_is_rejected(bundle_v1, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    bundle = tmp_path / "b"
+    shutil.copytree(bundle_v1.path, bundle)
+    model = keras.models.load_model(bundle / "model.keras")
+    float_path = bundle / "model_float.tflite"
+    float_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with pytest.raises(UserError, match="float model"):
+        evaluate_bundle(bundle, tflite=float_path)
+    assert_one_line_error(run_tool("evaluate", str(float_path)), "is a float model")
+    assert_one_line_error(run_tool("evaluate", str(bundle), "--tflite", str(float_path)), "is a float model")
+
+
+def test_evaluate_cli(bundle_v2, tmp_path):
+    bundle = tmp_path / "v2"
+    shutil.copytree(bundle_v2.path, bundle)
+    proc = run_tool("evaluate", str(bundle), "--limit", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert "int8 TFLite-Micro  accuracy" in proc.stdout and "TFLM arena" in proc.stdout
+    result = load_bundle(bundle).meta["metrics"]["evaluation"]
+    verdict = "identical byte for byte on all 30 images" if result["ref_tflm_identical"] else "MISMATCH"
+    assert verdict in proc.stdout
+
+
+def test_evaluate_cli_errors(tmp_path):
+    assert_one_line_error(run_tool("evaluate", str(tmp_path / "missing")), "does not exist")
+    (tmp_path / "junk.tflite").write_bytes(b"not a flatbuffer")
+    assert_one_line_error(run_tool("evaluate", str(tmp_path / "junk.tflite")), "cannot load")

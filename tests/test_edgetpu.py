@@ -168,6 +168,18 @@ def test_unsupported_op_early_names_the_cut_point(early_unsupported_model):
     assert not check.fully_mapped and check.edgetpu_ops == 1
 
 
+def test_dynamic_batch_is_reported(tmp_path):
+    import keras
+
+    inp = keras.Input((16, 16, 1))  # no batch_size: the converter keeps a -1 batch in the shape signature
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp)))
+    path = tmp_path / "dynamic.tflite"
+    path.write_bytes(_quantized(keras.Model(inp, out), (16, 16, 1)))
+    check = precheck_model(path)
+    assert any("has a dynamic shape" in p for p in check.ops[0].problems)
+    assert not check.fully_mapped
+
+
 def test_float_model_maps_nothing(tmp_path):
     import keras
     import tensorflow as tf

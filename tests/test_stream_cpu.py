@@ -86,3 +86,21 @@ def test_live_source_drops_frames_and_ctrl_c_keeps_the_log_complete(bundle_v1, t
     # every frame read was sent or dropped, except at most the one waiting when Ctrl-C came
     assert summary["frames_read"] - summary["sent"] - summary["dropped_at_source"] in (0, 1)
     assert "(interrupted)" in out and "Traceback" not in err
+
+
+def test_video_file_sends_every_frame_in_order(bundle_v1, tmp_path):
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(12):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    log = tmp_path / "video.jsonl"
+    result = _stream(str(bundle_v1.path), str(path), "--cpu", "--headless", "--quiet", "--log", str(log))
+    assert result.returncode == 0, result.stderr
+    records = read_log(log)
+    results = [r for r in records if r["type"] == "result"]
+    assert [r["frame"] for r in results] == [f"video clip.avi#{i}" for i in range(12)]
+    assert records[-1]["dropped_at_source"] == 0 and records[-1]["labelled"] == 0
+    assert all("label" not in r for r in results)

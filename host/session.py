@@ -228,7 +228,10 @@ class StreamSession:
                     last_progress = time.monotonic() if len(self._pending) == 1 else last_progress
                 if exhausted and not self._pending and not self._retry:
                     break
-                events = self.target.poll(0.05)
+                # A live source with a free credit must not wait 50 ms for answers while a new camera frame is
+                # ready: poll briefly and go back to the reader.
+                credit_free = self.target.in_flight < self.target.info.credits
+                events = self.target.poll(0.005 if reader is not None and credit_free and not exhausted else 0.05)
                 for event in events:
                     self._handle(event)
                 if events or not self._pending:

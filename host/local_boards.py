@@ -147,7 +147,7 @@ class QemuBoard(LocalBoard):
         return [
             self.qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none",
             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
             "-kernel", str(self.image), *self.extra_args,
         ]
 
@@ -228,7 +228,7 @@ def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> t
                 link.write(wire.encode(wire.Frame(pending[next_frame]), seq=seq))
                 window.sent(seq)
                 next_frame += 1
-            data = link.read(4096)
+            data = link.read(max(1, link.in_waiting))
             if data:
                 deadline = time.monotonic() + timeout
             elif time.monotonic() > deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import serial
 
@@ -83,3 +84,61 @@ def test_board_restart_gives_a_fresh_boot(smoke_elf: Path) -> None:
     finally:
         board.stop()
     assert not board.running
+
+
+# ---- the inference firmware end to end ----------------------------------------------------------------
+QEMU_FRAMES = 200  # Fashion-MNIST test images per model (about 60 ms each through the emulated UART)
+
+
+@pytest.fixture(scope="module", params=["bundle_v1", "bundle_v2"])
+def qemu_run(request: pytest.FixtureRequest):
+    """Build the QEMU firmware for the bundle, stream test images through it; (bundle, frames, hello, results)."""
+    require_tool("arm-none-eabi-gcc", "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")
+    from host.local_boards import run_frames
+    from models.preprocess import prepare_frame
+    from tools import firmware
+    from tools.data import load_fashion_mnist
+
+    bundle = request.getfixturevalue(request.param)
+    elf = firmware.build(bundle, "qemu")
+    test_split = load_fashion_mnist("test")
+    frames = [prepare_frame(image, bundle) for image in test_split.images[:QEMU_FRAMES]]
+    with QemuBoard(elf) as board:
+        hello, results = run_frames(board.url, [f.tobytes() for f in frames])
+    return bundle, frames, hello, results
+
+
+def test_qemu_results_equal_litert_reference(qemu_run) -> None:
+    from models.reference import ReferenceModel
+
+    bundle, frames, _, results = qemu_run
+    reference = ReferenceModel(bundle.artifact_path("tflite"))
+    mismatched = [i for i, (frame, result) in enumerate(zip(frames, results))
+                  if result.output != reference.invoke(frame).tobytes()]
+    assert len(results) == QEMU_FRAMES
+    assert not mismatched, f"{len(mismatched)} of {QEMU_FRAMES} RESULTs differ from LiteRT BUILTIN_REF, first {mismatched[:5]}"
+
+
+def test_qemu_hello_describes_the_bundle(qemu_run) -> None:
+    bundle, _, hello, _ = qemu_run
+    assert hello.model_id.hex() == bundle.model_id
+    assert hello.input_shape == bundle.input_shape
+    assert hello.num_classes == len(bundle.labels)
+    quant = bundle.input_quant
+    assert (hello.in_dtype, hello.in_zero_point) == (quant.dtype, quant.zero_point)
+    assert hello.in_scale == pytest.approx(quant.scale, rel=1e-6)
+    assert hello.engine == "engine" and hello.build.startswith("qemu-mps2-an386 " + bundle.model_id[:12])
+    assert hello.credits >= 1 and hello.max_payload >= np.prod(bundle.input_shape)
+
+
+def test_qemu_reports_instruction_count_and_virtual_time(qemu_run) -> None:
+    """RESULT carries SysTick ticks x 40 (exact instructions under -icount shift=0) and microseconds of virtual
+    time (1 instruction = 1 ns). The engine has no data-dependent branches in its loops' trip counts, so the
+    count varies only with the few data-dependent paths (activation clamps, ADD saturation)."""
+    _, _, _, results = qemu_run
+    cycles = [r.cycles for r in results]
+    assert min(cycles) > 100_000 and all(c % 40 == 0 for c in cycles), (min(cycles), max(cycles))
+    assert max(cycles) - min(cycles) < 0.05 * min(cycles), (min(cycles), max(cycles))
+    off = [(r.inference_us, r.cycles) for r in results if abs(r.inference_us - r.cycles / 1000) > 1]
+    assert not off, f"inference_us disagrees with cycles / 1000: {off[:5]}"

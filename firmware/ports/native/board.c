@@ -23,6 +23,7 @@
 static int in_fd = -1;
 static int out_fd = -1;
 static int slave_fd = -1; /* kept open so the master never reads EIO while no host is attached */
+static int input_closed;  /* --stdio: the pipe reached end of file */
 
 static int open_pty(void) {
   int master = posix_openpt(O_RDWR | O_NOCTTY);
@@ -64,6 +65,7 @@ int board_init(int argc, char **argv) {
 }
 
 void board_wait_for_rx(void) {
+  if (input_closed) exit(0); /* the host hung up and every request it sent is answered (the app is idle) */
   struct pollfd pfd = {.fd = in_fd, .events = POLLIN, .revents = 0};
   (void)poll(&pfd, 1, 100);
 }
@@ -71,7 +73,7 @@ void board_wait_for_rx(void) {
 size_t port_read(uint8_t *buf, size_t max) {
   ssize_t n = read(in_fd, buf, max);
   if (n > 0) return (size_t)n;
-  if (n == 0 && in_fd == STDIN_FILENO) exit(0); /* the pipe closed: the host is gone */
+  if (n == 0 && in_fd == STDIN_FILENO) input_closed = 1;
   return 0;
 }
 

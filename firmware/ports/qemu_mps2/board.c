@@ -36,6 +36,9 @@ typedef struct {
 #define SYST_CSR_CPUCLK (1u << 2)
 #define SYST_PERIOD (1u << 24)
 
+#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
+#define SCB_ICSR_PENDSTSET (1u << 26)
+
 #define NVIC_ISER0 (*(volatile uint32_t *)0xE000E100u)
 #define NVIC_ICPR0 (*(volatile uint32_t *)0xE000E280u)
 
@@ -60,11 +63,14 @@ void board_init(void) {
 }
 
 uint64_t board_ticks(void) {
-  uint32_t wraps, value;
-  do { /* re-read if the counter wrapped (and the handler ran) between the two reads */
-    wraps = systick_wraps;
-    value = SYST_CVR;
-  } while (wraps != systick_wraps);
+  /* With interrupts masked, a wrap whose handler has not run yet shows as a pending SysTick; a counter value
+   * from the upper half of the period was then read after the reload, so that wrap counts already. */
+  uint32_t primask;
+  __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask) : : "memory");
+  uint32_t wraps = systick_wraps;
+  uint32_t value = SYST_CVR;
+  if ((SCB_ICSR & SCB_ICSR_PENDSTSET) && value >= SYST_PERIOD / 2u) wraps++;
+  __asm volatile("msr primask, %0" : : "r"(primask) : "memory");
   return (uint64_t)wraps * SYST_PERIOD + (SYST_PERIOD - 1u - value);
 }
 

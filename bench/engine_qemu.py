@@ -216,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bundle", action="append", default=[],
                         help="bundle directory to measure (repeatable); default: random-init V1 0.25 and V2 0.35 at "
                              "96x96x1 int8")
+    parser.add_argument("--models", default="v1,v2",
+                        help="default models to measure, comma-separated from v1 (V1 0.25), v2 (V2 0.35); default v1,v2")
     parser.add_argument("--size", type=int, default=96, help="input height=width of the default models (default 96)")
     parser.add_argument("--images", type=int, default=20,
                         help="Fashion-MNIST test images to run and compare with LiteRT-ref (default 20)")
@@ -238,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             train = balanced_sample(load_fashion_mnist("train"), 64, seed=0).images
             models = [(f"{arch[-2:].upper()} {width:g} {args.size}x{args.size}x1 int8 (random-init)",
-                       random_init_tflite(arch, width, args.size, 1, train)) for arch, width in DEFAULT_MODELS]
+                       random_init_tflite(arch, width, args.size, 1, train)) for arch, width in DEFAULT_MODELS
+                      if arch[-2:] in args.models.split(",")]
         for i, (name, tflite) in enumerate(models):
             print(f"measuring {name} ...", file=sys.stderr)
             figures.append(measure(name, tflite, test, work_root / f"m{i}", args.timeout))

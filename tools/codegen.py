@@ -222,7 +222,8 @@ class _Builder:
         return b.data.reshape(-1).astype(np.int64)
 
     def _conv_layer(self, op: Operator, name: str, x: Tensor, w_oc_k: np.ndarray, bias: np.ndarray,
-                    mult: list[int], shift: list[int], geom: dict[str, int], y: Tensor, act: str) -> Layer:
+                    mult: list[int], shift: list[int], geom: dict[str, int], y: Tensor, act: str,
+                    single_round: bool = False) -> Layer:
         _, in_zp = _quant(x)
         out_scale, out_zp = _quant(y)
         lo, hi = activation_range(act, out_scale, out_zp, "int8")
@@ -233,9 +234,10 @@ class _Builder:
                  + _c_array("int32_t", f"{name}_m", np.array(mult)) + _c_array("int8_t", f"{name}_s", np.array(shift)))
         k = geom["k_h"] * geom["k_w"] * geom["in_c"]
         layer = Layer(op, "conv", [op.inputs[0]], [op.outputs[0]], weight_bytes=int(w_oc_k.size + 9 * len(mult)),
-                      scratch=5 * k + 8)
+                      scratch=5 * k + 16)  # ENG_CONV_SCRATCH_BYTES
         fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, weights=f"{name}_w", bias=f"{name}_b",
-                      mult=f"{name}_m", shift=f"{name}_s", in_place=IN_PLACE_TOKEN)
+                      mult=f"{name}_m", shift=f"{name}_s", in_place=IN_PLACE_TOKEN,
+                      single_round=int(single_round))
         layer.decls = decls + _c_struct("eng_conv_t", name, fields)
         layer.call = f"eng_conv2d_s8(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
         pointwise = (geom["k_h"] == 1 and geom["k_w"] == 1 and geom["stride_h"] == 1 and geom["stride_w"] == 1
@@ -277,8 +279,9 @@ class _Builder:
         geom = dict(in_h=rows, in_w=1, in_c=k, out_h=rows, out_w=1, out_c=oc, k_h=1, k_w=1, stride_h=1, stride_w=1,
                     dil_h=1, dil_w=1, pad_top=0, pad_left=0)
         mult, shift = self._requant_arrays(op, x, w, y, oc)
+        # LiteRT's FULLY_CONNECTED requantises with one rounding step, CONV_2D with gemmlowp's two.
         return self._conv_layer(op, f"L{op.index}", x, w.data.reshape(oc, k), self._bias(op, self._opt(op, 2), oc),
-                                mult, shift, geom, y, op.options["fused_activation_function"])
+                                mult, shift, geom, y, op.options["fused_activation_function"], single_round=True)
 
     def op_depthwise_conv_2d(self, op: Operator) -> Layer:
         x = self.require_dtype(op, op.inputs[0], ("int8",))
@@ -309,7 +312,7 @@ class _Builder:
                  + _c_array("int32_t", f"{name}_m", np.array(mult)) + _c_array("int8_t", f"{name}_s", np.array(shift))
                  + _c_struct("eng_dwconv_t", name, fields))
         layer = Layer(op, "dwconv", [op.inputs[0]], [op.outputs[0]], weight_bytes=int(weights.size + 9 * oc),
-                      scratch=4 * oc)
+                      scratch=4 * oc)  # ENG_DWCONV_SCRATCH_BYTES
         layer.decls = decls
         layer.call = f"eng_dwconv2d_s8(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
         return layer
@@ -508,34 +511,23 @@ class Plan:
     arena_bytes: int = 0  # activations only
 
 
-class _Groups:
-    """Union-find over tensors that share one buffer (aliases and in-place outputs)."""
-
-    def __init__(self):
-        self.parent: dict[int, int] = {}
-
-    def find(self, t: int) -> int:
-        self.parent.setdefault(t, t)
-        while self.parent[t] != t:
-            self.parent[t] = self.parent[self.parent[t]]
-            t = self.parent[t]
-        return t
-
-    def union(self, a: int, b: int) -> None:
-        self.parent[self.find(b)] = self.find(a)
-
-
 def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
-    """Static arena plan: tensors live from their producer to their last consumer; buffers are reused
-    greedily (largest first, lowest free offset), aliases and in-place outputs share their input's buffer."""
+    """Static arena plan.
+
+    Each tensor lives from its producing layer to its last consumer. Tensors that share memory form a group
+    with fixed offsets relative to each other: an alias (RESHAPE) sits exactly on its input; an in-place
+    output starts at its input's offset, or, when it is larger (a 1x1 convolution widening the channels),
+    ends where its input ends, so pixels written in ascending order never reach input pixels not yet read.
+    Groups are placed greedily (largest first, lowest offset where no member overlaps a live tensor), the
+    way TFLM's greedy planner places single tensors.
+    """
     g_in, g_out = set(graph.inputs), set(graph.outputs)
     plan = Plan()
-    groups = _Groups()
     for t in g_in:
         plan.aliases[t] = "input"
     for t in g_out:
         plan.aliases[t] = "output"
-    size = {}
+    size: dict[int, int] = {}
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for i, layer in enumerate(layers):
@@ -544,12 +536,15 @@ def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
             size[t] = _nbytes(graph.tensors[t])
         for t in layer.inputs:
             last[t] = i
-    for t in g_out:
-        last[t] = len(layers)
+    group: dict[int, int] = {}  # tensor -> group id (the first member)
+    rel: dict[int, int] = {}  # tensor -> offset relative to its group
+
+    def join(src: int, dst: int, offset: int) -> None:
+        group[dst], rel[dst] = group.setdefault(src, src), rel.setdefault(src, 0) + offset
 
     def group_end(t: int) -> int:
-        root = groups.find(t)
-        return max(last.get(m, first.get(m, -1)) for m in size if groups.find(m) == root)
+        gid = group.get(t, t)
+        return max(last.get(m, first.get(m, -1)) for m in size if group.get(m, m) == gid)
 
     for i, layer in enumerate(layers):
         src, dst = layer.inputs[0], layer.outputs[0]
@@ -559,7 +554,7 @@ def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
             if src in plan.aliases:
                 plan.aliases[dst] = plan.aliases[src]
             else:
-                groups.union(src, dst)
+                join(src, dst, 0)
             continue
         if not layer.in_place_ok or dst in plan.aliases:
             continue
@@ -567,38 +562,40 @@ def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
             # The output may take over an input's buffer when nothing reads that input afterwards.
             if cand in plan.aliases or group_end(cand) != i:
                 continue
-            groups.union(cand, dst)
-            layer.in_place = True  # element-wise kernels read element i before writing it
+            join(cand, dst, min(0, size[cand] - size[dst]))
+            layer.in_place = True
             break
 
-    buffers: dict[int, list[int]] = {}
+    members: dict[int, list[int]] = {}
     for t in size:
-        if t in plan.aliases:
-            continue
-        buffers.setdefault(groups.find(t), []).append(t)
+        if t not in plan.aliases:
+            members.setdefault(group.get(t, t), []).append(t)
+            rel.setdefault(t, 0)
     spans = []
-    for root, members in buffers.items():
-        start = min(first.get(m, -1) for m in members)
-        end = max(last.get(m, first.get(m, -1)) for m in members)
-        spans.append((max(size[m] for m in members), start, end, root))
-    placed: list[tuple[int, int, int, int]] = []  # offset, size, start, end
-    for nbytes, start, end, root in sorted(spans, key=lambda s: (-s[0], s[1])):
-        offset = 0
-        for o, s, a, b in sorted(placed):
-            if a <= end and start <= b and offset < o + s and o < offset + nbytes:
-                offset = _align(o + s)
-        # one pass may leave a later conflict behind; repeat until stable
-        moved = True
-        while moved:
-            moved = False
-            for o, s, a, b in placed:
-                if a <= end and start <= b and offset < o + s and o < offset + nbytes:
-                    offset = _align(o + s)
-                    moved = True
-        placed.append((offset, nbytes, start, end))
-        for m in buffers[root]:
-            plan.offsets[m] = offset
-        plan.arena_bytes = max(plan.arena_bytes, offset + nbytes)
+    for gid, ts in members.items():
+        low = min(rel[t] for t in ts)
+        extent = max(rel[t] + size[t] for t in ts) - low
+        spans.append((extent, min(first.get(t, -1) for t in ts), gid, [(t, rel[t] - low) for t in ts]))
+    placed: list[tuple[int, int, int, int]] = []  # address, size, first, last of every placed tensor
+
+    def conflict(base: int, parts: list[tuple[int, int]]) -> int | None:
+        """End address of a placed tensor clashing with the group at base, else None."""
+        for t, offset in parts:
+            a0, a1 = base + offset, base + offset + size[t]
+            t0, t1 = first.get(t, -1), last.get(t, first.get(t, -1))
+            for addr, nbytes, p0, p1 in placed:
+                if p0 <= t1 and t0 <= p1 and addr < a1 and a0 < addr + nbytes:
+                    return addr + nbytes - offset
+        return None
+
+    for extent, _, gid, parts in sorted(spans, key=lambda s: (-s[0], s[1])):
+        base = 0
+        while (clash := conflict(base, parts)) is not None:
+            base = _align(max(clash, base + 1))
+        for t, offset in parts:
+            plan.offsets[t] = base + offset
+            placed.append((base + offset, size[t], first.get(t, -1), last.get(t, first.get(t, -1))))
+        plan.arena_bytes = max(plan.arena_bytes, base + extent)
     plan.arena_bytes = _align(plan.arena_bytes)
     return plan
 

@@ -32,9 +32,12 @@ extern "C" {
 typedef struct eng_conv {
   uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
   uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
-  /* 1: output shares the input's buffer (1x1, stride 1, no padding); pixels run last to first when
-   * out_c > in_c so an output pixel never overwrites an input pixel not yet read. */
+  /* 1: output shares the input's buffer (1x1, stride 1, no padding). Pixels run in ascending order and
+   * codegen places the input at the output's start (out_c <= in_c) or end (out_c > in_c), so an output
+   * pixel never overwrites an input pixel not yet read. */
   uint8_t in_place;
+  /* 1: requantise with one rounding (LiteRT's FULLY_CONNECTED), 0: gemmlowp's two (CONV_2D). */
+  uint8_t single_round;
   int8_t in_zp;
   int32_t out_zp, act_min, act_max;
   const int8_t *weights;
@@ -111,27 +114,27 @@ typedef struct eng_fquant {
   int32_t zp;
 } eng_fquant_t;
 
-/* Fixed-point helpers with TFLite's exact rounding (gemmlowp SaturatingRoundingDoublingHighMul followed
- * by RoundingDivideByPOT). */
+/* TFLite's MultiplyByQuantizedMultiplier: x * mult * 2^shift with gemmlowp's rounding
+ * (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT), for the multipliers codegen emits
+ * (0 <= mult < 2^31, so the one saturating case, INT32_MIN * INT32_MIN, cannot occur).
+ * Both roundings are rewritten as one add and one arithmetic shift of a 64-bit value:
+ *   trunc((ab + (ab >= 0 ? 2^30 : 1 - 2^30)) / 2^31) == (ab + 2^30) >> 31            (floor shift)
+ *   round-half-away-from-zero(h / 2^r)               == (h + 2^(r-1) - (h < 0)) >> r
+ * which gives the reference's bytes for every input (checked exhaustively on random inputs) in a
+ * handful of Cortex-M4 instructions (SMLAL, shifts) instead of a 64-bit division. */
 static inline int32_t eng_mul_q31(int32_t x, int32_t mult, int shift) {
-  const int left = shift > 0 ? shift : 0;
-  const int right = shift > 0 ? 0 : -shift;
-  const int32_t a = (int32_t)((uint32_t)x << left);
-  int32_t high;
-  if (a == INT32_MIN && mult == INT32_MIN) {
-    high = INT32_MAX;
-  } else {
-    const int64_t ab = (int64_t)a * (int64_t)mult;
-    const int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
-    high = (int32_t)((ab + nudge) / (1LL << 31));
-  }
-  if (right == 0) return high;
-  {
-    const int32_t mask = (int32_t)((1UL << right) - 1);
-    const int32_t remainder = high & mask;
-    const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
-    return (high >> right) + (remainder > threshold ? 1 : 0);
-  }
+  const int32_t a = shift > 0 ? (int32_t)((uint32_t)x << shift) : x;
+  const int32_t high = (int32_t)(((int64_t)a * mult + (1LL << 30)) >> 31);
+  if (shift >= 0) return high;
+  return (int32_t)(((int64_t)high + (1LL << (-shift - 1)) - (high < 0)) >> -shift);
+}
+
+/* MultiplyByQuantizedMultiplier with a single rounding, round(x * mult * 2^(shift - 31)) half up, the
+ * variant LiteRT's FULLY_CONNECTED reference kernel uses (it differs from eng_mul_q31 when the exact
+ * result lies within one part in 2^31 of a half). */
+static inline int32_t eng_mul_q31_single(int32_t x, int32_t mult, int shift) {
+  const int total = 31 - shift;
+  return (int32_t)(((int64_t)x * mult + (1LL << (total - 1))) >> total);
 }
 
 static inline int32_t eng_clamp(int32_t v, int32_t lo, int32_t hi) {
@@ -139,7 +142,7 @@ static inline int32_t eng_clamp(int32_t v, int32_t lo, int32_t hi) {
 }
 
 /* Scratch bytes eng_conv2d_s8 needs for a layer (codegen sizes one shared scratch area from this rule). */
-#define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 8u)
+#define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 16u)
 #define ENG_DWCONV_SCRATCH_BYTES(out_c) (4u * (uint32_t)(out_c))
 
 void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);

@@ -13,6 +13,12 @@ static inline int8_t requant(int32_t acc, int32_t mult, int shift, int32_t zp, i
   return (int8_t)eng_clamp(eng_mul_q31(acc, mult, shift) + zp, lo, hi);
 }
 
+/* Output channel oc of a convolution-type layer. */
+static inline int8_t conv_out(const eng_conv_t *p, int32_t acc, int oc) {
+  const int32_t v = p->single_round ? eng_mul_q31_single(acc, p->mult[oc], p->shift[oc]) : eng_mul_q31(acc, p->mult[oc], p->shift[oc]);
+  return (int8_t)eng_clamp(v + p->out_zp, p->act_min, p->act_max);
+}
+
 static int conv_is_pointwise(const eng_conv_t *p) {
   return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
          p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
@@ -36,73 +42,77 @@ static void im2col_pixel(const eng_conv_t *p, const int8_t *in, int oy, int ox, 
 }
 
 #if ENG_DSP
-/* int8 -> int16 in SMLAD order: each group of 4 becomes [x0 x2 | x1 x3], matching how eng_sxtb16 and
- * eng_sxtb16_ror8 split a word of 4 weights; a tail of < 4 stays in order. Done once per pixel, reused by
- * every output channel. */
-static void widen_pairs(const int8_t *src, int16_t *dst, int n) {
+/* int8 -> int16 in SMLAD order, done once per pixel and reused by every output channel: each group of 4
+ * becomes [x0 x2 | x1 x3], matching how eng_sxtb16 / eng_sxtb16_ror8 split a word of 4 weights. With
+ * stride 8 (two pixels interleaved: pixel 0 at +0, pixel 1 at +4 halfwords of each 8) the 2-pixel kernel
+ * walks one pointer; the tail of K % 4 stays in order after the groups (pixel 1's tail at +tail_stride). */
+static void widen_pairs(const int8_t *src, int16_t *dst, int n, int stride) {
   int k = 0;
-  for (; k + 4 <= n; k += 4) {
+  int16_t *d = dst;
+  for (; k + 4 <= n; k += 4, d += stride) {
     const uint32_t w = eng_load32(src + k);
-    eng_store32(dst + k, eng_sxtb16(w));
-    eng_store32(dst + k + 2, eng_sxtb16_ror8(w));
+    eng_store32(d, eng_sxtb16(w));
+    eng_store32(d + 2, eng_sxtb16_ror8(w));
   }
-  for (; k < n; k++) dst[k] = src[k];
+  for (; k < n; k++) *d++ = src[k];
 }
 
 /* Two output pixels x all output channels; weights are read once per pair of pixels, two output
- * channels at a time, four MACs per weight word via two SMLADs per pixel. */
-static void matmul_2px(const eng_conv_t *p, const int16_t *c0, const int16_t *c1, int K, int8_t *o0, int8_t *o1) {
-  const int k4 = K & ~3;
+ * channels at a time: per 4 input channels, 2 weight loads, 4 SXTB16, 2 double-word input loads and
+ * 8 SMLADs give 16 MACs. col holds both pixels interleaved (see widen_pairs). */
+static void matmul_2px(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1) {
+  const int groups = K >> 2, tail = K & 3;
+  const int16_t *col_tail = col + 8 * groups;
   int oc = 0;
   for (; oc + 2 <= p->out_c; oc += 2) {
     const int8_t *w0 = p->weights + (size_t)oc * (size_t)K;
     const int8_t *w1 = w0 + K;
+    const int16_t *c = col;
     int32_t a00 = p->bias[oc], a01 = a00, a10 = p->bias[oc + 1], a11 = a10;
-    int k = 0;
-    for (; k < k4; k += 4) {
-      const uint32_t wa = eng_load32(w0 + k), wb = eng_load32(w1 + k);
+    for (int g = 0; g < groups; g++, w0 += 4, w1 += 4, c += 8) {
+      const uint32_t wa = eng_load32(w0), wb = eng_load32(w1);
+      const uint32_t x0a = eng_load32(c), x0b = eng_load32(c + 2);
+      const uint32_t x1a = eng_load32(c + 4), x1b = eng_load32(c + 6);
       const uint32_t wa02 = eng_sxtb16(wa), wa13 = eng_sxtb16_ror8(wa);
-      const uint32_t wb02 = eng_sxtb16(wb), wb13 = eng_sxtb16_ror8(wb);
-      const uint32_t x0a = eng_load32(c0 + k), x0b = eng_load32(c0 + k + 2);
-      const uint32_t x1a = eng_load32(c1 + k), x1b = eng_load32(c1 + k + 2);
       a00 = eng_smlad(wa02, x0a, a00);
       a00 = eng_smlad(wa13, x0b, a00);
       a01 = eng_smlad(wa02, x1a, a01);
       a01 = eng_smlad(wa13, x1b, a01);
+      const uint32_t wb02 = eng_sxtb16(wb), wb13 = eng_sxtb16_ror8(wb);
       a10 = eng_smlad(wb02, x0a, a10);
       a10 = eng_smlad(wb13, x0b, a10);
       a11 = eng_smlad(wb02, x1a, a11);
       a11 = eng_smlad(wb13, x1b, a11);
     }
-    for (; k < K; k++) {
-      a00 += w0[k] * c0[k];
-      a01 += w0[k] * c1[k];
-      a10 += w1[k] * c0[k];
-      a11 += w1[k] * c1[k];
+    for (int k = 0; k < tail; k++) {
+      a00 += w0[k] * col_tail[k];
+      a01 += w0[k] * col_tail[tail + k];
+      a10 += w1[k] * col_tail[k];
+      a11 += w1[k] * col_tail[tail + k];
     }
-    o0[oc] = requant(a00, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
-    o1[oc] = requant(a01, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
-    o0[oc + 1] = requant(a10, p->mult[oc + 1], p->shift[oc + 1], p->out_zp, p->act_min, p->act_max);
-    o1[oc + 1] = requant(a11, p->mult[oc + 1], p->shift[oc + 1], p->out_zp, p->act_min, p->act_max);
+    o0[oc] = conv_out(p, a00, oc);
+    o1[oc] = conv_out(p, a01, oc);
+    o0[oc + 1] = conv_out(p, a10, oc + 1);
+    o1[oc + 1] = conv_out(p, a11, oc + 1);
   }
   for (; oc < p->out_c; oc++) {
     const int8_t *w0 = p->weights + (size_t)oc * (size_t)K;
+    const int16_t *c = col;
     int32_t a0 = p->bias[oc], a1 = a0;
-    int k = 0;
-    for (; k < k4; k += 4) {
-      const uint32_t wa = eng_load32(w0 + k);
+    for (int g = 0; g < groups; g++, w0 += 4, c += 8) {
+      const uint32_t wa = eng_load32(w0);
       const uint32_t wa02 = eng_sxtb16(wa), wa13 = eng_sxtb16_ror8(wa);
-      a0 = eng_smlad(wa02, eng_load32(c0 + k), a0);
-      a0 = eng_smlad(wa13, eng_load32(c0 + k + 2), a0);
-      a1 = eng_smlad(wa02, eng_load32(c1 + k), a1);
-      a1 = eng_smlad(wa13, eng_load32(c1 + k + 2), a1);
+      a0 = eng_smlad(wa02, eng_load32(c), a0);
+      a0 = eng_smlad(wa13, eng_load32(c + 2), a0);
+      a1 = eng_smlad(wa02, eng_load32(c + 4), a1);
+      a1 = eng_smlad(wa13, eng_load32(c + 6), a1);
     }
-    for (; k < K; k++) {
-      a0 += w0[k] * c0[k];
-      a1 += w0[k] * c1[k];
+    for (int k = 0; k < tail; k++) {
+      a0 += w0[k] * col_tail[k];
+      a1 += w0[k] * col_tail[tail + k];
     }
-    o0[oc] = requant(a0, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
-    o1[oc] = requant(a1, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+    o0[oc] = conv_out(p, a0, oc);
+    o1[oc] = conv_out(p, a1, oc);
   }
 }
 
@@ -119,18 +129,19 @@ static void matmul_1px(const eng_conv_t *p, const int16_t *c0, int K, int8_t *o0
       a0 = eng_smlad(eng_sxtb16_ror8(wa), eng_load32(c0 + k + 2), a0);
     }
     for (; k < K; k++) a0 += w0[k] * c0[k];
-    o0[oc] = requant(a0, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+    o0[oc] = conv_out(p, a0, oc);
   }
 }
 
-/* Widen pixel i's receptive field into c (via the int8 im2col area unless the conv is pointwise). */
-static void load_pixel(const eng_conv_t *p, const int8_t *in, int i, int pointwise, int8_t *col8, int16_t *c) {
+/* Widen pixel i's receptive field into col (via the int8 im2col area unless the conv is pointwise). */
+static void load_pixel(const eng_conv_t *p, const int8_t *in, int i, int pointwise, int8_t *col8, int16_t *col,
+                       int stride) {
   const int K = p->k_h * p->k_w * p->in_c;
   if (pointwise) {
-    widen_pairs(in + (size_t)i * p->in_c, c, K);
+    widen_pairs(in + (size_t)i * p->in_c, col, K, stride);
   } else {
     im2col_pixel(p, in, i / p->out_w, i % p->out_w, col8);
-    widen_pairs(col8, c, K);
+    widen_pairs(col8, col, K, stride);
   }
 }
 
@@ -138,22 +149,25 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
   const int K = p->k_h * p->k_w * p->in_c;
   const int npix = p->out_h * p->out_w;
   const int pointwise = conv_is_pointwise(p);
-  int16_t *c0 = (int16_t *)scratch;
-  int16_t *c1 = c0 + K;
-  int8_t *col8 = (int8_t *)(c1 + K);
-  const int descending = p->in_place && p->out_c > p->in_c;
+  int16_t *col = (int16_t *)scratch;
+  int8_t *col8 = (int8_t *)(col + 2 * K + 8); /* past both pixels' groups and tails */
+  const int groups = K >> 2, tail = K & 3;
   int n = 0;
   for (; n + 2 <= npix; n += 2) {
-    /* Both pixels are read before either is written: in-place safe in either direction. */
-    const int i = descending ? npix - 2 - n : n;
-    load_pixel(p, in, i, pointwise, col8, c0);
-    load_pixel(p, in, i + 1, pointwise, col8, c1);
-    matmul_2px(p, c0, c1, K, out + (size_t)i * p->out_c, out + (size_t)(i + 1) * p->out_c);
+    /* Both pixels are read before either is written (in place, codegen puts the input where ascending
+     * writes never reach unread pixels). Pixel 1's groups sit 4 halfwords after pixel 0's. */
+    const int i = n;
+    load_pixel(p, in, i, pointwise, col8, col, 8);
+    load_pixel(p, in, i + 1, pointwise, col8, col + 4, 8);
+    if (tail) { /* widen_pairs put pixel 1's tail where pixel 0's tail ended + 4: move it next to it */
+      for (int k = 0; k < tail; k++) col[8 * groups + tail + k] = col[8 * groups + 4 + k];
+    }
+    matmul_2px(p, col, K, out + (size_t)i * p->out_c, out + (size_t)(i + 1) * p->out_c);
   }
   if (n < npix) {
-    const int i = descending ? 0 : npix - 1;
-    load_pixel(p, in, i, pointwise, col8, c0);
-    matmul_1px(p, c0, K, out + (size_t)i * p->out_c);
+    const int i = npix - 1;
+    load_pixel(p, in, i, pointwise, col8, col, 4);
+    matmul_1px(p, col, K, out + (size_t)i * p->out_c);
   }
 }
 
@@ -163,10 +177,8 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
   const int K = p->k_h * p->k_w * p->in_c;
   const int npix = p->out_h * p->out_w;
   const int pointwise = conv_is_pointwise(p);
-  const int descending = p->in_place && p->out_c > p->in_c;
   int8_t *col = (int8_t *)scratch;
-  for (int n = 0; n < npix; n++) {
-    const int i = descending ? npix - 1 - n : n;
+  for (int i = 0; i < npix; i++) {
     const int8_t *src;
     if (pointwise && !p->in_place) {
       src = in + (size_t)i * p->in_c;
@@ -182,15 +194,15 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
       const int8_t *w = p->weights + (size_t)oc * (size_t)K;
       int32_t acc = p->bias[oc];
       for (int k = 0; k < K; k++) acc += src[k] * w[k];
-      o[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+      o[oc] = conv_out(p, acc, oc);
     }
   }
 }
 
 #endif /* ENG_DSP */
 
-void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch) {
-  int32_t *acc = (int32_t *)scratch;
+/* Any depth multiplier: per-pixel accumulators in scratch (int32 x out_c). */
+static void dwconv_generic(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int32_t *acc) {
   const int oc_n = p->out_c, dm = p->depth_mult;
   for (int oy = 0; oy < p->out_h; oy++) {
     for (int ox = 0; ox < p->out_w; ox++) {
@@ -200,16 +212,11 @@ void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void 
         for (int kx = 0; kx < p->k_w; kx++) {
           const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
           const int8_t *w = p->weights + (size_t)(ky * p->k_w + kx) * (size_t)oc_n;
-          if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-            for (int oc = 0; oc < oc_n; oc++) acc[oc] += p->in_zp * w[oc]; /* padding reads in_zp */
-          } else {
-            const int8_t *x = in + ((size_t)iy * p->in_w + (size_t)ix) * p->in_c;
-            if (dm == 1) {
-              for (int c = 0; c < oc_n; c++) acc[c] += x[c] * w[c];
-            } else {
-              for (int c = 0; c < p->in_c; c++)
-                for (int m = 0; m < dm; m++) acc[c * dm + m] += x[c] * w[c * dm + m];
-            }
+          const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+          const int8_t *x = inside ? in + ((size_t)iy * p->in_w + (size_t)ix) * p->in_c : 0;
+          for (int c = 0; c < p->in_c; c++) {
+            const int32_t v = inside ? x[c] : p->in_zp; /* padding reads in_zp (folded bias) */
+            for (int m = 0; m < dm; m++) acc[c * dm + m] += v * w[c * dm + m];
           }
         }
       }
@@ -217,5 +224,65 @@ void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void 
       for (int oc = 0; oc < oc_n; oc++)
         o[oc] = requant(acc[oc], p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
     }
+  }
+}
+
+#define ENG_DW_MAX_TAPS 25
+
+/* Depth multiplier 1 (MobileNet's case): for each output pixel, the k_h*k_w tap rows are found once
+ * (a padding tap points at a row of in_zp bytes in scratch), then each channel's taps are summed in
+ * registers; the DSP path takes four channels per 32-bit load, unpacked by SXTB16 into 16-bit lanes. */
+static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *zp_row) {
+  const int C = p->out_c, taps = p->k_h * p->k_w;
+  const int8_t *tap[ENG_DW_MAX_TAPS];
+  memset(zp_row, p->in_zp, (size_t)C);
+  for (int oy = 0; oy < p->out_h; oy++) {
+    for (int ox = 0; ox < p->out_w; ox++) {
+      int t = 0;
+      for (int ky = 0; ky < p->k_h; ky++) {
+        const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+        for (int kx = 0; kx < p->k_w; kx++, t++) {
+          const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+          tap[t] = (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
+                       ? zp_row
+                       : in + ((size_t)iy * p->in_w + (size_t)ix) * (size_t)C;
+        }
+      }
+      int8_t *o = out + ((size_t)oy * p->out_w + (size_t)ox) * (size_t)C;
+      int c = 0;
+#if ENG_DSP
+      for (; c + 4 <= C; c += 4) {
+        int32_t a0 = p->bias[c], a1 = p->bias[c + 1], a2 = p->bias[c + 2], a3 = p->bias[c + 3];
+        const int8_t *w = p->weights + c;
+        for (t = 0; t < taps; t++, w += C) {
+          const uint32_t xw = eng_load32(tap[t] + c), ww = eng_load32(w);
+          const uint32_t x02 = eng_sxtb16(xw), w02 = eng_sxtb16(ww);
+          const uint32_t x13 = eng_sxtb16_ror8(xw), w13 = eng_sxtb16_ror8(ww);
+          a0 = eng_smlabb(x02, w02, a0);
+          a2 = eng_smlatt(x02, w02, a2);
+          a1 = eng_smlabb(x13, w13, a1);
+          a3 = eng_smlatt(x13, w13, a3);
+        }
+        o[c] = requant(a0, p->mult[c], p->shift[c], p->out_zp, p->act_min, p->act_max);
+        o[c + 1] = requant(a1, p->mult[c + 1], p->shift[c + 1], p->out_zp, p->act_min, p->act_max);
+        o[c + 2] = requant(a2, p->mult[c + 2], p->shift[c + 2], p->out_zp, p->act_min, p->act_max);
+        o[c + 3] = requant(a3, p->mult[c + 3], p->shift[c + 3], p->out_zp, p->act_min, p->act_max);
+      }
+#endif
+      for (; c < C; c++) {
+        int32_t acc = p->bias[c];
+        const int8_t *w = p->weights + c;
+        for (t = 0; t < taps; t++, w += C) acc += tap[t][c] * *w;
+        o[c] = requant(acc, p->mult[c], p->shift[c], p->out_zp, p->act_min, p->act_max);
+      }
+    }
+  }
+}
+
+void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+  if (p->depth_mult == 1 && p->k_h * p->k_w <= ENG_DW_MAX_TAPS) {
+    dwconv_dm1(p, in, out, (int8_t *)scratch);
+  } else {
+    dwconv_generic(p, in, out, (int32_t *)scratch);
   }
 }

@@ -14,18 +14,30 @@
 #define ENG_DSP 1
 /* Sign-extend bytes 0 and 2 of x into two int16 lanes. */
 static inline uint32_t eng_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int32_t)x); }
-/* Sign-extend bytes 1 and 3 of x (the compiler folds the rotate into SXTB16's ROR #8). */
-static inline uint32_t eng_sxtb16_ror8(uint32_t x) { return (uint32_t)__sxtb16((int32_t)((x >> 8) | (x << 24))); }
+/* Sign-extend bytes 1 and 3 of x: SXTB16 with its built-in ROR #8 (ACLE has no rotated form, and GCC
+ * emits a separate ROR for __sxtb16(__ror(x, 8)), one instruction per weight word wasted). */
+static inline uint32_t eng_sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
 /* acc + lo(a)*lo(b) + hi(a)*hi(b), int16 lanes. */
 static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) { return __smlad((int32_t)a, (int32_t)b, acc); }
+/* acc + lo(a)*lo(b) and acc + hi(a)*hi(b). */
+static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
+static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
 #elif defined(ENG_EMULATE_DSP)
 #define ENG_DSP 1
 static inline uint32_t eng_pack16(int32_t lo, int32_t hi) { return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16); }
 static inline uint32_t eng_sxtb16(uint32_t x) { return eng_pack16((int8_t)(x & 0xFF), (int8_t)((x >> 16) & 0xFF)); }
 static inline uint32_t eng_sxtb16_ror8(uint32_t x) { return eng_sxtb16((x >> 8) | (x << 24)); }
+static inline int32_t eng_lo16(uint32_t a) { return (int16_t)(a & 0xFFFF); }
+static inline int32_t eng_hi16(uint32_t a) { return (int16_t)(a >> 16); }
 static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) {
-  return acc + (int32_t)(int16_t)(a & 0xFFFF) * (int16_t)(b & 0xFFFF) + (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
+  return acc + eng_lo16(a) * eng_lo16(b) + eng_hi16(a) * eng_hi16(b);
 }
+static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_lo16(a) * eng_lo16(b); }
+static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_hi16(a) * eng_hi16(b); }
 #else
 #define ENG_DSP 0
 #endif

@@ -232,3 +232,38 @@ def test_cpu_interpreter_info_passes_the_stream_compatibility_check(bundle_v1, c
     check_compatible(bundle_v1, info, "the Coral")
     interpreter, name = cpu_interpreter(bundle_v1.artifact_path("tflite"))
     assert name == "litert-cpu" and interpreter.get_input_details()[0]["shape"].tolist() == [1, *bundle_v1.input_shape]
+
+
+# ---- the stream target -----------------------------------------------------------------------------------------------
+class _CoralTargetOnCpu(CoralTarget):
+    """CoralTarget with only the hardware step swapped: the int8 model opened on LiteRT's CPU interpreter.
+    DeviceInfo, warm-up timing, inference and the stream loop are the target's own code."""
+
+    def open_runner(self) -> InterpreterRunner:
+        return open_runner(self.bundle.artifact_path("tflite"), cpu=True)
+
+
+def test_coral_target_in_a_stream_session(bundle_v1):
+    from host.sources import open_source
+    from host.stream import stream
+
+    target = _CoralTargetOnCpu(bundle_v1, device="usb:0")
+    source = open_source("fashion-mnist:test", bundle_v1.labels, start=0, count=20)
+    summary = stream(bundle_v1, source, target, compare_cpu=True).to_json()
+    assert target.info.engine == "edgetpu" and "device=usb:0" in target.info.build
+    assert "first-inference=" in target.info.build and target.runner is None  # closed after the session
+    assert summary["engine"] == "edgetpu" and summary["answered"] == 20 and summary["unanswered_frames"] == 0
+    assert summary["compared_with_reference"] == 20 and summary["agreement_top1"] >= 0.95
+    assert summary["accuracy"] > 0.4 and summary["error"] is None
+
+
+def test_stream_cli_coral_without_compiled_model(bundle_v1):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "host/stream.py", str(bundle_v1.path), "fashion-mnist:test", "--limit", "2",
+                           "--coral", "usb:0", "--headless"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: bundle {bundle_v1.path} has no model_int8_edgetpu.tflite; run: python -m tools edgetpu {bundle_v1.path}")

@@ -251,8 +251,12 @@ class CoralTarget(SynchronousTarget):
         self.runtime = runtime
         self.runner: InterpreterRunner | None = None
 
+    def open_runner(self) -> InterpreterRunner:
+        """Open the compiled model on the Edge TPU (the one step that needs Coral hardware and its runtime)."""
+        return open_runner(compiled_model(self.bundle), self.device, self.runtime)
+
     def open_device(self) -> DeviceInfo:
-        self.runner = open_runner(compiled_model(self.bundle), self.device, self.runtime)
+        self.runner = self.open_runner()
         shape = self.runner.input_shape
         cost = self.runner.load_cost
         assert cost is not None

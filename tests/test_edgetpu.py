@@ -138,6 +138,20 @@ def _quantized(model, shape) -> bytes:
     return quantize_keras_model(model, rng.uniform(-1, 1, (8, *shape)).astype(np.float32))
 
 
+def test_uint8_input_adds_a_quantize_the_edge_tpu_maps(tmp_path):
+    """A uint8 camera input makes the converter put QUANTIZE (uint8 -> int8) first; it stays on the Edge TPU."""
+    from models.mobilenet import build_model
+    from tools.quantize import quantize_keras_model
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "uint8.tflite"
+    path.write_bytes(quantize_keras_model(build_model("mobilenet_v1", width=0.25, height=32, channels=1, classes=10),
+                                          rng.uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32), input_dtype="uint8"))
+    check = precheck_model(path)
+    assert (check.ops[0].op, check.ops[0].version) == ("QUANTIZE", 1)
+    assert check.fully_mapped, check.table()
+
+
 @pytest.fixture(scope="module")
 def early_unsupported_model(tmp_path_factory) -> Path:
     """A real int8 model whose second op (LEAKY_RELU) is not on Coral's supported-op list."""

@@ -49,8 +49,8 @@ after the summary and the log are written.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python host/stream.py",
-        description="Stream frames (camera, video, images, labelled dataset) to a model target (serial board, "
-                    "QEMU/native board, CPU reference, Coral) and show, log and score the answers. Frames are "
+        description="Stream frames (camera, video, images, labelled dataset) to a model target (serial board,\n"
+                    "QEMU/native board, CPU reference, Coral) and show, log and score the answers. Frames are\n"
                     "preprocessed exactly as training did, from the bundle.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", help="model bundle directory (holds model.json and model_int8.tflite)")

@@ -29,6 +29,7 @@ import numpy as np
 from host.targets.base import DeviceInfo, SynchronousTarget
 from models.bundle import Bundle, TensorQuant, sha256_file
 from models.errors import UserError
+from tools.quantize import tensor_quant
 
 DELEGATE_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
@@ -141,11 +142,6 @@ def cpu_interpreter(model_path: str | os.PathLike) -> tuple[Any, str]:
     if not path.exists():
         raise UserError(f"{path} does not exist; create it with: python -m tools quantize BUNDLE")
     return Interpreter(model_path=str(path)), "litert-cpu"
-
-
-def tensor_quant(detail: dict) -> TensorQuant:
-    scale, zero_point = detail["quantization"]
-    return TensorQuant(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,15 @@ def test_data_cli_reports_classes_and_skipped(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "2 classes; train 6, val 2, test 2" in proc.stdout
     assert "bad.bmp" in proc.stderr and "skipped 1" in proc.stderr
+
+
+def test_dispatcher_lists_steps_and_rejects_unknown():
+    listing = run_tool()
+    assert listing.returncode == 2
+    for step in ("data", "train", "quantize", "evaluate", "demo"):
+        assert f"  {step} " in listing.stdout
+    assert "tflite_graph" not in listing.stdout  # a helper module without main() is not a step
+    assert_one_line_error(run_tool("trian"), "unknown step 'trian'")
+    for step in ("data", "quantize", "evaluate", "demo"):
+        helped = run_tool(step, "--help")
+        assert helped.returncode == 0 and "usage: python -m tools " + step in helped.stdout

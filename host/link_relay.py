@@ -6,7 +6,9 @@ each one on real bytes (the host still talks pyserial, the board still runs its 
 - a slow link: ``baud`` paces each direction to baud/10 bytes per second, as an 8N1 UART carries them;
 - a noisy link: ``flip_rate`` flips one random bit in that fraction of the bytes (seeded, so runs repeat);
 - a vanishing port (USB unplugged): with ``host_side="pty"`` the host opens a pseudo-terminal through a stable
-  symlink; :meth:`vanish` closes it and removes the symlink, then brings a fresh one back after a pause.
+  symlink; :meth:`vanish` closes it and removes the symlink, then brings a fresh one back after a pause;
+- a blackout (loose contact, EMI burst): :meth:`blackout` silently drops every byte in both directions for a
+  while, with the port staying open, so requests and answers vanish without any error.
 
 The host-facing end is a TCP listener (url ``socket://127.0.0.1:PORT``, one connection at a time, each opening a
 fresh connection to the board) or a pty symlink. The board-facing end is any pyserial URL, asked again each time
@@ -71,6 +73,8 @@ class LinkRelay:
         self.flipped = {"to_device": 0, "to_host": 0}
         self.relayed = {"to_device": 0, "to_host": 0}
         self.connections = 0
+        self.dropped = 0
+        self._drop_until = 0.0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -124,6 +128,10 @@ class LinkRelay:
         self._pty_link.unlink(missing_ok=True)
         time.sleep(gone_s)
         self._pty_session = self._open_pty()
+
+    def blackout(self, seconds: float) -> None:
+        """Drop all bytes in both directions for ``seconds`` from now (the connection stays up)."""
+        self._drop_until = time.monotonic() + seconds
 
     # ---- plumbing -----------------------------------------------------------------------------------
     def _spawn(self, fn: Callable, *args: object) -> threading.Thread:
@@ -210,6 +218,10 @@ class LinkRelay:
                 if data == b"":
                     break
                 arrived = time.monotonic()
+                if arrived < self._drop_until:
+                    with self._lock:
+                        self.dropped += len(data)
+                    continue
                 step = max(16, int(self.byte_rate / 500)) if self.byte_rate else _CHUNK  # ~2 ms pieces when paced
                 for i in range(0, len(data), step):
                     piece = self._corrupt(data[i:i + step], direction)

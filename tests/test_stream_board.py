@@ -178,6 +178,20 @@ def test_corrupted_bytes_are_resynced_and_accounted(bundle_v1, qemu_board, tmp_p
     assert summary.agreement == 1.0 and summary.exact_agreement == 1.0
 
 
+def test_blackout_is_settled_by_ping_and_frames_are_sent_again(bundle_v1, qemu_board, tmp_path):
+    """Bytes silently vanish for a moment (port still open): the stall PING's PONG proves the answers are gone."""
+    log = tmp_path / "run.jsonl"
+    with LinkRelay(lambda: qemu_board.url) as relay:
+        watcher = _after_results(log, 10, lambda: relay.blackout(0.5))
+        summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1, frame_timeout=1.0),
+                         log_path=log)
+        watcher.join()
+    assert relay.dropped > 0 and summary.reconnects == 0
+    results, losses = _accounted(log, FRAMES)
+    assert any(r["reason"] == "no answer: request or answer lost in transit" for r in losses)
+    assert summary.answered == FRAMES
+
+
 def test_port_vanishes_and_comes_back(bundle_v1, qemu_board, tmp_path):
     log = tmp_path / "run.jsonl"
     with LinkRelay(lambda: qemu_board.url, host_side="pty") as relay:

@@ -228,8 +228,7 @@ class _Builder:
         out_scale, out_zp = _quant(y)
         lo, hi = activation_range(act, out_scale, out_zp, "int8")
         folded = bias - in_zp * w_oc_k.astype(np.int64).sum(axis=1)
-        if np.any(np.abs(folded) >= 2**31):
-            raise _unsupported(op, "bias out of int32 range after zero-point folding")
+        _check_accumulator(op, folded, w_oc_k.shape[1])
         decls = (_c_array("int8_t", f"{name}_w", w_oc_k) + _c_array("int32_t", f"{name}_b", folded)
                  + _c_array("int32_t", f"{name}_m", np.array(mult)) + _c_array("int8_t", f"{name}_s", np.array(shift)))
         k = geom["k_h"] * geom["k_w"] * geom["in_c"]
@@ -302,6 +301,7 @@ class _Builder:
         lo, hi = activation_range(o["fused_activation_function"], out_scale, out_zp, "int8")
         weights = w.data.reshape(kh * kw, oc)
         folded = self._bias(op, self._opt(op, 2), oc) - in_zp * weights.astype(np.int64).sum(axis=0)
+        _check_accumulator(op, folded, kh * kw)
         name = f"L{op.index}"
         geom = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw, stride_h=sh, stride_w=sw,
                     dil_h=dh, dil_w=dw, pad_top=same_padding(ih, oh, kh, sh, dh) if o["padding"] == "SAME" else 0,
@@ -476,6 +476,12 @@ class _Builder:
         return layer
 
     op_squeeze = op_reshape
+
+
+def _check_accumulator(op: Operator, folded_bias: np.ndarray, taps: int) -> None:
+    """The kernels' requantisation assumes |accumulator| < 2^30 (engine.h eng_mul_q31); int8 models stay far below."""
+    if int(np.abs(folded_bias).max(initial=0)) + 128 * 128 * taps >= 2**30:
+        raise _unsupported(op, "accumulators that may exceed 2^30")
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -659,6 +665,7 @@ def generate_from_tflite(tflite: bytes, out_dir: str | os.PathLike) -> Generated
             decls.append(layer.decls.replace(IN_PLACE_TOKEN, str(int(layer.in_place))))
         calls.append(f"  /* op #{layer.op.index} {layer.op.name} {graph.tensors[layer.outputs[0]].shape} */")
         calls.append("  " + layer.call.format(**refs))
+        calls.append(f"  ENG_AFTER_LAYER({layer.op.index});")
 
     _, in_h, in_w, in_c = x.shape
     in_scale, in_zp = _quant(x)

@@ -13,10 +13,21 @@ static inline int8_t requant(int32_t acc, int32_t mult, int shift, int32_t zp, i
   return (int8_t)eng_clamp(eng_mul_q31(acc, mult, shift) + zp, lo, hi);
 }
 
-/* Output channel oc of a convolution-type layer. */
-static inline int8_t conv_out(const eng_conv_t *p, int32_t acc, int oc) {
-  const int32_t v = p->single_round ? eng_mul_q31_single(acc, p->mult[oc], p->shift[oc]) : eng_mul_q31(acc, p->mult[oc], p->shift[oc]);
-  return (int8_t)eng_clamp(v + p->out_zp, p->act_min, p->act_max);
+/* A layer's output stage copied out of its parameter struct: int8 stores may alias anything, so fields
+ * read through the struct pointer would be reloaded after every output byte. */
+typedef struct {
+  const int32_t *mult;
+  const int8_t *shift;
+  int32_t zp, lo, hi;
+} out_stage_t;
+
+static inline out_stage_t conv_stage(const eng_conv_t *p) {
+  const out_stage_t q = {p->mult, p->shift, p->out_zp, p->act_min, p->act_max};
+  return q;
+}
+
+static inline int8_t conv_out(const out_stage_t *q, int32_t acc, int oc) {
+  return (int8_t)eng_clamp(eng_mul_q31(acc, q->mult[oc], q->shift[oc]) + q->zp, q->lo, q->hi);
 }
 
 static int conv_is_pointwise(const eng_conv_t *p) {
@@ -26,17 +37,56 @@ static int conv_is_pointwise(const eng_conv_t *p) {
 
 /* Receptive field of output pixel (oy, ox) as k_h*k_w*in_c bytes, padding taps filled with in_zp. */
 static void im2col_pixel(const eng_conv_t *p, const int8_t *in, int oy, int ox, int8_t *col) {
-  const int c = p->in_c;
-  for (int ky = 0; ky < p->k_h; ky++) {
-    const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-    for (int kx = 0; kx < p->k_w; kx++) {
-      const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-      if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-        memset(col, p->in_zp, (size_t)c);
+  const int c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+  const int dil_h = p->dil_h, dil_w = p->dil_w;
+  const int8_t zp = p->in_zp;
+  const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+  for (int ky = 0; ky < k_h; ky++) {
+    const int iy = y0 + ky * dil_h;
+    for (int kx = 0; kx < k_w; kx++) {
+      const int ix = x0 + kx * dil_w;
+      const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+      const int8_t *src = in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)c;
+      if (c >= 16) { /* library calls pay off only for longer runs (1- and 3-channel first layers) */
+        if (inside) {
+          memcpy(col, src, (size_t)c);
+        } else {
+          memset(col, zp, (size_t)c);
+        }
       } else {
-        memcpy(col, in + ((size_t)iy * p->in_w + (size_t)ix) * (size_t)c, (size_t)c);
+        for (int k = 0; k < c; k++) col[k] = inside ? src[k] : zp;
       }
       col += c;
+    }
+  }
+}
+
+/* Plain C convolution, one pixel at a time (also the path for FULLY_CONNECTED's single rounding). */
+static void conv_portable(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+  const int K = p->k_h * p->k_w * p->in_c;
+  const int npix = p->out_h * p->out_w;
+  const int pointwise = conv_is_pointwise(p);
+  int8_t *col = (int8_t *)scratch;
+  const out_stage_t q = conv_stage(p);
+  for (int i = 0; i < npix; i++) {
+    const int8_t *src;
+    if (pointwise && !p->in_place) {
+      src = in + (size_t)i * p->in_c;
+    } else if (pointwise) {
+      memcpy(col, in + (size_t)i * p->in_c, (size_t)p->in_c); /* read before the output overwrites it */
+      src = col;
+    } else {
+      im2col_pixel(p, in, i / p->out_w, i % p->out_w, col);
+      src = col;
+    }
+    int8_t *o = out + (size_t)i * p->out_c;
+    for (int oc = 0; oc < p->out_c; oc++) {
+      const int8_t *w = p->weights + (size_t)oc * (size_t)K;
+      int32_t acc = p->bias[oc];
+      for (int k = 0; k < K; k++) acc += src[k] * w[k];
+      const int32_t v = p->single_round ? eng_mul_q31_single(acc, q.mult[oc], q.shift[oc])
+                                        : eng_mul_q31(acc, q.mult[oc], q.shift[oc]);
+      o[oc] = (int8_t)eng_clamp(v + q.zp, q.lo, q.hi);
     }
   }
 }
@@ -61,14 +111,17 @@ static void widen_pairs(const int8_t *src, int16_t *dst, int n, int stride) {
  * channels at a time: per 4 input channels, 2 weight loads, 4 SXTB16, 2 double-word input loads and
  * 8 SMLADs give 16 MACs. col holds both pixels interleaved (see widen_pairs). */
 static void matmul_2px(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1) {
-  const int groups = K >> 2, tail = K & 3;
+  const int groups = K >> 2, tail = K & 3, out_c = p->out_c;
   const int16_t *col_tail = col + 8 * groups;
+  const int8_t *weights = p->weights;
+  const int32_t *bias = p->bias;
+  const out_stage_t q = conv_stage(p);
   int oc = 0;
-  for (; oc + 2 <= p->out_c; oc += 2) {
-    const int8_t *w0 = p->weights + (size_t)oc * (size_t)K;
+  for (; oc + 2 <= out_c; oc += 2) {
+    const int8_t *w0 = weights + (size_t)oc * (size_t)K;
     const int8_t *w1 = w0 + K;
     const int16_t *c = col;
-    int32_t a00 = p->bias[oc], a01 = a00, a10 = p->bias[oc + 1], a11 = a10;
+    int32_t a00 = bias[oc], a01 = a00, a10 = bias[oc + 1], a11 = a10;
     for (int g = 0; g < groups; g++, w0 += 4, w1 += 4, c += 8) {
       const uint32_t wa = eng_load32(w0), wb = eng_load32(w1);
       const uint32_t x0a = eng_load32(c), x0b = eng_load32(c + 2);
@@ -90,15 +143,15 @@ static void matmul_2px(const eng_conv_t *p, const int16_t *col, int K, int8_t *o
       a10 += w1[k] * col_tail[k];
       a11 += w1[k] * col_tail[tail + k];
     }
-    o0[oc] = conv_out(p, a00, oc);
-    o1[oc] = conv_out(p, a01, oc);
-    o0[oc + 1] = conv_out(p, a10, oc + 1);
-    o1[oc + 1] = conv_out(p, a11, oc + 1);
+    o0[oc] = conv_out(&q, a00, oc);
+    o1[oc] = conv_out(&q, a01, oc);
+    o0[oc + 1] = conv_out(&q, a10, oc + 1);
+    o1[oc + 1] = conv_out(&q, a11, oc + 1);
   }
-  for (; oc < p->out_c; oc++) {
-    const int8_t *w0 = p->weights + (size_t)oc * (size_t)K;
+  for (; oc < out_c; oc++) {
+    const int8_t *w0 = weights + (size_t)oc * (size_t)K;
     const int16_t *c = col;
-    int32_t a0 = p->bias[oc], a1 = a0;
+    int32_t a0 = bias[oc], a1 = a0;
     for (int g = 0; g < groups; g++, w0 += 4, c += 8) {
       const uint32_t wa = eng_load32(w0);
       const uint32_t wa02 = eng_sxtb16(wa), wa13 = eng_sxtb16_ror8(wa);
@@ -111,17 +164,20 @@ static void matmul_2px(const eng_conv_t *p, const int16_t *col, int K, int8_t *o
       a0 += w0[k] * col_tail[k];
       a1 += w0[k] * col_tail[tail + k];
     }
-    o0[oc] = conv_out(p, a0, oc);
-    o1[oc] = conv_out(p, a1, oc);
+    o0[oc] = conv_out(&q, a0, oc);
+    o1[oc] = conv_out(&q, a1, oc);
   }
 }
 
 /* One output pixel (odd pixel counts). */
 static void matmul_1px(const eng_conv_t *p, const int16_t *c0, int K, int8_t *o0) {
-  const int k4 = K & ~3;
-  for (int oc = 0; oc < p->out_c; oc++) {
-    const int8_t *w0 = p->weights + (size_t)oc * (size_t)K;
-    int32_t a0 = p->bias[oc];
+  const int k4 = K & ~3, out_c = p->out_c;
+  const int8_t *weights = p->weights;
+  const int32_t *bias = p->bias;
+  const out_stage_t q = conv_stage(p);
+  for (int oc = 0; oc < out_c; oc++) {
+    const int8_t *w0 = weights + (size_t)oc * (size_t)K;
+    int32_t a0 = bias[oc];
     int k = 0;
     for (; k < k4; k += 4) {
       const uint32_t wa = eng_load32(w0 + k);
@@ -129,7 +185,7 @@ static void matmul_1px(const eng_conv_t *p, const int16_t *c0, int K, int8_t *o0
       a0 = eng_smlad(eng_sxtb16_ror8(wa), eng_load32(c0 + k + 2), a0);
     }
     for (; k < K; k++) a0 += w0[k] * c0[k];
-    o0[oc] = conv_out(p, a0, oc);
+    o0[oc] = conv_out(&q, a0, oc);
   }
 }
 
@@ -145,7 +201,7 @@ static void load_pixel(const eng_conv_t *p, const int8_t *in, int i, int pointwi
   }
 }
 
-void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
   const int K = p->k_h * p->k_w * p->in_c;
   const int npix = p->out_h * p->out_w;
   const int pointwise = conv_is_pointwise(p);
@@ -171,35 +227,18 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
   }
 }
 
-#else /* portable C */
+#endif /* ENG_DSP */
 
 void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
-  const int K = p->k_h * p->k_w * p->in_c;
-  const int npix = p->out_h * p->out_w;
-  const int pointwise = conv_is_pointwise(p);
-  int8_t *col = (int8_t *)scratch;
-  for (int i = 0; i < npix; i++) {
-    const int8_t *src;
-    if (pointwise && !p->in_place) {
-      src = in + (size_t)i * p->in_c;
-    } else if (pointwise) {
-      memcpy(col, in + (size_t)i * p->in_c, (size_t)p->in_c); /* read before the output overwrites it */
-      src = col;
-    } else {
-      im2col_pixel(p, in, i / p->out_w, i % p->out_w, col);
-      src = col;
-    }
-    int8_t *o = out + (size_t)i * p->out_c;
-    for (int oc = 0; oc < p->out_c; oc++) {
-      const int8_t *w = p->weights + (size_t)oc * (size_t)K;
-      int32_t acc = p->bias[oc];
-      for (int k = 0; k < K; k++) acc += src[k] * w[k];
-      o[oc] = conv_out(p, acc, oc);
-    }
+#if ENG_DSP
+  if (!p->single_round) {
+    conv_dsp(p, in, out, scratch);
+    return;
   }
+#endif
+  conv_portable(p, in, out, scratch);
 }
 
-#endif /* ENG_DSP */
 
 /* Any depth multiplier: per-pixel accumulators in scratch (int32 x out_c). */
 static void dwconv_generic(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int32_t *acc) {
@@ -250,10 +289,13 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
       }
       int8_t *o = out + ((size_t)oy * p->out_w + (size_t)ox) * (size_t)C;
       int c = 0;
+      const int32_t *bias = p->bias, *mult = p->mult;
+      const int8_t *shift = p->shift, *weights = p->weights;
+      const int32_t zp = p->out_zp, lo = p->act_min, hi = p->act_max;
 #if ENG_DSP
       for (; c + 4 <= C; c += 4) {
-        int32_t a0 = p->bias[c], a1 = p->bias[c + 1], a2 = p->bias[c + 2], a3 = p->bias[c + 3];
-        const int8_t *w = p->weights + c;
+        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+        const int8_t *w = weights + c;
         for (t = 0; t < taps; t++, w += C) {
           const uint32_t xw = eng_load32(tap[t] + c), ww = eng_load32(w);
           const uint32_t x02 = eng_sxtb16(xw), w02 = eng_sxtb16(ww);
@@ -263,17 +305,17 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
           a1 = eng_smlabb(x13, w13, a1);
           a3 = eng_smlatt(x13, w13, a3);
         }
-        o[c] = requant(a0, p->mult[c], p->shift[c], p->out_zp, p->act_min, p->act_max);
-        o[c + 1] = requant(a1, p->mult[c + 1], p->shift[c + 1], p->out_zp, p->act_min, p->act_max);
-        o[c + 2] = requant(a2, p->mult[c + 2], p->shift[c + 2], p->out_zp, p->act_min, p->act_max);
-        o[c + 3] = requant(a3, p->mult[c + 3], p->shift[c + 3], p->out_zp, p->act_min, p->act_max);
+        o[c] = requant(a0, mult[c], shift[c], zp, lo, hi);
+        o[c + 1] = requant(a1, mult[c + 1], shift[c + 1], zp, lo, hi);
+        o[c + 2] = requant(a2, mult[c + 2], shift[c + 2], zp, lo, hi);
+        o[c + 3] = requant(a3, mult[c + 3], shift[c + 3], zp, lo, hi);
       }
 #endif
       for (; c < C; c++) {
-        int32_t acc = p->bias[c];
-        const int8_t *w = p->weights + c;
+        int32_t acc = bias[c];
+        const int8_t *w = weights + c;
         for (t = 0; t < taps; t++, w += C) acc += tap[t][c] * *w;
-        o[c] = requant(acc, p->mult[c], p->shift[c], p->out_zp, p->act_min, p->act_max);
+        o[c] = requant(acc, mult[c], shift[c], zp, lo, hi);
       }
     }
   }

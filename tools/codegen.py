@@ -302,6 +302,10 @@ class _Builder:
         weights = w.data.reshape(kh * kw, oc)
         folded = self._bias(op, self._opt(op, 2), oc) - in_zp * weights.astype(np.int64).sum(axis=0)
         _check_accumulator(op, folded, kh * kw)
+        if oc == ic:  # depth multiplier 1: the kernel's grouped layout (engine.h, eng_dwconv_t)
+            c4 = oc - oc % 4
+            grouped = weights[:, :c4].reshape(kh * kw, c4 // 4, 4).transpose(1, 0, 2).reshape(-1)
+            weights = np.concatenate([grouped, weights[:, c4:].reshape(-1)])
         name = f"L{op.index}"
         geom = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw, stride_h=sh, stride_w=sw,
                     dil_h=dh, dil_w=dw, pad_top=same_padding(ih, oh, kh, sh, dh) if o["padding"] == "SAME" else 0,

@@ -46,7 +46,9 @@ typedef struct eng_conv {
   const int8_t *shift;  /* per output channel, >0 left, <0 right */
 } eng_conv_t;
 
-/* DEPTHWISE_CONV_2D. weights: [k_h][k_w][out_c], out_c = in_c * depth_mult; bias folded as above. */
+/* DEPTHWISE_CONV_2D, out_c = in_c * depth_mult; bias folded as above. weights: [k_h][k_w][out_c] when
+ * depth_mult > 1; with depth_mult 1, grouped by 4 channels: for each group g < out_c / 4, the taps in
+ * order, 4 bytes (channels 4g..4g+3) each; then the last out_c % 4 channels as [k_h][k_w][out_c % 4]. */
 typedef struct eng_dwconv {
   uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
   uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, depth_mult;

@@ -268,9 +268,31 @@ static void dwconv_generic(const eng_dwconv_t *p, const int8_t *in, int8_t *out,
 
 #define ENG_DW_MAX_TAPS 25
 
+#if ENG_DSP
+/* Four channels' taps, summed in registers. Kept out of line: inlined into the pixel loop, GCC runs out of
+ * registers and spills the walking pointers on every tap. */
+ENG_NOINLINE static void dw_taps4(const int8_t *const *tap, int taps, int c, const int8_t *w, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  for (int t = 0; t < taps; t++, w += 4) {
+    const uint32_t xw = eng_load32(tap[t] + c), ww = eng_load32(w);
+    const uint32_t x02 = eng_sxtb16(xw), w02 = eng_sxtb16(ww);
+    const uint32_t x13 = eng_sxtb16_ror8(xw), w13 = eng_sxtb16_ror8(ww);
+    a0 = eng_smlabb(x02, w02, a0);
+    a2 = eng_smlatt(x02, w02, a2);
+    a1 = eng_smlabb(x13, w13, a1);
+    a3 = eng_smlatt(x13, w13, a3);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+#endif
+
 /* Depth multiplier 1 (MobileNet's case): for each output pixel, the k_h*k_w tap rows are found once
  * (a padding tap points at a row of in_zp bytes in scratch), then each channel's taps are summed in
- * registers; the DSP path takes four channels per 32-bit load, unpacked by SXTB16 into 16-bit lanes. */
+ * registers; the DSP path takes four channels per 32-bit load, unpacked by SXTB16 into 16-bit lanes.
+ * Weights come in codegen's grouped layout (see eng_dwconv_t) so one pointer walks them. */
 static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *zp_row) {
   const int C = p->out_c, taps = p->k_h * p->k_w;
   const int8_t *tap[ENG_DW_MAX_TAPS];
@@ -293,28 +315,24 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
       const int8_t *shift = p->shift, *weights = p->weights;
       const int32_t zp = p->out_zp, lo = p->act_min, hi = p->act_max;
 #if ENG_DSP
-      for (; c + 4 <= C; c += 4) {
-        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-        const int8_t *w = weights + c;
-        for (t = 0; t < taps; t++, w += C) {
-          const uint32_t xw = eng_load32(tap[t] + c), ww = eng_load32(w);
-          const uint32_t x02 = eng_sxtb16(xw), w02 = eng_sxtb16(ww);
-          const uint32_t x13 = eng_sxtb16_ror8(xw), w13 = eng_sxtb16_ror8(ww);
-          a0 = eng_smlabb(x02, w02, a0);
-          a2 = eng_smlatt(x02, w02, a2);
-          a1 = eng_smlabb(x13, w13, a1);
-          a3 = eng_smlatt(x13, w13, a3);
-        }
-        o[c] = requant(a0, mult[c], shift[c], zp, lo, hi);
-        o[c + 1] = requant(a1, mult[c + 1], shift[c + 1], zp, lo, hi);
-        o[c + 2] = requant(a2, mult[c + 2], shift[c + 2], zp, lo, hi);
-        o[c + 3] = requant(a3, mult[c + 3], shift[c + 3], zp, lo, hi);
+      const int8_t *w = weights; /* grouped layout: the taps of 4 channels are 4 * taps consecutive bytes */
+      for (; c + 4 <= C; c += 4, w += 4 * taps) {
+        int32_t acc[4] = {bias[c], bias[c + 1], bias[c + 2], bias[c + 3]};
+        dw_taps4(tap, taps, c, w, acc);
+        o[c] = requant(acc[0], mult[c], shift[c], zp, lo, hi);
+        o[c + 1] = requant(acc[1], mult[c + 1], shift[c + 1], zp, lo, hi);
+        o[c + 2] = requant(acc[2], mult[c + 2], shift[c + 2], zp, lo, hi);
+        o[c + 3] = requant(acc[3], mult[c + 3], shift[c + 3], zp, lo, hi);
       }
 #endif
+      const int c4 = C & ~3, tail = C - c4;
       for (; c < C; c++) {
         int32_t acc = bias[c];
-        const int8_t *w = weights + c;
-        for (t = 0; t < taps; t++, w += C) acc += tap[t][c] * *w;
+        const int grouped = c < c4;
+        const int8_t *wc = grouped ? weights + (size_t)(c >> 2) * (size_t)taps * 4 + (c & 3)
+                                   : weights + (size_t)c4 * (size_t)taps + (size_t)(c - c4);
+        const int step = grouped ? 4 : tail;
+        for (t = 0; t < taps; t++, wc += step) acc += tap[t][c] * *wc;
         o[c] = requant(acc, mult[c], shift[c], zp, lo, hi);
       }
     }

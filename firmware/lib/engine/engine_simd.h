@@ -42,6 +42,12 @@ static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return a
 #define ENG_DSP 0
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define ENG_NOINLINE __attribute__((noinline))
+#else
+#define ENG_NOINLINE
+#endif
+
 /* Unaligned-safe 32-bit load/store (a single LDR/STR on Cortex-M4, which allows unaligned access). */
 static inline uint32_t eng_load32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static inline void eng_store32(void *p, uint32_t v) { memcpy(p, &v, 4); }

@@ -134,8 +134,8 @@ def test_qemu_hello_describes_the_bundle(qemu_run) -> None:
 
 def test_qemu_reports_instruction_count_and_virtual_time(qemu_run) -> None:
     """RESULT carries SysTick ticks x 40 (exact instructions under -icount shift=0) and microseconds of virtual
-    time (1 instruction = 1 ns). The engine has no data-dependent branches in its loops' trip counts, so the
-    count varies only with the few data-dependent paths (activation clamps, ADD saturation)."""
+    time (1 instruction = 1 ns). Loop trip counts depend only on shapes, so the count may vary only through the
+    few data-dependent paths (clamps, saturation): a few per cent at most."""
     _, _, _, results = qemu_run
     cycles = [r.cycles for r in results]
     assert min(cycles) > 100_000 and all(c % 40 == 0 for c in cycles), (min(cycles), max(cycles))

@@ -23,6 +23,8 @@ static void Wake_Handler(void) {}
 
 typedef void (*vector_t)(void);
 
+#define DEFAULT_X4 Default_Handler, Default_Handler, Default_Handler, Default_Handler
+
 /* 16 system exceptions, then the an386's external interrupts; UART0 RX is IRQ 0. */
 __attribute__((section(".vectors"), used)) static const vector_t vectors[16 + 32] = {
     (vector_t)(uintptr_t)&_estack,
@@ -39,7 +41,8 @@ __attribute__((section(".vectors"), used)) static const vector_t vectors[16 + 32
     Default_Handler, /* PendSV */
     SysTick_Handler,
     Wake_Handler, /* IRQ0: UART0 RX */
-    [17 ... 47] = Default_Handler,
+    Default_Handler, Default_Handler, Default_Handler, /* IRQ1-3 */
+    DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, /* IRQ4-31 */
 };
 
 void Reset_Handler(void) {

@@ -79,6 +79,15 @@ def test_model_the_compiler_cannot_parse():
     assert "Model could not be parsed" in report.error and report.total_ops is None
 
 
+def test_failure_messages_name_the_fix():
+    message = edgetpu.failure_message(parse_compiler_output(_log("failure_op_version_v16.txt")))
+    assert message.startswith("edgetpu_compiler 16.0.384591198 cannot parse the model: QUANTIZE version 3 is newer")
+    assert "post-training int8 quantization" in message and "\n" not in message
+    message = edgetpu.failure_message(parse_compiler_output(_log("failure_large_activations_v16.txt")))
+    assert message == ("edgetpu_compiler failed: Compilation failed due to large activation tensors in model.; "
+                       "its full output is in edgetpu_compiler.txt in the bundle")
+
+
 def test_compilation_failure_after_parsing():
     report = parse_compiler_output(_log("failure_large_activations_v16.txt"))
     assert not report.succeeded and report.unknown_op_version is None

@@ -529,6 +529,18 @@ def version_fix(op: str) -> str:
     return VERSION_FIXES.get(op, GENERIC_VERSION_FIX)
 
 
+def failure_message(report: CompileReport) -> str:
+    """One line for a failed compilation: the compiler's first error and what to do about it."""
+    if report.unknown_op_version:
+        op, version = report.unknown_op_version
+        return (f"edgetpu_compiler {report.compiler_version or ''} cannot parse the model: {op} version {version} "
+                f"is newer than it knows; {version_fix(op)} (docs/coral.md 'Op versions')")
+    errors = (report.error or "no output model").split("; ")
+    reason = next((e.removeprefix("Compilation failed: ") for e in errors if e.startswith("Compilation failed: ")),
+                  errors[0])
+    return f"edgetpu_compiler failed: {reason}; its full output is in edgetpu_compiler.txt in the bundle"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The step
 # ---------------------------------------------------------------------------------------------------------------
@@ -570,9 +582,7 @@ def edgetpu(bundle_path: str | os.PathLike, allow_cpu_fallback: bool = False, pr
     bundle.update("edgetpu", section)
     bundle.save()
     if not report.succeeded:
-        hint = (f"; {version_fix(report.unknown_op_version[0])}" if report.unknown_op_version
-                else "; see edgetpu_compiler.txt in the bundle")
-        raise UserError(f"edgetpu_compiler failed: {report.error or 'no output model'}{hint}")
+        raise UserError(failure_message(report))
     compiled = bundle.artifact_path("edgetpu")
     bundle.record_artifact("edgetpu", compiler_version=version, source_sha256=bundle.model_id)
     bundle.save()

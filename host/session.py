@@ -122,14 +122,17 @@ class Summary:
         resent = f" ({self.resent} sent again)" if self.resent else ""
         lines = [f"{self.sent} frames sent to {self.target} ({self.engine}) from {self.source}: "
                  f"{self.answered} answered, {lost} lost{resent}, {self.dropped} dropped at the source"
+                 if self.sent or not self.answered else
+                 f"{self.answered} results from {self.source} on {self.target} ({self.engine})"
                  + (f", {self.reconnects} reconnect(s)" if self.reconnects else "")]
         if self.lost:
             lines.append("  lost: " + "; ".join(f"{n} x {reason}" for reason, n in sorted(self.lost.items())))
         lines.append(f"  {self.fps:.1f} fps over {self.seconds:.1f} s")
         if self.device_us:
+            round_trip = (f"; host round trip p50 {np.percentile(self.round_trip_ms, 50):.2f} ms"
+                          if self.round_trip_ms else "")
             lines.append(f"  device latency: mean {np.mean(self.device_us) / 1e3:.2f} ms, "
-                         f"p95 {np.percentile(self.device_us, 95) / 1e3:.2f} ms; host round trip p50 "
-                         f"{np.percentile(self.round_trip_ms, 50):.2f} ms")
+                         f"p95 {np.percentile(self.device_us, 95) / 1e3:.2f} ms{round_trip}")
         if self.labelled:
             lines.append(f"  accuracy: {100 * self.correct / self.labelled:.2f}% ({self.correct}/{self.labelled})")
         if self.compared:
@@ -156,13 +159,13 @@ def confusion_text(matrix: np.ndarray, labels: list[str]) -> str:
 class StreamSession:
     """Runs one stream from ``source`` to ``target``; see the module docstring for the guarantees."""
 
-    def __init__(self, bundle: Bundle, source: Source, target: Target, log: ResultsLog | None = None,
+    def __init__(self, bundle: Bundle, source: Source | None, target: Target, log: ResultsLog | None = None,
                  display: Display | None = None, compare_cpu: bool | None = None, answer_timeout: float = 30.0,
                  retries: int = 2):
         self.bundle = bundle
         # A frame of an exhaustive source lost to a link fault is sent again (as a new seq) up to ``retries``
         # times, so on-device accuracy covers every frame; live frames are never re-sent (they are stale).
-        self.retries = 0 if source.live else retries
+        self.retries = 0 if source is None or source.live else retries
         self._retry: collections.deque[tuple[Frame, int]] = collections.deque()
         self.source = source
         self.target = target
@@ -170,14 +173,19 @@ class StreamSession:
         self.display = display
         self.answer_timeout = answer_timeout
         # The reference runs in labelled mode (or on request) unless the target *is* the reference.
-        wanted = source.labelled if compare_cpu is None else compare_cpu
-        self.compare_cpu = bool(wanted) and target.name != "cpu"
+        # source None = listen mode: the board captures frames itself (camera-mode firmware); the host sends
+        # nothing and records every RESULT the board sends, until --limit answers or Ctrl-C.
+        self.listen = source is None
+        self.listen_limit: int | None = None
+        wanted = (source is not None and source.labelled) if compare_cpu is None else compare_cpu
+        self.compare_cpu = bool(wanted) and target.name != "cpu" and not self.listen
         self._spec = PreprocessSpec.from_bundle(bundle)
         self._in_quant = bundle.input_quant
         self._out_quant = bundle.output_quant
         self._labels = bundle.labels
         self._reference: ReferenceModel | None = None
-        self.summary = Summary(self._labels, target.name, "", source.description)
+        self.summary = Summary(self._labels, target.name, "", "the board's camera" if source is None
+                               else source.description)
         self._pending: dict[int, _Pending] = {}
         self._status = Status()
         self._last_image: np.ndarray | None = None
@@ -201,10 +209,12 @@ class StreamSession:
         summary.engine = info.engine
         if self.compare_cpu:
             self._reference = ReferenceModel(self.bundle.artifact_path("tflite"))
-        if self.source.labelled:
+        if self.source is not None and self.source.labelled:
             summary.confusion = np.zeros((len(self._labels), len(self._labels)), np.int64)
         self.log.write("start", bundle=str(self.bundle.path), model_id=self.bundle.model_id, target=self.target.name,
-                       device=_info_json(info), source=self.source.description, compare_cpu=self.compare_cpu)
+                       device=_info_json(info), source=summary.source, compare_cpu=self.compare_cpu)
+        if self.listen:
+            return self._run_listen()
         reader = LatestFrame(self.source) if self.source.live else None
         frames = iter(self.source) if reader is None else None
         seq = 0
@@ -262,6 +272,43 @@ class StreamSession:
                 summary.read = reader.read
             summary.seconds = time.monotonic() - start
             self._abandon("stream ended before the answer arrived")
+            self.log.write("summary", **summary.to_json())
+            self.target.close()
+            if self.display is not None:
+                self.display.close()
+        if summary.interrupted:
+            raise KeyboardInterrupt
+        return summary
+
+    def _run_listen(self) -> Summary:
+        """Listen mode: record what a camera-mode board sends, until ``listen_limit`` answers or Ctrl-C."""
+        summary = self.summary
+        start = last_progress = time.monotonic()
+        restore_sigint = self._defer_sigint()
+        try:
+            while not self._stop_requested and (self.listen_limit is None or summary.answered < self.listen_limit):
+                events = self.target.poll(0.05)
+                for event in events:
+                    if isinstance(event, Result):
+                        index = event.seq - 1
+                        name = f"board#{event.device_seq}" if event.device_seq is not None else f"board#{index}"
+                        self._pending[event.seq] = _Pending(Frame(index, None, name), time.monotonic(), None)
+                    self._handle(event)
+                if events:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > self.answer_timeout:
+                    raise UserError(f"{self.target.name} sent no result for {self.answer_timeout:g} s; listening needs "
+                                    "camera-mode firmware (e.g. the ESP32-CAM build), or stream a SOURCE to it")
+                self._refresh(None, start)
+            summary.interrupted = self._stop_requested
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        except UserError as exc:
+            summary.error = str(exc)
+            raise
+        finally:
+            restore_sigint()
+            summary.seconds = time.monotonic() - start
             self.log.write("summary", **summary.to_json())
             self.target.close()
             if self.display is not None:
@@ -332,14 +379,18 @@ class StreamSession:
         record: dict[str, Any] = {
             "seq": event.seq, "frame": frame.name, "index": frame.index, "pred": pred, "pred_label": self._labels[pred],
             "score": round(score, 6), "device_us": event.latency_us, "cycles": event.cycles,
-            "round_trip_ms": round((time.monotonic() - pending.sent_at) * 1e3, 3), "output": output.tolist(),
+            "output": output.tolist(),
         }
+        if not self.listen:
+            record["round_trip_ms"] = round((time.monotonic() - pending.sent_at) * 1e3, 3)
+            summary.round_trip_ms.append(record["round_trip_ms"])
+        if event.device_seq is not None:
+            record["device_seq"] = event.device_seq
         if pending.attempt > 1:
             record["attempt"] = pending.attempt
         summary.answered += 1
         if event.latency_us is not None:
             summary.device_us.append(int(event.latency_us))
-        summary.round_trip_ms.append(record["round_trip_ms"])
         if frame.label is not None:
             record.update(label=frame.label, correct=pred == frame.label)
             summary.labelled += 1

@@ -39,7 +39,7 @@ class Frame:
     """One image from a source; ``label`` is the class index (bundle label order) for labelled sources."""
 
     index: int
-    image: np.ndarray
+    image: np.ndarray | None  # None only for frames a camera-mode board captured itself (listen mode)
     name: str
     label: int | None = None
 

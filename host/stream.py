@@ -39,9 +39,11 @@ examples:
   python host/stream.py runs/v1 photos/ --cpu --headless
   # a board behind a network serial bridge, a video played in real time (frames dropped when the link is slow)
   python host/stream.py runs/v1 clip.mp4 --realtime --port socket://192.168.1.20:3333
+  # an ESP32-CAM running camera-mode firmware: the board captures, the host listens, logs and shows the answers
+  python host/stream.py runs/v1 board --port /dev/ttyUSB0 --headless --log cam.jsonl
 
 sources: camera index (0), stream URL (rtsp://...), fashion-mnist:test|train, image folder (class subfolders =
-labelled), video file, image file.  Exit codes: 0 done, 2 usage/setup error (one line), 130 interrupted (Ctrl-C),
+labelled), video file, image file, board (listen to a camera-mode board).  Exit codes: 0 done, 2 usage/setup error (one line), 130 interrupted (Ctrl-C),
 after the summary and the log are written.
 """
 
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("bundle", help="model bundle directory (holds model.json and model_int8.tflite)")
     parser.add_argument("source", nargs="?", default="0",
                         help="what to stream: camera index (default 0), stream URL, fashion-mnist:test, image "
-                             "folder (class subfolders make it labelled), video file or image file")
+                             "folder (class subfolders make it labelled), video file or image file; 'board' = "
+                             "listen to a camera-mode board (e.g. ESP32-CAM firmware) that captures frames itself"),
 
     tgt = parser.add_argument_group("target (choose one; with none, a single USB serial board found is used)")
     excl = tgt.add_mutually_exclusive_group()
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.ExitStack):
+def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.ExitStack, listen: bool = False):
     """The Target the options name; local boards are built, started and registered on ``stack`` for cleanup."""
     if args.cpu:
         from host.targets.cpu import CpuTarget
@@ -137,7 +140,7 @@ def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.Exit
 
     height, width, channels = bundle.input_shape
     serial_kwargs = dict(hello_timeout=args.hello_timeout, reconnect_s=args.reconnect,
-                         frame_timeout=args.frame_timeout, frame_bytes=height * width * channels)
+                         frame_timeout=args.frame_timeout, frame_bytes=height * width * channels, listen=listen)
     if args.board:
         from host import local_boards
         from tools import firmware
@@ -180,14 +183,19 @@ def make_display(args: argparse.Namespace):
 
 
 def stream(bundle: Bundle, source, target, log_path: str | os.PathLike | None = None, display=None,
-           compare_cpu: bool | None = None, answer_timeout: float = 30.0, retries: int = 2):
-    """Stream ``source`` to ``target`` and return the Summary (Python API; see host/session.py)."""
+           compare_cpu: bool | None = None, answer_timeout: float = 30.0, retries: int = 2,
+           listen_limit: int | None = None):
+    """Stream ``source`` to ``target`` and return the Summary (Python API; see host/session.py).
+
+    ``source=None`` listens to a camera-mode board (the target needs ``listen=True``), up to ``listen_limit``
+    results or Ctrl-C."""
     from host.results_log import ResultsLog
     from host.session import StreamSession
 
     with ResultsLog(log_path) as log:
         session = StreamSession(bundle, source, target, log=log, display=display, compare_cpu=compare_cpu,
                                 answer_timeout=answer_timeout, retries=retries)
+        session.listen_limit = listen_limit
         try:
             return session.run()
         finally:
@@ -220,16 +228,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     capture_size = _parse_size(args.camera_size) if args.camera_size else camera_capture_size(bundle.input_shape)
 
+    listen = args.source.lower() == "board"
+    if listen and (args.cpu or args.coral is not None):
+        raise UserError("source 'board' listens to a camera-mode board over serial; use it with --port URL")
     with contextlib.ExitStack() as stack:
         display = make_display(args)
-        source = open_source(args.source, bundle.labels, start=args.start, count=args.limit,
-                             realtime_fps=args.realtime, split=args.split,
-                             split_args=training_split_args(bundle.meta, args.seed), capture_size=capture_size)
-        stack.callback(source.close)
-        target = make_target(bundle, args, stack)
+        source = None
+        if not listen:
+            source = open_source(args.source, bundle.labels, start=args.start, count=args.limit,
+                                 realtime_fps=args.realtime, split=args.split,
+                                 split_args=training_split_args(bundle.meta, args.seed), capture_size=capture_size)
+            stack.callback(source.close)
+        target = make_target(bundle, args, stack, listen=listen)
         summary = stream(bundle, source, target, log_path=args.log, display=display,
-                         compare_cpu=args.compare_cpu, answer_timeout=args.timeout, retries=args.retries)
-    return 0 if summary.sent else 1
+                         compare_cpu=args.compare_cpu, answer_timeout=args.timeout, retries=args.retries,
+                         listen_limit=args.limit if listen else None)
+    return 0 if summary.sent or summary.answered else 1
 
 
 def _main_cli() -> int:

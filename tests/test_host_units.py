@@ -200,3 +200,58 @@ def test_window_without_gui_opencv_names_headless(meta_bundle):
     result = _run_stream(str(meta_bundle.path), "fashion-mnist:test", "--cpu")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no GUI" in result.stderr and "--headless" in result.stderr
+
+
+def test_listen_mode_records_what_a_camera_board_sends(meta_bundle, tmp_path):
+    """Camera-mode firmware (ESP32-CAM) captures frames itself and sends RESULTs with its own seqs. No such
+    firmware runs here, so the board's bytes are written into a real pty with the protocol's encoder."""
+    import threading
+    import tty
+
+    from host import protocol as proto
+    from host.stream import stream
+    from host.targets.serial_board import SerialBoardTarget
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    q_in, q_out = meta_bundle.input_quant, meta_bundle.output_quant
+    hello = proto.Hello(bytes.fromhex(meta_bundle.model_id), meta_bundle.input_shape, q_in.dtype, q_in.scale,
+                        q_in.zero_point, len(LABELS), q_out.dtype, q_out.scale, q_out.zero_point, "tflm",
+                        "esp32cam", credits=1, max_payload=32 * 32)
+
+    def board() -> None:
+        decoder = proto.Decoder()
+        while True:  # answer the host's HELLO_REQ (the boot HELLO went out before the port was opened)
+            packets = [e for e in decoder.feed(os.read(master, 4096)) if isinstance(e, proto.Packet)]
+            requests = [p for p in packets if p.type == proto.MsgType.HELLO_REQ]
+            if requests:
+                os.write(master, proto.encode(hello, requests[0].seq))
+                break
+        for i, seq in enumerate((100, 101, 102)):
+            time.sleep(0.05)
+            output = np.full(len(LABELS), -128, np.int8)
+            output[i] = 100
+            os.write(master, proto.encode(proto.Result(2500, 0, output.tobytes()), seq))
+            if i == 0:
+                os.write(master, proto.encode(proto.Error(int(proto.ErrorCode.RUNNER), True, 4), 77))
+
+    thread = threading.Thread(target=board, daemon=True)
+    thread.start()
+    log = tmp_path / "cam.jsonl"
+    target = SerialBoardTarget(os.ttyname(slave), name="cam", listen=True, hello_timeout=5.0)
+    summary = stream(meta_bundle, None, target, log_path=log, listen_limit=3)
+    thread.join()
+    os.close(master)
+    os.close(slave)
+    records = read_log(log)
+    results = [r for r in records if r["type"] == "result"]
+    assert [(r["seq"], r["device_seq"], r["pred_label"]) for r in results] == [
+        (1, 100, "cat"), (2, 101, "dog"), (3, 102, "fox")]
+    assert all(r["device_us"] == 2500 and "round_trip_ms" not in r for r in results)
+    assert any(r["type"] == "notice" and "RUNNER" in r["message"] for r in records)
+    assert summary.answered == 3 and summary.sent == 0 and check_accounted(records)["result"] == 3
+
+
+def test_listening_needs_a_serial_board(meta_bundle):
+    result = _run_stream(str(meta_bundle.path), "board", "--cpu", "--headless")
+    assert result.returncode == 2 and "listens to a camera-mode board over serial" in result.stderr

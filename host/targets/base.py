@@ -47,6 +47,7 @@ class Result:
     output: np.ndarray                 # flat, dtype of the model output (int8/uint8)
     latency_us: int | None             # inference time measured by the target itself (None: not measured)
     cycles: int = 0                    # instruction/cycle count if the target reports one, else 0
+    device_seq: int | None = None      # listen mode: the board's own seq of a frame it captured itself
 
 
 @dataclass(frozen=True)

@@ -46,13 +46,17 @@ class SerialBoardTarget(Target):
 
     def __init__(self, url: str | Callable[[], str | None], baudrate: int = DEFAULT_BAUD, name: str | None = None,
                  hello_timeout: float = 10.0, reconnect_s: float = 20.0, frame_timeout: float = 5.0,
-                 frame_bytes: int = 0):
+                 frame_bytes: int = 0, listen: bool = False):
         self._url = url if callable(url) else (lambda: url)
         self.baudrate = baudrate
         self.name = name or (url if isinstance(url, str) else "serial board")
         self.hello_timeout = hello_timeout
         self.reconnect_s = reconnect_s
         self.frame_timeout = frame_timeout
+        # Listen mode: a camera-mode board (ESP32-CAM firmware) captures frames itself and sends RESULTs with its
+        # own seqs; each becomes a Result numbered by the host (1, 2, ...), the board's seq kept as device_seq.
+        self.listen = listen
+        self._listened = 0
         # Filler that completes a FRAME the device may be half-way through receiving (the host died or the cable
         # was pulled mid-frame): without it the device would swallow our HELLO_REQs as pixel bytes.
         self._filler_len = frame_bytes + proto.OVERHEAD if frame_bytes else 0
@@ -245,6 +249,12 @@ class SerialBoardTarget(Target):
             return
         if isinstance(msg, proto.Result):
             frame_seq = self._frames.get(packet.seq)
+            if frame_seq is None and self.listen:
+                self._listened += 1
+                output = np.frombuffer(msg.output, dtype=np.dtype(self._hello.out_dtype)).copy()
+                self._events.append(Result(self._listened, output, int(msg.inference_us), int(msg.cycles),
+                                           device_seq=packet.seq))
+                return
             if frame_seq is None:
                 self._events.append(Notice("unexpected", f"RESULT for seq {packet.seq} that is not in flight"))
                 return

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from models.bundle import Bundle, load_bundle
+from models.bundle import load_bundle
 from models.errors import UserError, run_cli
 from tools.tflite_graph import Graph, Operator, Tensor, load_graph
 

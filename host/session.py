@@ -408,7 +408,8 @@ class StreamSession:
         self._status.label, self._status.score = self._labels[pred], score
         if event.latency_us is not None:
             self._status.device_ms = event.latency_us / 1e3
-        self._last_image = frame.image
+        # listen mode has no image on the host: the window shows the answer on a blank canvas
+        self._last_image = frame.image if frame.image is not None else np.zeros((240, 320), np.uint8)
 
     def _record_lost(self, seq: int, pending: _Pending, reason: str, final: bool = False) -> None:
         """Log a lost send attempt; queue the frame to be sent again if retries remain (never when ``final``)."""

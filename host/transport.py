@@ -37,9 +37,10 @@ def list_serial_ports() -> list[str]:
 class SerialLink:
     """One pyserial URL: open/connect, reads that return what arrived within a timeout, whole writes."""
 
-    def __init__(self, url: str, baudrate: int = DEFAULT_BAUD):
+    def __init__(self, url: str, baudrate: int = DEFAULT_BAUD, write_timeout: float = 5.0):
         self.url = url
         self.baudrate = baudrate
+        self.write_timeout = write_timeout  # a write that cannot finish in this time is a LinkError
         self._port: serial.SerialBase | None = None
         self._fd: int | None = None
         self.bytes_in = 0
@@ -54,7 +55,7 @@ class SerialLink:
         # stream.py (or a serial monitor) from silently stealing half the bytes on POSIX ports.
         # timeout=0: reads return what has arrived (pyserial's socket:// in_waiting says only 0/1, so asking for
         # "in_waiting" bytes would fetch answers two bytes at a time); waiting is done with select() on the handle.
-        kwargs = {"baudrate": self.baudrate, "timeout": 0, "write_timeout": 5.0}
+        kwargs = {"baudrate": self.baudrate, "timeout": 0, "write_timeout": self.write_timeout}
         if "://" not in self.url:
             kwargs["exclusive"] = True
         self._port = serial.serial_for_url(self.url, **kwargs)

@@ -60,6 +60,9 @@ class SerialBoardTarget(Target):
         # Filler that completes a FRAME the device may be half-way through receiving (the host died or the cable
         # was pulled mid-frame): without it the device would swallow our HELLO_REQs as pixel bytes.
         self._filler_len = frame_bytes + proto.OVERHEAD if frame_bytes else 0
+        # A write may wait for the frames ahead of it to cross a slow UART (a 224x224x3 frame takes 13 s at
+        # 115200 baud): allow three frame times beyond 5 s before calling the link dead.
+        self._write_timeout = 5.0 + 3 * (frame_bytes + proto.OVERHEAD) * 10.0 / max(baudrate, 1)
         self._link: SerialLink | None = None
         self._decoder = proto.Decoder()
         self._window: proto.CreditWindow | None = None
@@ -80,7 +83,7 @@ class SerialBoardTarget(Target):
         url = self._url()
         if not url:
             raise UserError(f"{self.name} has no port to open (the board did not start?)")
-        self._link = SerialLink(url, self.baudrate)
+        self._link = SerialLink(url, self.baudrate, self._write_timeout)
         self._link.open()
         try:
             self._handshake(first=True)
@@ -342,7 +345,7 @@ class SerialBoardTarget(Target):
         while True:
             url = self._url()
             if url:
-                link = SerialLink(url, self.baudrate)
+                link = SerialLink(url, self.baudrate, self._write_timeout)
                 try:
                     link.connect()
                     self._link = link

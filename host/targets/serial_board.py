@@ -17,8 +17,8 @@ Faults, and what each becomes (every frame sent ends as exactly one Result or Lo
 - link failure (port unplugged, board process killed, socket closed): frames in flight Lost, the port reopened for
   up to ``reconnect_s`` seconds (the URL is asked again each time: a restarted QEMU listens on a new port), then
   handshake again and continue; if it never comes back, a UserError saying so;
-- stall (frames in flight, nothing arrives for ``frame_timeout``): PING; still nothing for another
-  ``frame_timeout``: treated as a link failure.
+- stall (frames in flight, nothing arrives for ``frame_timeout`` plus the frames' transfer time at the baud rate):
+  PING; still nothing for as long again: treated as a link failure.
 """
 from __future__ import annotations
 
@@ -313,9 +313,16 @@ class SerialBoardTarget(Target):
         self._events.append(Notice("device-reset", f"{self.name} restarted (unsolicited HELLO); continuing"))
 
     # ---- faults -------------------------------------------------------------------------------------
+    def _stall_limit(self) -> float:
+        """Silence that counts as a stall: ``frame_timeout`` plus the time the frames in flight (and the PING
+        behind them) need to cross the link at its baud rate, so a big frame over a slow UART is not a fault."""
+        credits = self._hello.credits if self._hello is not None else 1
+        return self.frame_timeout + (credits + 1) * self._filler_len * 10.0 / max(self.baudrate, 1)
+
     def _check_stall(self) -> None:
         now = time.monotonic()
-        if now - self._last_rx < self.frame_timeout:
+        limit = self._stall_limit()
+        if now - self._last_rx < limit:
             return
         if self._ping_sent_at is None:
             wire = self._wire_seq()
@@ -323,13 +330,13 @@ class SerialBoardTarget(Target):
             self._window.sent(wire, is_frame=False)
             self._requests.add(wire)
             self._ping_sent_at = now
-            self._last_rx = now  # give the barrier a full frame_timeout
+            self._last_rx = now  # give the barrier a full stall limit
             try:
                 self._link_write(proto.encode(proto.Ping(b"stall"), wire))
             except LinkError as exc:
                 self._recover(f"link lost ({exc})")
             return
-        self._recover(f"no answer for {2 * self.frame_timeout:g} s (PING unanswered)")
+        self._recover(f"no answer for {2 * limit:.3g} s (PING unanswered)")
 
     def _recover(self, why: str) -> None:
         """Record frames in flight as lost, reopen the link and handshake again (or raise UserError)."""

@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="send a frame of a dataset/folder/video again (as a new seq) when it was lost to a link "
                            "fault, up to N times, so accuracy covers every frame (default 2; live frames never)")
     link.add_argument("--frame-timeout", type=float, default=5.0, metavar="S",
-                      help="a frame unanswered for S seconds while others keep arriving is recorded lost "
-                           "(default 5)")
+                      help="frames in flight and no byte for S seconds (plus their transfer time at --baud): "
+                           "send a PING; frames its PONG overtakes are recorded lost (and sent again); no PONG "
+                           "either: the link counts as lost and is reopened (default 5)")
     return parser
 
 

@@ -43,8 +43,9 @@ examples:
   python host/stream.py runs/v1 board --port /dev/ttyUSB0 --headless --log cam.jsonl
 
 sources: camera index (0), stream URL (rtsp://...), fashion-mnist:test|train, image folder (class subfolders =
-labelled), video file, image file, board (listen to a camera-mode board).  Exit codes: 0 done, 2 usage/setup error (one line), 130 interrupted (Ctrl-C),
-after the summary and the log are written.
+labelled), video file, image file, board (listen to a camera-mode board).
+exit codes: 0 done, 1 nothing streamed, 2 usage/setup error (one line), 130 interrupted (Ctrl-C; the summary and
+the log are written first).
 """
 
 

@@ -3,6 +3,7 @@ inference firmware end to end against the LiteRT reference."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,37 @@ def test_qemu_reports_instruction_count_and_virtual_time(qemu_run) -> None:
     assert max(cycles) - min(cycles) < 0.05 * min(cycles), (min(cycles), max(cycles))
     off = [(r.inference_us, r.cycles) for r in results if abs(r.inference_us - r.cycles / 1000) > 1]
     assert not off, f"inference_us disagrees with cycles / 1000: {off[:5]}"
+
+
+def test_qemu_damaged_input_gets_errors_and_service_continues(bundle_v1) -> None:
+    """On the Cortex-M4 itself: wrong-size and corrupt frames and noise are answered with ERRORs in request order,
+    the intact frame after them gets the reference's RESULT, and PONG comes last."""
+    require_tool("arm-none-eabi-gcc", "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")
+    from host import protocol as wire
+    from models.preprocess import prepare_frame
+    from models.reference import ReferenceModel
+    from tools import firmware
+    from tools.data import load_fashion_mnist
+
+    frame = prepare_frame(load_fashion_mnist("test").images[0], bundle_v1)
+    pixels = frame.tobytes()
+    damaged = bytearray(wire.encode(wire.Frame(pixels), seq=2))
+    damaged[wire.HEADER_LEN + 7] ^= 0x04
+    stream = (wire.encode(wire.Frame(pixels[:-3]), seq=1) + bytes(damaged) + b"\x11noise\xa5\x5a\x00"
+              + wire.encode(wire.Frame(pixels), seq=3) + wire.encode(wire.Ping(b"end"), seq=4))
+    with QemuBoard(firmware.build(bundle_v1, "qemu")) as board:
+        link = serial.serial_for_url(board.url, timeout=0.05)
+        decoder, answers = wire.Decoder(), []
+        deadline = time.monotonic() + 30
+        link.write(stream)
+        while not any(isinstance(m, wire.Pong) for _, m in answers) and time.monotonic() < deadline:
+            answers += [(e.seq, e.message()) for e in decoder.feed(link.read(max(1, link.in_waiting)))
+                        if isinstance(e, wire.Packet) and e.type != wire.MsgType.HELLO]
+        link.close()
+    with_seq = [(seq, m) for seq, m in answers if not (isinstance(m, wire.Error) and not m.seq_valid)]
+    assert [seq for seq, _ in with_seq] == [1, 2, 3, 4], answers
+    assert with_seq[0][1].code == wire.ErrorCode.WRONG_FRAME_SIZE and with_seq[0][1].detail == len(pixels)
+    assert with_seq[1][1].code == wire.ErrorCode.BAD_PAYLOAD_CRC
+    assert with_seq[2][1].output == ReferenceModel(bundle_v1.artifact_path("tflite")).invoke(frame).tobytes()
+    assert with_seq[3][1].data == b"end"

@@ -192,8 +192,12 @@ class NativeBoard(LocalBoard):
     """
 
     def _launch(self) -> str:
-        self._proc = subprocess.Popen([str(self.image)], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self._proc = subprocess.Popen([str(self.image)], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise UserError(f"cannot run {self.image} ({exc.strerror}); build the native firmware with: "
+                            "python -m tools firmware BUNDLE --port native") from None
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline().decode(errors="replace").strip()
         if not line.startswith("PTY "):

@@ -44,7 +44,7 @@ def app_test_output(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert "Sanitizer" not in run.stderr, run.stderr
     lines: dict[str, str] = {}
     for line in run.stdout.splitlines():
-        status, _, rest = line.partition(" ")
+        _, _, rest = line.partition(" ")
         lines.setdefault(rest.split(":")[0], line)
     assert run.returncode in (0, 1), f"app_test crashed (status {run.returncode}): {run.stderr[-2000:]}"
     return lines

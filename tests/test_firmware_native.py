@@ -156,6 +156,10 @@ def test_missing_tools_name_the_apt_package(tmp_path) -> None:
         require_executable("no-such-qemu", "pkg")
     with pytest.raises(UserError, match="does not exist; build it with"):
         QemuBoard(tmp_path / "absent.elf")
+    not_a_program = tmp_path / "firmware"
+    not_a_program.write_text("not an executable")
+    with pytest.raises(UserError, match=r"cannot run .*Permission denied.*--port native"):
+        NativeBoard(not_a_program).start()
 
 
 def test_sanitized_firmware_survives_a_random_damaged_stream(bundle_v1, test_frames, tmp_path) -> None:

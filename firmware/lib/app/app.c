@@ -28,7 +28,7 @@ void app_send_hello(app_t *app, uint16_t seq) {
   hello.credits = (uint8_t)(app->cfg.n_frame_bufs - 1u);
   hello.in_dtype = info->in_dtype;
   hello.out_dtype = info->out_dtype;
-  hello.max_payload = app->parser.max_payload;
+  hello.max_payload = (uint32_t)(app->cfg.frame_buf_size - PROTO_OVERHEAD); /* what proto_parser_init accepts */
   memcpy(hello.model_id, info->model_id, PROTO_MODEL_ID_LEN);
   hello.in_h = info->in_h;
   hello.in_w = info->in_w;

@@ -255,3 +255,34 @@ def test_listen_mode_records_what_a_camera_board_sends(meta_bundle, tmp_path):
 def test_listening_needs_a_serial_board(meta_bundle):
     result = _run_stream(str(meta_bundle.path), "board", "--cpu", "--headless")
     assert result.returncode == 2 and "listens to a camera-mode board over serial" in result.stderr
+
+
+def test_handshake_timeout_says_whether_anything_arrived():
+    """A board printing text (or at the wrong baud rate) is told apart from a silent one."""
+    import threading
+    import tty
+
+    from host.targets.serial_board import HandshakeTimeout, SerialBoardTarget
+
+    for chatter, expected in ((b"Guru Meditation Error: Core 1 panic'ed\r\n", "bytes arrived but none formed a valid"),
+                              (b"", "nothing arrived")):
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        stop = threading.Event()
+
+        def board() -> None:
+            while not stop.is_set():
+                if chatter:
+                    os.write(master, chatter)
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=board, daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(HandshakeTimeout, match=expected):
+                SerialBoardTarget(os.ttyname(slave), hello_timeout=1.0).open()
+        finally:
+            stop.set()
+            thread.join()
+            os.close(master)
+            os.close(slave)

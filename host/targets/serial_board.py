@@ -88,7 +88,11 @@ class SerialBoardTarget(Target):
         try:
             self._handshake(first=True)
         except LinkError as exc:
+            self.close()
             raise UserError(f"{self.name}: the link failed during the handshake ({exc}); check the port") from None
+        except BaseException:
+            self.close()
+            raise
         return self.info
 
     @property
@@ -173,9 +177,12 @@ class SerialBoardTarget(Target):
         while True:
             now = time.monotonic()
             if now >= deadline:
-                raise HandshakeTimeout(
-                    f"no HELLO from {self.name} within {self.hello_timeout:g} s; is the firmware running and "
-                    f"the baud rate right (--baud, now {self.baudrate})? raise --hello-timeout for slow boots")
+                received = self._decoder.stats.bytes_in
+                heard = (f"{received} bytes arrived but none formed a valid frame: a wrong baud rate (--baud, now "
+                         f"{self.baudrate}) or firmware that prints text instead of speaking the protocol"
+                         if received else "nothing arrived: is the firmware running, and is this its port?")
+                raise HandshakeTimeout(f"no HELLO from {self.name} within {self.hello_timeout:g} s; {heard} "
+                                       "(raise --hello-timeout for slow boots)")
             if now >= next_request:
                 wire = self._wire_seq()
                 self._requests.add(wire)

@@ -76,9 +76,13 @@ class SerialLink:
             self._open_once()
         except (serial.SerialException, OSError, ValueError) as exc:
             self._port = None
+            detail = _first_line(exc)
+            if "exclusively lock" in detail or "busy" in detail.lower():
+                raise UserError(f"{self.url} is in use by another program (a serial monitor, a second "
+                                "stream.py); close it and retry") from None
             found = list_serial_ports()
             hint = f"ports found: {', '.join(found)}" if found else "no USB serial ports found"
-            raise UserError(f"cannot open {self.url} ({_first_line(exc)}); check the cable/URL ({hint})") from None
+            raise UserError(f"cannot open {self.url} ({detail}); check the cable/URL ({hint})") from None
 
     def read(self, timeout: float) -> bytes:
         """Return the bytes that arrive within ``timeout`` seconds (returns as soon as some arrived)."""

@@ -286,3 +286,19 @@ def test_handshake_timeout_says_whether_anything_arrived():
             thread.join()
             os.close(master)
             os.close(slave)
+
+
+def test_port_held_by_another_program_is_named():
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    first = SerialLink(os.ttyname(slave))
+    first.open()
+    try:
+        with pytest.raises(UserError, match="is in use by another program"):
+            SerialLink(os.ttyname(slave)).open()
+    finally:
+        first.close()
+        os.close(master)
+        os.close(slave)

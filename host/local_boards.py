@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable
@@ -48,6 +49,7 @@ class LocalBoard:
             raise UserError(f"firmware image {self.image} does not exist; build it with: python -m tools firmware BUNDLE")
         self.url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr = None  # a file, not a pipe: a chatty process must never block on a full pipe
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> str:
@@ -70,9 +72,11 @@ class LocalBoard:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
         return proc.returncode
 
     def kill(self) -> None:
@@ -116,15 +120,26 @@ class LocalBoard:
     def _launch(self) -> str:
         raise NotImplementedError
 
+    def _popen(self, cmd: list[str], stdout: int) -> subprocess.Popen[bytes]:
+        self._stderr = tempfile.TemporaryFile()
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._stderr)
+
+    def _stderr_text(self) -> str:
+        """The process's stderr so far, on one line (the last 300 characters)."""
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return " ".join(self._stderr.read().decode(errors="replace").split())[-300:]
+
     def _fail(self, what: str) -> UserError:
-        """Collect the process's stderr into a one-line error after a failed start."""
+        """Stop the process and turn its stderr into a one-line error after a failed start."""
         detail = ""
         if self._proc is not None:
             if self._proc.poll() is None:
                 self._proc.kill()
-            _, err = self._proc.communicate()
-            detail = " ".join((err or b"").decode(errors="replace").split())[-300:]
-            self._proc = None
+            self._proc.wait()
+            detail = self._stderr_text()
+            self.stop()
         return UserError(f"{self.name} {what}" + (f": {detail}" if detail else ""))
 
 
@@ -154,18 +169,15 @@ class QemuBoard(LocalBoard):
     def _launch(self) -> str:
         for _ in range(5):  # another process may grab the free port before QEMU binds it
             port = _free_tcp_port()
-            self._proc = subprocess.Popen(self.command(port), stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self._proc = self._popen(self.command(port), subprocess.DEVNULL)
             if self._wait_listening(port):
                 self.port = port
                 return f"socket://127.0.0.1:{port}"
             if self._proc.poll() is None:
                 raise self._fail(f"did not open its UART socket within {START_TIMEOUT_S:.0f} s")
-            _, err = self._proc.communicate()
-            if b"in use" not in (err or b""):
-                detail = " ".join(err.decode(errors="replace").split())[-300:]
-                self._proc = None
-                raise UserError(f"{self.name} failed to start: {detail}")
+            if "in use" not in self._stderr_text():
+                raise self._fail("failed to start")
+            self.stop()
         raise self._fail("could not find a free TCP port for its UART")
 
     def _wait_listening(self, port: int) -> bool:
@@ -193,8 +205,7 @@ class NativeBoard(LocalBoard):
 
     def _launch(self) -> str:
         try:
-            self._proc = subprocess.Popen([str(self.image)], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self._proc = self._popen([str(self.image)], subprocess.PIPE)
         except OSError as exc:
             raise UserError(f"cannot run {self.image} ({exc.strerror}); build the native firmware with: "
                             "python -m tools firmware BUNDLE --port native") from None

@@ -177,3 +177,12 @@ def test_qemu_damaged_input_gets_errors_and_service_continues(bundle_v1) -> None
     assert with_seq[1][1].code == wire.ErrorCode.BAD_PAYLOAD_CRC
     assert with_seq[2][1].output == ReferenceModel(bundle_v1.artifact_path("tflite")).invoke(frame).tobytes()
     assert with_seq[3][1].data == b"end"
+
+
+def test_qemu_that_cannot_start_is_a_one_line_error(smoke_elf: Path) -> None:
+    from models.errors import UserError
+
+    board = QemuBoard(smoke_elf, extra_args=["-no-such-option"])
+    with pytest.raises(UserError, match=r"failed to start: .*no-such-option") as raised:
+        board.start()
+    assert "\n" not in str(raised.value) and not board.running

@@ -147,3 +147,65 @@ class LiveWindow:
             cv2.destroyWindow(self.title)
         except cv2.error:
             pass
+
+
+class VideoRecorder:
+    """``--record FILE``: every answered frame with its overlay, written to a video (MJPG .avi or mp4v .mp4).
+
+    The way to see the overlay on a headless machine (CI, SSH, opencv-python-headless) and to keep a demo.
+    """
+
+    CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG"}
+
+    def __init__(self, path: str, fps: float = 10.0):
+        import cv2
+        from pathlib import Path
+
+        self.path = Path(path)
+        codec = self.CODECS.get(self.path.suffix.lower())
+        if codec is None:
+            raise UserError(f"--record {path}: use a .avi, .mp4 or .mkv file name")
+        if not self.path.parent.exists():
+            raise UserError(f"--record {path}: folder {self.path.parent} does not exist")
+        self._fourcc = cv2.VideoWriter_fourcc(*codec)
+        self.fps = fps
+        self.frames = 0
+        self._writer = None
+        self._size: tuple[int, int] | None = None
+
+    def show(self, image: np.ndarray | None, status: Status) -> bool:
+        import cv2
+
+        if image is None:
+            return True
+        frame = annotate(image, status)
+        if self._writer is None:
+            self._size = (frame.shape[1], frame.shape[0])
+            self._writer = cv2.VideoWriter(str(self.path), self._fourcc, self.fps, self._size)
+            if not self._writer.isOpened():
+                raise UserError(f"OpenCV cannot write {self.path}; try a .avi file name")
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            frame = cv2.resize(frame, self._size)
+        self._writer.write(frame)
+        self.frames += 1
+        return True
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class Displays:
+    """Several displays at once (e.g. the status line and a recording); stops when any of them asks to."""
+
+    def __init__(self, *displays):
+        self.displays = displays
+
+    def show(self, image: np.ndarray | None, status: Status) -> bool:
+        results = [display.show(image, status) for display in self.displays]
+        return all(results)
+
+    def close(self) -> None:
+        for display in self.displays:
+            display.close()

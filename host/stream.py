@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="no window: a one-line live status on stderr (needed with opencv-python-headless, "
                           "over SSH and in CI)")
     out.add_argument("--quiet", action="store_true", help="with --headless, no live status line (summary only)")
+    out.add_argument("--record", metavar="FILE",
+                     help="also write every answered frame with its overlay (label, score, fps, latency) to a "
+                          "video, .avi or .mp4: the overlay on a headless machine, or a demo clip")
     out.add_argument("--log", metavar="FILE",
                      help="write every result (and every lost frame with its reason) as JSON lines, flushed "
                           "per record, plus a summary record at the end")
@@ -177,11 +180,12 @@ def choose_port(args: argparse.Namespace) -> None:
 
 
 def make_display(args: argparse.Namespace):
-    from host.display import LiveWindow, StatusLine
+    from host.display import Displays, LiveWindow, StatusLine, VideoRecorder
 
-    if args.headless:
-        return StatusLine(quiet=args.quiet)
-    return LiveWindow(f"{Path(args.bundle).name} - {args.source}")
+    screen = StatusLine(quiet=args.quiet) if args.headless else LiveWindow(f"{Path(args.bundle).name} - {args.source}")
+    if args.record:
+        return Displays(screen, VideoRecorder(args.record))
+    return screen
 
 
 def stream(bundle: Bundle, source, target, log_path: str | os.PathLike | None = None, display=None,

@@ -104,3 +104,23 @@ def test_video_file_sends_every_frame_in_order(bundle_v1, tmp_path):
     assert [r["frame"] for r in results] == [f"video clip.avi#{i}" for i in range(12)]
     assert records[-1]["dropped_at_source"] == 0 and records[-1]["labelled"] == 0
     assert all("label" not in r for r in results)
+
+
+def test_record_writes_the_overlay_video(bundle_v1, tmp_path):
+    import cv2
+
+    clip = tmp_path / "overlay.avi"
+    result = _stream(str(bundle_v1.path), "fashion-mnist:test", "--limit", "15", "--cpu", "--headless", "--quiet",
+                     "--record", str(clip))
+    assert result.returncode == 0, result.stderr
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 15 and frames[0].shape[:2] == (480, 480)  # 28x28 scaled up so the text is readable
+    plain = cv2.resize(load_fashion_mnist("test").images[0], (480, 480), interpolation=cv2.INTER_NEAREST)
+    text_band = np.abs(frames[0][:80].mean(axis=2) - plain[:80].astype(float))
+    assert (text_band > 100).sum() > 500  # the overlay text, far beyond MJPG's compression error

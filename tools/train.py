@@ -121,12 +121,13 @@ def _augmenter(config: TrainConfig):
     return keras.Sequential(layers)
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool):
+def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, first_epoch: int = 0):
+    """Batched tf.data pipeline; a resumed run seeds its shuffle with the epoch so it does not replay epoch 1's order."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
-        ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(x), seed=config.seed + first_epoch, reshuffle_each_iteration=True)
     ds = ds.batch(config.batch_size)
     if training and config.augment.active():
         augmenter = _augmenter(config)
@@ -230,7 +231,7 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
 
     started = time.monotonic()
     if done < config.epochs:
-        model.fit(_dataset(x_train, splits.train.labels, config, True), epochs=config.epochs, initial_epoch=done,
+        model.fit(_dataset(x_train, splits.train.labels, config, True, done), epochs=config.epochs, initial_epoch=done,
                   validation_data=_dataset(x_val, splits.val.labels, config, False) if len(x_val) else None,
                   callbacks=[EpochCheckpoint()], verbose=verbose, shuffle=False)
     seconds = time.monotonic() - started

@@ -57,7 +57,7 @@ def test_smoke_instruction_count_is_exact_and_survives_systick_wrap(smoke_elf: P
             assert words[0] == "cycles" and words[2] == "us"
             counts[n] = int(words[1])
             assert 2 * n <= counts[n] <= 2 * n + 200, (n, counts[n])
-            assert int(words[3]) == pytest.approx(counts[n] / 1000, abs=1)  # 1 instruction = 1 ns
+            assert abs(int(words[3]) - counts[n] / 1000) < 2  # 1 instruction = 1 ns; two truncated readings
         link.write(b"x0\n")
         assert board.wait(timeout=10) == 0
 
@@ -141,7 +141,8 @@ def test_qemu_reports_instruction_count_and_virtual_time(qemu_run) -> None:
     cycles = [r.cycles for r in results]
     assert min(cycles) > 100_000 and all(c % 40 == 0 for c in cycles), (min(cycles), max(cycles))
     assert max(cycles) - min(cycles) < 0.05 * min(cycles), (min(cycles), max(cycles))
-    off = [(r.inference_us, r.cycles) for r in results if abs(r.inference_us - r.cycles / 1000) > 1]
+    # each is a difference of two truncated readings taken a few instructions apart: within 2 us of each other
+    off = [(r.inference_us, r.cycles) for r in results if abs(r.inference_us - r.cycles / 1000) >= 2]
     assert not off, f"inference_us disagrees with cycles / 1000: {off[:5]}"
 
 

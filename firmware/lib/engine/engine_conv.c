@@ -41,8 +41,20 @@ static void im2col_pixel(const eng_conv_t *p, const int8_t *in, int oy, int ox, 
   const int dil_h = p->dil_h, dil_w = p->dil_w;
   const int8_t zp = p->in_zp;
   const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+  const int row_inside = dil_w == 1 && x0 >= 0 && x0 + k_w <= in_w;
+  const int row_bytes = k_w * c;
   for (int ky = 0; ky < k_h; ky++) {
     const int iy = y0 + ky * dil_h;
+    if (row_inside && iy >= 0 && iy < in_h) { /* the whole kernel row is k_w adjacent pixels: one run */
+      const int8_t *src = in + ((size_t)iy * (size_t)in_w + (size_t)x0) * (size_t)c;
+      if (row_bytes >= 16) {
+        memcpy(col, src, (size_t)row_bytes);
+      } else {
+        for (int k = 0; k < row_bytes; k++) col[k] = src[k];
+      }
+      col += row_bytes;
+      continue;
+    }
     for (int kx = 0; kx < k_w; kx++) {
       const int ix = x0 + kx * dil_w;
       const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;

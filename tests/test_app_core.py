@@ -25,6 +25,7 @@ CASES = [
     "config_checked",
     "pong_follows_earlier_frames",
     "camera_mode_submit",
+    "idle_link_flushes_truncated_frame",
 ]
 
 

@@ -459,6 +459,30 @@ static void test_camera_mode_submit(void) {
   if (check(decode_replies(mark, r, 2) == 1, "expected one RESULT")) expect_result(&r[0], 4321, px);
 }
 
+/* A frame cut short at the end of a burst is given up once the link has been idle for
+ * PROTO_IDLE_FLUSH_MS: the host hears ERROR for it at once instead of at its next burst. */
+static void test_idle_link_flushes_truncated_frame(void) {
+  reply_t r[4];
+  uint8_t px[IN_BYTES], frame[IN_BYTES + PROTO_OVERHEAD];
+  boot();
+  size_t mark = tx_len;
+  make_pixels(px, 5);
+  size_t n = proto_encode(frame, sizeof frame, PROTO_FRAME, 9, px, IN_BYTES);
+  host_send(frame, n - 3); /* the last three bytes never arrive */
+  run_device();
+  check(decode_replies(mark, r, 4) == 0, "a reply before the link went idle");
+  clock_us += PROTO_IDLE_FLUSH_MS * 1000u - 1u;
+  run_device();
+  check(decode_replies(mark, r, 4) == 0, "flushed before PROTO_IDLE_FLUSH_MS passed");
+  clock_us += 1u;
+  run_device();
+  if (!check(decode_replies(mark, r, 4) == 1, "no ERROR after the idle time")) return;
+  expect_error(&r[0], 9, PROTO_ERR_BAD_PAYLOAD_CRC, PROTO_ERROR_SEQ_VALID, 0);
+  host_send_msg(PROTO_FRAME, 10, px, IN_BYTES); /* the link works on */
+  run_device();
+  if (check(decode_replies(mark, r, 4) == 2, "no RESULT after the flush")) expect_result(&r[1], 10, px);
+}
+
 int main(void) {
   struct {
     const char *name;
@@ -475,6 +499,7 @@ int main(void) {
       {"config_checked", test_config_checked},
       {"pong_follows_earlier_frames", test_pong_follows_earlier_frames},
       {"camera_mode_submit", test_camera_mode_submit},
+      {"idle_link_flushes_truncated_frame", test_idle_link_flushes_truncated_frame},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     int before = failures;

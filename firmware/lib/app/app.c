@@ -178,6 +178,18 @@ int app_poll(app_t *app) {
       if (ev.kind != PROTO_EV_NONE) handle_event(app, &ev);
     } while (ev.kind != PROTO_EV_NONE);
   }
+  uint32_t now = port_micros();
+  if (active) {
+    app->last_rx_us = now;
+    app->rx_since_flush = 1;
+  } else if (app->rx_since_flush && now - app->last_rx_us >= PROTO_IDLE_FLUSH_MS * 1000u) {
+    proto_event_t ev;
+    app->rx_since_flush = 0;
+    while (proto_parser_flush(&app->parser, &ev)) {
+      handle_event(app, &ev);
+      active = 1;
+    }
+  }
   if (app->q_len > 0) {
     run_queued(app);
     active = 1;

@@ -81,6 +81,8 @@ typedef struct app {
   app_slot_t queue[APP_MAX_FRAME_BUFS]; /* FIFO of received frames waiting for inference */
   uint8_t q_head, q_len;
   uint32_t results, errors;  /* counters for diagnostics */
+  uint32_t last_rx_us;       /* port_micros() of the last received byte */
+  uint8_t rx_since_flush;    /* bytes arrived since the last idle flush */
 } app_t;
 
 /* Initialise the runner, set up the parser and send the boot HELLO (seq 0). Returns enum app_status;
@@ -88,7 +90,8 @@ typedef struct app {
 int app_init(app_t *app, const runner_t *runner, const app_config_t *cfg);
 
 /* Read whatever bytes have arrived (port_read), answer complete messages, then run at most one queued
- * inference. Never blocks. Returns 1 if it did anything (the port may sleep until input when it returns 0). */
+ * inference. After PROTO_IDLE_FLUSH_MS without a byte, a frame cut short is given up (ERROR) so the
+ * frames behind it are not held back until the next burst. Never blocks. Returns 1 if it did anything (the port may sleep until input when it returns 0). */
 int app_poll(app_t *app);
 
 /* Camera mode (e.g. ESP32-CAM): the board grabbed and preprocessed `pixels` (in_h*in_w*in_c bytes in the

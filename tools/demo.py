@@ -61,7 +61,7 @@ def run_demo(out: Path, limit: int = 6000, epochs: int = 4, eval_limit: int = 10
     rows = []
     for architecture, width in MODELS:
         print(f"== {architecture} width {width}: train -> quantize -> evaluate", flush=True)
-        config = TrainConfig(architecture=architecture, width=width, limit=limit, epochs=epochs, batch_size=64, lr=3e-3)
+        config = TrainConfig(architecture=architecture, width=width, limit=limit, epochs=epochs, batch_size=32, lr=4e-3)
         rows.append(build_and_evaluate(out / architecture, config, eval_limit=eval_limit))
     return rows
 

@@ -77,3 +77,26 @@ def test_quantize_cli_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_one_line_error(run_tool("quantize", str(tmp_path / "empty")), "no model.json")
     assert_one_line_error(run_tool("quantize", str(tmp_path / "empty"), "--samples", "0"), "--samples must be >= 1")
+
+
+def test_collapsed_calibration_is_refused_not_a_crash():
+    """An untrained V1 calibrated on noise has dead activations; LiteRT's reference kernels would abort the
+    process on it, so quantization refuses it with a reason instead."""
+    from models.mobilenet import build_model
+    import keras
+
+    from tools.quantize import check_activation_ranges, quantize_keras_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("mobilenet_v1", 0.25, 32, channels=1, classes=10)
+    noise = np.random.default_rng(0).uniform(-1, 1, (32, 32, 32, 1)).astype(np.float32)
+    tflite = quantize_keras_model(model, noise)
+    with pytest.raises(UserError, match="near-zero range"):
+        check_activation_ranges(tflite)
+
+
+def test_trained_models_pass_the_range_check(bundle_v1, bundle_v2):
+    from tools.quantize import check_activation_ranges
+
+    for bundle in (bundle_v1, bundle_v2):
+        check_activation_ranges(bundle.artifact_path("tflite").read_bytes())

@@ -24,6 +24,10 @@ from models.preprocess import PreprocessSpec, preprocess_batch
 
 INPUT_DTYPES = ("int8", "uint8")
 DEFAULT_SAMPLES = 300
+# An activation scale below this means calibration saw (almost) nothing but zeros in that tensor: the model is
+# untrained or the calibration data does not look like its input. TFLite's reference kernels (and TFLM) abort
+# the whole process on such a model instead of returning an error, so it is refused here with a reason.
+MIN_ACTIVATION_SCALE = 1e-6
 
 
 def quantize_keras_model(model, representative: np.ndarray, input_dtype: str = "int8") -> bytes:
@@ -55,6 +59,22 @@ def quantize_keras_model(model, representative: np.ndarray, input_dtype: str = "
     converter.inference_output_type = tf.int8
     with contextlib.redirect_stdout(io.StringIO()):  # Keras' export prints a page of signatures
         return bytes(converter.convert())
+
+
+def check_activation_ranges(tflite: bytes) -> None:
+    """Refuse a model whose calibration collapsed an activation tensor to (almost) a single value."""
+    from tools.tflite_graph import load_graph
+
+    for tensor in load_graph(tflite).tensors:
+        quant = tensor.quantization
+        if tensor.is_constant or quant is None or tensor.dtype not in INPUT_DTYPES or not len(quant.scale):
+            continue
+        scale = float(np.min(quant.scale))
+        if scale < MIN_ACTIVATION_SCALE:
+            raise UserError(
+                f"calibration left activation '{tensor.name.split(';')[0]}' with a near-zero range (scale {scale:.3g}): "
+                "the model looks untrained or the calibration images do not match its input; train longer or "
+                "calibrate with images from the training data")
 
 
 def tensor_quant(detail: dict) -> TensorQuant:
@@ -94,6 +114,7 @@ def quantize_bundle(bundle: Bundle | str | Path, samples: int = DEFAULT_SAMPLES,
     if representative is None:
         representative = representative_set(bundle, samples, seed)
     tflite = quantize_keras_model(model, representative, input_dtype)
+    check_activation_ranges(tflite)
     path = bundle.artifact_path("tflite", required=False)
     path.write_bytes(tflite)
     ref = ReferenceModel(tflite)

@@ -26,9 +26,6 @@ static inline out_stage_t conv_stage(const eng_conv_t *p) {
   return q;
 }
 
-static inline int8_t conv_out(const out_stage_t *q, int32_t acc, int oc) {
-  return (int8_t)eng_clamp(eng_mul_q31(acc, q->mult[oc], q->shift[oc]) + q->zp, q->lo, q->hi);
-}
 
 static int conv_is_pointwise(const eng_conv_t *p) {
   return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
@@ -104,6 +101,10 @@ static void conv_portable(const eng_conv_t *p, const int8_t *in, int8_t *out, vo
 }
 
 #if ENG_DSP
+static inline int8_t conv_out(const out_stage_t *q, int32_t acc, int oc) {
+  return (int8_t)eng_clamp(eng_mul_q31(acc, q->mult[oc], q->shift[oc]) + q->zp, q->lo, q->hi);
+}
+
 /* int8 -> int16 in SMLAD order, done once per pixel and reused by every output channel: each group of 4
  * becomes [x0 x2 | x1 x3], matching how eng_sxtb16 / eng_sxtb16_ror8 split a word of 4 weights. With
  * stride 8 (two pixels interleaved: pixel 0 at +0, pixel 1 at +4 halfwords of each 8) the 2-pixel kernel

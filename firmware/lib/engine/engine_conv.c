@@ -313,13 +313,22 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
   for (int oy = 0; oy < p->out_h; oy++) {
     for (int ox = 0; ox < p->out_w; ox++) {
       int t = 0;
-      for (int ky = 0; ky < p->k_h; ky++) {
-        const int iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-        for (int kx = 0; kx < p->k_w; kx++, t++) {
-          const int ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-          tap[t] = (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
-                       ? zp_row
-                       : in + ((size_t)iy * p->in_w + (size_t)ix) * (size_t)C;
+      const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+      if (y0 >= 0 && x0 >= 0 && y0 + (p->k_h - 1) * p->dil_h < p->in_h && x0 + (p->k_w - 1) * p->dil_w < p->in_w) {
+        /* the whole window is inside the image (most pixels): no per-tap bounds checks */
+        const size_t row = (size_t)p->in_w * (size_t)C * p->dil_h, step = (size_t)C * p->dil_w;
+        const int8_t *r = in + ((size_t)y0 * p->in_w + (size_t)x0) * (size_t)C;
+        for (int ky = 0; ky < p->k_h; ky++, r += row)
+          for (int kx = 0; kx < p->k_w; kx++) tap[t++] = r + (size_t)kx * step;
+      } else {
+        for (int ky = 0; ky < p->k_h; ky++) {
+          const int iy = y0 + ky * p->dil_h;
+          for (int kx = 0; kx < p->k_w; kx++, t++) {
+            const int ix = x0 + kx * p->dil_w;
+            tap[t] = (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
+                         ? zp_row
+                         : in + ((size_t)iy * p->in_w + (size_t)ix) * (size_t)C;
+          }
         }
       }
       int8_t *o = out + ((size_t)oy * p->out_w + (size_t)ox) * (size_t)C;

@@ -16,19 +16,6 @@
 #include "harness_inputs.h"
 #include "port.h"
 
-static void put_str(const char *s) { port_write((const uint8_t *)s, strlen(s)); }
-
-static void put_u64(uint64_t v) {
-  char digits[21];
-  int i = 20;
-  digits[i] = '\0';
-  do {
-    digits[--i] = (char)('0' + v % 10u);
-    v /= 10u;
-  } while (v);
-  put_str(&digits[i]);
-}
-
 #ifdef ENG_LAYER_HOOK
 /* --profile: instructions spent in each layer of the first inference, one "L <op> <instructions>" line each. */
 static uint64_t layer_mark;
@@ -36,11 +23,11 @@ static int profiling;
 void ENG_LAYER_HOOK(int op_index) {
   if (!profiling) return;
   const uint64_t now = port_cycles();
-  put_str("L ");
-  put_u64((uint64_t)op_index);
-  put_str(" ");
-  put_u64(now - layer_mark);
-  put_str("\n");
+  board_print("L ");
+  board_print_u64((uint64_t)op_index);
+  board_print(" ");
+  board_print_u64(now - layer_mark);
+  board_print("\n");
   layer_mark = port_cycles(); /* the printing itself is not charged to the next layer */
 }
 #endif
@@ -63,18 +50,18 @@ int main(void) {
     const int status = runner->invoke(runner->ctx, harness_inputs[n], output);
     const uint64_t used = port_cycles() - start;
     if (status != RUNNER_OK) board_exit(3);
-    put_str("R ");
-    put_u64(n);
-    put_str(" ");
-    put_u64(used);
-    put_str(" ");
+    board_print("R ");
+    board_print_u64(n);
+    board_print(" ");
+    board_print_u64(used);
+    board_print(" ");
     for (uint32_t i = 0; i < info.out_len; i++) {
       const char pair[2] = {hex[output[i] >> 4], hex[output[i] & 15]};
       port_write((const uint8_t *)pair, 2);
     }
-    put_str("\n");
+    board_print("\n");
   }
-  put_str("DONE\n");
+  board_print("DONE\n");
   board_exit(0);
 }
 

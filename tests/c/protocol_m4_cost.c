@@ -21,20 +21,11 @@ static uint8_t wire[PROTO_BUFFER_SIZE(PIXELS)];
 static uint8_t parse_buf[PROTO_BUFFER_SIZE(PIXELS)];
 static uint8_t out[PROTO_OVERHEAD + PROTO_HELLO_MAX_LEN];
 
-static void write_str(const char *s) { port_write((const uint8_t *)s, strlen(s)); }
-
 static void report(const char *name, uint64_t instructions) {
-  char digits[21];
-  int i = 20;
-  digits[i] = '\0';
-  do {
-    digits[--i] = (char)('0' + instructions % 10u);
-    instructions /= 10u;
-  } while (instructions);
-  write_str(name);
-  write_str(" ");
-  write_str(&digits[i]);
-  write_str("\n");
+  board_print(name);
+  board_print(" ");
+  board_print_u64(instructions);
+  board_print("\n");
 }
 
 int main(void) {
@@ -61,7 +52,7 @@ int main(void) {
   uint64_t t1 = port_cycles();
   report("frame_parse", (t1 - t0) / REPEAT);
   if (frames != REPEAT) {
-    write_str("error frames not decoded\n");
+    board_print("error frames not decoded\n");
     board_exit(1);
   }
 
@@ -92,6 +83,6 @@ int main(void) {
   t1 = port_cycles();
   report("hello_encode", (t1 - t0) / REPEAT);
   (void)sink;
-  write_str("done\n");
+  board_print("done\n");
   board_exit(0);
 }

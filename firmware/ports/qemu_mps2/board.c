@@ -115,3 +115,20 @@ uint32_t port_micros(void) { return (uint32_t)(board_ticks() / (SYSCLK_HZ / 1000
 uint64_t port_cycles(void) { return board_ticks() * INSTRUCTIONS_PER_TICK; }
 
 const char *port_build_id(void) { return FIRMWARE_BUILD_ID; }
+
+void board_print(const char *s) {
+  size_t n = 0;
+  while (s[n] != '\0') n++;
+  port_write((const uint8_t *)s, n);
+}
+
+void board_print_u64(uint64_t v) {
+  char digits[21];
+  int i = 20;
+  digits[i] = '\0';
+  do {
+    digits[--i] = (char)('0' + v % 10u);
+    v /= 10u;
+  } while (v != 0u);
+  board_print(&digits[i]);
+}

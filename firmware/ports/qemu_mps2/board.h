@@ -13,6 +13,10 @@ uint64_t board_ticks(void);
  * does not burn a host CPU. PRIMASK stays set across the check and the WFI, so a byte landing in between
  * still wakes the core at once. */
 void board_wait_for_rx(void);
+/* Text on UART0 for self-test and bench programs (the inference firmware speaks only the wire protocol). */
+void board_print(const char *s);
+/* An unsigned number in decimal on UART0. */
+void board_print_u64(uint64_t v);
 /* End the emulation with `code` as QEMU's exit status (ARM semihosting SYS_EXIT_EXTENDED). */
 void board_exit(int code) __attribute__((noreturn));
 

@@ -10,23 +10,6 @@
 #include "board.h"
 #include "port.h"
 
-static void write_str(const char *s) {
-  size_t n = 0;
-  while (s[n]) n++;
-  port_write((const uint8_t *)s, n);
-}
-
-static void write_u64(uint64_t v) {
-  char digits[21];
-  int i = 20;
-  digits[i] = '\0';
-  do {
-    digits[--i] = (char)('0' + v % 10u);
-    v /= 10u;
-  } while (v);
-  write_str(&digits[i]);
-}
-
 static uint32_t parse_u32(const char *s) {
   uint32_t v = 0;
   while (*s >= '0' && *s <= '9') v = v * 10u + (uint32_t)(*s++ - '0');
@@ -55,16 +38,16 @@ static size_t read_line(char *line, size_t max) {
 
 int main(void) {
   board_init();
-  write_str("smoke ");
-  write_str(port_build_id());
-  write_str("\n");
+  board_print("smoke ");
+  board_print(port_build_id());
+  board_print("\n");
   for (;;) {
     char line[128];
     if (read_line(line, sizeof line) == 0) continue;
     switch (line[0]) {
       case 'e':
-        write_str(line + 1);
-        write_str("\n");
+        board_print(line + 1);
+        board_print("\n");
         break;
       case 'c': {
         uint32_t n = parse_u32(line + 1);
@@ -73,21 +56,21 @@ int main(void) {
         spin(n);
         uint64_t t1 = port_cycles();
         uint32_t us1 = port_micros();
-        write_str("cycles ");
-        write_u64(t1 - t0);
-        write_str(" us ");
-        write_u64(us1 - us0);
-        write_str("\n");
+        board_print("cycles ");
+        board_print_u64(t1 - t0);
+        board_print(" us ");
+        board_print_u64(us1 - us0);
+        board_print("\n");
         break;
       }
       case 'x':
         return (int)parse_u32(line + 1);
       case 'f':
         (void)*(volatile uint32_t *)0xF0000000u;
-        write_str("no fault\n");
+        board_print("no fault\n");
         break;
       default:
-        write_str("?\n");
+        board_print("?\n");
     }
   }
 }

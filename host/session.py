@@ -375,7 +375,7 @@ class StreamSession:
                               f"{len(self._labels)} classes")
             return
         pred = int(np.argmax(output))
-        score = float(self._out_quant.scale * (int(output[pred]) - self._out_quant.zero_point))
+        score = float(self._out_quant.dequantize(output)[pred])
         record: dict[str, Any] = {
             "seq": event.seq, "frame": frame.name, "index": frame.index, "pred": pred, "pred_label": self._labels[pred],
             "score": round(score, 6), "device_us": event.latency_us, "cycles": event.cycles,

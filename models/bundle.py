@@ -60,6 +60,20 @@ class TensorQuant:
     def from_json(cls, data: dict[str, Any]) -> "TensorQuant":
         return cls(str(data["dtype"]), float(data["scale"]), int(data["zero_point"]))
 
+    @classmethod
+    def from_litert_detail(cls, detail: dict[str, Any]) -> "TensorQuant":
+        """From a LiteRT interpreter's input/output tensor detail (per-tensor quantisation)."""
+        import numpy as np
+
+        scale, zero_point = detail["quantization"]
+        return cls(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+    def dequantize(self, raw: Any) -> Any:
+        """Raw int8/uint8 tensor -> float32 real values, flattened: scale * (q - zero_point)."""
+        import numpy as np
+
+        return (np.asarray(raw, np.float32).reshape(-1) - np.float32(self.zero_point)) * np.float32(self.scale)
+
 
 class Bundle:
     """A model bundle directory and its model.json.

@@ -85,7 +85,7 @@ def test_bad_device_selector_is_one_clear_line(spec):
 def test_dequantize_and_top_k():
     from models.bundle import TensorQuant
 
-    scores = classify.dequantize(np.array([-128, 0, 127, 0], np.int8), TensorQuant("int8", 1 / 256, -128))
+    scores = TensorQuant("int8", 1 / 256, -128).dequantize(np.array([-128, 0, 127, 0], np.int8))
     np.testing.assert_allclose(scores, [0.0, 0.5, 255 / 256, 0.5])
     assert classify.top_k(scores, ["a", "b", "c", "d"], 3) == [(2, "c", 255 / 256), (1, "b", 0.5), (3, "d", 0.5)]
 

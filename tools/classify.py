@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from host.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
-from models.bundle import Bundle, TensorQuant, load_bundle
+from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.preprocess import prepare_frame
 
@@ -32,11 +32,6 @@ class Prediction:
     image: str
     top: list[tuple[int, str, float]]   # (class index, label, dequantised score), best first
     latency_ms: float
-
-
-def dequantize(raw: np.ndarray, quant: TensorQuant) -> np.ndarray:
-    """Raw output tensor -> real values: scale * (q - zero_point)."""
-    return (np.asarray(raw, np.float32).reshape(-1) - np.float32(quant.zero_point)) * np.float32(quant.scale)
 
 
 def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[tuple[int, str, float]]:
@@ -85,7 +80,7 @@ def classify_images(bundle: Bundle, runner: InterpreterRunner, images: Sequence[
         start = time.perf_counter()
         raw = runner.invoke(frame)
         latency = (time.perf_counter() - start) * 1e3
-        predictions.append(Prediction(name, top_k(dequantize(raw, bundle.output_quant), bundle.labels, k), latency))
+        predictions.append(Prediction(name, top_k(bundle.output_quant.dequantize(raw), bundle.labels, k), latency))
     return predictions
 
 

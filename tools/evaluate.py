@@ -89,13 +89,12 @@ def _scores(labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str
 def _check_integer(tflite: bytes, path: Path) -> TensorQuant:
     """Input quantization of an int8 model; a float model is a UserError (evaluate compares int8 runtimes)."""
     from models.reference import ReferenceModel
-    from tools.quantize import tensor_quant
 
     ref = ReferenceModel(tflite)
     if ref.input_dtype not in (np.int8, np.uint8) or ref.output_dtype not in (np.int8, np.uint8):
         raise UserError(f"{path} is a float model ({ref.input_dtype} input); evaluate needs the full-integer int8 "
                         "model: run python -m tools quantize BUNDLE")
-    return tensor_quant(ref.input_detail)
+    return TensorQuant.from_litert_detail(ref.input_detail)
 
 
 def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int | None = None, seed: int = 0,

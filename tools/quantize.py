@@ -77,12 +77,6 @@ def check_activation_ranges(tflite: bytes) -> None:
                 "calibrate with images from the training data")
 
 
-def tensor_quant(detail: dict) -> TensorQuant:
-    """TensorQuant of a LiteRT input/output tensor detail."""
-    scale, zero_point = detail["quantization"]
-    return TensorQuant(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
-
-
 def representative_set(bundle: Bundle, samples: int, seed: int) -> np.ndarray:
     """``samples`` class-balanced training images of the bundle's dataset, preprocessed as in training."""
     from tools.data import balanced_sample, load_splits
@@ -118,8 +112,8 @@ def quantize_bundle(bundle: Bundle | str | Path, samples: int = DEFAULT_SAMPLES,
     path = bundle.artifact_path("tflite", required=False)
     path.write_bytes(tflite)
     ref = ReferenceModel(tflite)
-    bundle.update("quantization", {"input": tensor_quant(ref.input_detail).to_json(),
-                                   "output": tensor_quant(ref.output_detail).to_json(),
+    bundle.update("quantization", {"input": TensorQuant.from_litert_detail(ref.input_detail).to_json(),
+                                   "output": TensorQuant.from_litert_detail(ref.output_detail).to_json(),
                                    "calibration_samples": int(len(representative)), "seed": seed})
     bundle.record_artifact("tflite", bytes=len(tflite))
     bundle.save()

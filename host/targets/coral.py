@@ -29,7 +29,6 @@ import numpy as np
 from host.targets.base import DeviceInfo, SynchronousTarget
 from models.bundle import Bundle, TensorQuant, sha256_file
 from models.errors import UserError
-from tools.quantize import tensor_quant
 
 DELEGATE_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
@@ -176,11 +175,11 @@ class InterpreterRunner:
 
     @property
     def input_quant(self) -> TensorQuant:
-        return tensor_quant(self.input_detail)
+        return TensorQuant.from_litert_detail(self.input_detail)
 
     @property
     def output_quant(self) -> TensorQuant:
-        return tensor_quant(self.output_detail)
+        return TensorQuant.from_litert_detail(self.output_detail)
 
     @property
     def num_classes(self) -> int:

@@ -14,11 +14,6 @@ from models.bundle import Bundle, TensorQuant, sha256_file
 from models.reference import ReferenceModel
 
 
-def _tensor_quant(detail: dict) -> TensorQuant:
-    scale, zero_point = detail["quantization"]
-    return TensorQuant(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
-
-
 class CpuTarget(SynchronousTarget):
     """In-process LiteRT reference interpreter; one frame at a time, latency measured on the host."""
 
@@ -39,9 +34,9 @@ class CpuTarget(SynchronousTarget):
         return DeviceInfo(
             model_id=sha256_file(path),
             input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
-            input_quant=_tensor_quant(self._model.input_detail),
+            input_quant=TensorQuant.from_litert_detail(self._model.input_detail),
             num_classes=int(np.prod(out["shape"])),
-            output_quant=_tensor_quant(out),
+            output_quant=TensorQuant.from_litert_detail(out),
             engine="litert-builtin-ref",
             credits=1,
             build=f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}",

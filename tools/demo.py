@@ -136,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(format_board_table(rows))
     print(f"\nbundles: {', '.join(r['bundle'] for r in rows)}  (inspect with: cat {rows[0]['bundle']}/model.json)")
+    print(f"compare them any time with: python -m tools report {' '.join(r['bundle'] for r in rows)}")
     return 0
 
 

@@ -7,9 +7,10 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 APT_PACKAGES := gcc g++ make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
                 dataset-fashion-mnist clang libclang-rt-14-dev
-# One command each package provides, checked to decide whether apt must run.
+# One file each package provides (globs allowed), checked to decide whether apt must run.
 APT_PROBES   := /usr/bin/arm-none-eabi-gcc /usr/lib/arm-none-eabi/lib/libc.a /usr/bin/qemu-system-arm \
-                /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/bin/clang /usr/bin/g++
+                /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/bin/clang /usr/bin/g++ \
+                /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 
 .PHONY: demo test setup system-deps python-deps clean
 

@@ -101,8 +101,30 @@ static void conv_portable(const eng_conv_t *p, const int8_t *in, int8_t *out, vo
 }
 
 #if ENG_DSP
-static inline int8_t conv_out(const out_stage_t *q, int32_t acc, int oc) {
-  return (int8_t)eng_clamp(eng_mul_q31(acc, q->mult[oc], q->shift[oc]) + q->zp, q->lo, q->hi);
+/* 1 when every shift of the layer is negative (effective scales below 1/2: every MobileNet layer). Then
+ * eng_mul_q31 is one SMMULR and three ALU operations, exactly:
+ *   (x * m + 2^30) >> 31 == SMMULR(2x, m) = (2x * m + 2^31) >> 32   (2x fits in 32 bits: |x| < 2^30),
+ *   h - (h < 0)          == h + (h >> 31),
+ * and h + (h >> 31) + 2^(r-1) cannot overflow (|h| < 2^30, r <= 31). A layer with a shift >= 0 keeps
+ * eng_mul_q31 (a left shift scales x before the multiply, so 2x might not fit). */
+static int right_shifts_only(const int8_t *shift, int n) {
+  for (int i = 0; i < n; i++)
+    if (shift[i] >= 0) return 0;
+  return 1;
+}
+
+/* Requantise one accumulator; mult and shift are the channel's, passed in registers so they are loaded
+ * once per channel (and before any int8 store, which could alias them). */
+static ENG_INLINE int8_t dsp_out(int32_t acc, int32_t mult, int shift, int32_t zp, int32_t lo, int32_t hi,
+                                 int fast) {
+  int32_t v;
+  if (fast) {
+    const int32_t h = eng_smmulr((int32_t)((uint32_t)acc << 1), mult);
+    v = (h + (h >> 31) + (int32_t)(1u << (-shift - 1))) >> -shift;
+  } else {
+    v = eng_mul_q31(acc, mult, shift);
+  }
+  return (int8_t)eng_clamp(v + zp, lo, hi);
 }
 
 /* int8 -> int16 in SMLAD order, done once per pixel and reused by every output channel: each group of 4
@@ -123,12 +145,13 @@ static void widen_pairs(const int8_t *src, int16_t *dst, int n, int stride) {
 /* Two output pixels x all output channels; weights are read once per pair of pixels, two output
  * channels at a time: per 4 input channels, 2 weight loads, 4 SXTB16, 2 double-word input loads and
  * 8 SMLADs give 16 MACs. col holds both pixels interleaved (see widen_pairs). */
-static void matmul_2px(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1) {
+static ENG_INLINE void matmul_2px_body(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1,
+                                       int fast) {
   const int groups = K >> 2, tail = K & 3, out_c = p->out_c;
   const int16_t *col_tail = col + 8 * groups;
   const int8_t *weights = p->weights;
-  const int32_t *bias = p->bias;
   const out_stage_t q = conv_stage(p);
+  const int32_t *bias = p->bias;
   int oc = 0;
   for (; oc + 2 <= out_c; oc += 2) {
     const int8_t *w0 = weights + (size_t)oc * (size_t)K;
@@ -156,10 +179,12 @@ static void matmul_2px(const eng_conv_t *p, const int16_t *col, int K, int8_t *o
       a10 += w1[k] * col_tail[k];
       a11 += w1[k] * col_tail[tail + k];
     }
-    o0[oc] = conv_out(&q, a00, oc);
-    o1[oc] = conv_out(&q, a01, oc);
-    o0[oc + 1] = conv_out(&q, a10, oc + 1);
-    o1[oc + 1] = conv_out(&q, a11, oc + 1);
+    const int32_t m0 = q.mult[oc], m1 = q.mult[oc + 1];
+    const int s0 = q.shift[oc], s1 = q.shift[oc + 1];
+    o0[oc] = dsp_out(a00, m0, s0, q.zp, q.lo, q.hi, fast);
+    o1[oc] = dsp_out(a01, m0, s0, q.zp, q.lo, q.hi, fast);
+    o0[oc + 1] = dsp_out(a10, m1, s1, q.zp, q.lo, q.hi, fast);
+    o1[oc + 1] = dsp_out(a11, m1, s1, q.zp, q.lo, q.hi, fast);
   }
   for (; oc < out_c; oc++) {
     const int8_t *w0 = weights + (size_t)oc * (size_t)K;
@@ -177,9 +202,20 @@ static void matmul_2px(const eng_conv_t *p, const int16_t *col, int K, int8_t *o
       a0 += w0[k] * col_tail[k];
       a1 += w0[k] * col_tail[tail + k];
     }
-    o0[oc] = conv_out(&q, a0, oc);
-    o1[oc] = conv_out(&q, a1, oc);
+    const int32_t m0 = q.mult[oc];
+    const int s0 = q.shift[oc];
+    o0[oc] = dsp_out(a0, m0, s0, q.zp, q.lo, q.hi, fast);
+    o1[oc] = dsp_out(a1, m0, s0, q.zp, q.lo, q.hi, fast);
   }
+}
+
+/* The 2-pixel kernel instantiated per requantisation form, out of line so its registers are its own. */
+ENG_NOINLINE static void matmul_2px_fast(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1) {
+  matmul_2px_body(p, col, K, o0, o1, 1);
+}
+
+ENG_NOINLINE static void matmul_2px_exact(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1) {
+  matmul_2px_body(p, col, K, o0, o1, 0);
 }
 
 /* One output pixel (odd pixel counts). */
@@ -198,7 +234,7 @@ static void matmul_1px(const eng_conv_t *p, const int16_t *c0, int K, int8_t *o0
       a0 = eng_smlad(eng_sxtb16_ror8(wa), eng_load32(c0 + k + 2), a0);
     }
     for (; k < K; k++) a0 += w0[k] * c0[k];
-    o0[oc] = conv_out(&q, a0, oc);
+    o0[oc] = dsp_out(a0, q.mult[oc], q.shift[oc], q.zp, q.lo, q.hi, 0);
   }
 }
 
@@ -221,6 +257,7 @@ static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *s
   int16_t *col = (int16_t *)scratch;
   int8_t *col8 = (int8_t *)(col + 2 * K + 8); /* past both pixels' groups and tails */
   const int groups = K >> 2, tail = K & 3;
+  const int fast = right_shifts_only(p->shift, p->out_c);
   int n = 0;
   for (; n + 2 <= npix; n += 2) {
     /* Both pixels are read before either is written (in place, codegen puts the input where ascending
@@ -231,7 +268,12 @@ static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *s
     if (tail) { /* widen_pairs put pixel 1's tail where pixel 0's tail ended + 4: move it next to it */
       for (int k = 0; k < tail; k++) col[8 * groups + tail + k] = col[8 * groups + 4 + k];
     }
-    matmul_2px(p, col, K, out + (size_t)i * p->out_c, out + (size_t)(i + 1) * p->out_c);
+    int8_t *o0 = out + (size_t)i * p->out_c, *o1 = o0 + p->out_c;
+    if (fast) {
+      matmul_2px_fast(p, col, K, o0, o1);
+    } else {
+      matmul_2px_exact(p, col, K, o0, o1);
+    }
   }
   if (n < npix) {
     const int i = npix - 1;
@@ -300,6 +342,17 @@ ENG_NOINLINE static void dw_taps4(const int8_t *const *tap, int taps, int c, con
   acc[2] = a2;
   acc[3] = a3;
 }
+
+/* Requantise four channels' accumulators (constants loaded before the first int8 store). */
+static ENG_INLINE void dw_out4(const int32_t *acc, const int32_t *mult, const int8_t *shift, int32_t zp,
+                               int32_t lo, int32_t hi, int8_t *o, int fast) {
+  const int32_t m0 = mult[0], m1 = mult[1], m2 = mult[2], m3 = mult[3];
+  const int s0 = shift[0], s1 = shift[1], s2 = shift[2], s3 = shift[3];
+  o[0] = dsp_out(acc[0], m0, s0, zp, lo, hi, fast);
+  o[1] = dsp_out(acc[1], m1, s1, zp, lo, hi, fast);
+  o[2] = dsp_out(acc[2], m2, s2, zp, lo, hi, fast);
+  o[3] = dsp_out(acc[3], m3, s3, zp, lo, hi, fast);
+}
 #endif
 
 /* Depth multiplier 1 (MobileNet's case): for each output pixel, the k_h*k_w tap rows are found once
@@ -309,6 +362,9 @@ ENG_NOINLINE static void dw_taps4(const int8_t *const *tap, int taps, int c, con
 static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *zp_row) {
   const int C = p->out_c, taps = p->k_h * p->k_w;
   const int8_t *tap[ENG_DW_MAX_TAPS];
+#if ENG_DSP
+  const int fast = right_shifts_only(p->shift, C);
+#endif
   memset(zp_row, p->in_zp, (size_t)C);
   for (int oy = 0; oy < p->out_h; oy++) {
     for (int ox = 0; ox < p->out_w; ox++) {
@@ -341,10 +397,11 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
       for (; c + 4 <= C; c += 4, w += 4 * taps) {
         int32_t acc[4] = {bias[c], bias[c + 1], bias[c + 2], bias[c + 3]};
         dw_taps4(tap, taps, c, w, acc);
-        o[c] = requant(acc[0], mult[c], shift[c], zp, lo, hi);
-        o[c + 1] = requant(acc[1], mult[c + 1], shift[c + 1], zp, lo, hi);
-        o[c + 2] = requant(acc[2], mult[c + 2], shift[c + 2], zp, lo, hi);
-        o[c + 3] = requant(acc[3], mult[c + 3], shift[c + 3], zp, lo, hi);
+        if (fast) {
+          dw_out4(acc, mult + c, shift + c, zp, lo, hi, o + c, 1);
+        } else {
+          dw_out4(acc, mult + c, shift + c, zp, lo, hi, o + c, 0);
+        }
       }
 #endif
       const int c4 = C & ~3, tail = C - c4;

@@ -26,6 +26,12 @@ static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) { return __
 /* acc + lo(a)*lo(b) and acc + hi(a)*hi(b). */
 static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+/* (a * b + 2^31) >> 32: the rounded high word of the 64-bit product (ACLE has no SMMULR intrinsic). */
+static inline int32_t eng_smmulr(int32_t a, int32_t b) {
+  int32_t r;
+  __asm("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
 #elif defined(ENG_EMULATE_DSP)
 #define ENG_DSP 1
 static inline uint32_t eng_pack16(int32_t lo, int32_t hi) { return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16); }
@@ -38,14 +44,17 @@ static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_lo16(a) * eng_lo16(b); }
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_hi16(a) * eng_hi16(b); }
+static inline int32_t eng_smmulr(int32_t a, int32_t b) { return (int32_t)(((int64_t)a * b + (1LL << 31)) >> 32); }
 #else
 #define ENG_DSP 0
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define ENG_NOINLINE __attribute__((noinline))
+#define ENG_INLINE inline __attribute__((always_inline))
 #else
 #define ENG_NOINLINE
+#define ENG_INLINE inline
 #endif
 
 /* Unaligned-safe 32-bit load/store (a single LDR/STR on Cortex-M4, which allows unaligned access). */

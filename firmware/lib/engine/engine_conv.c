@@ -101,29 +101,35 @@ static void conv_portable(const eng_conv_t *p, const int8_t *in, int8_t *out, vo
 }
 
 #if ENG_DSP
-/* 1 when every shift of the layer is negative (effective scales below 1/2: every MobileNet layer). Then
- * eng_mul_q31 is one SMMULR and three ALU operations, exactly:
+/* How the DSP paths requantise a layer. RQ_SMMULR when every shift is negative (effective scales below
+ * 1/2: every MobileNet layer); then eng_mul_q31 is one SMMULR and three ALU operations, exactly:
  *   (x * m + 2^30) >> 31 == SMMULR(2x, m) = (2x * m + 2^31) >> 32   (2x fits in 32 bits: |x| < 2^30),
  *   h - (h < 0)          == h + (h >> 31),
- * and h + (h >> 31) + 2^(r-1) cannot overflow (|h| < 2^30, r <= 31). A layer with a shift >= 0 keeps
- * eng_mul_q31 (a left shift scales x before the multiply, so 2x might not fit). */
-static int right_shifts_only(const int8_t *shift, int n) {
+ * and h + (h >> 31) + 2^(r-1) cannot overflow (|h| < 2^30, r <= 31). RQ_SMMULR_SAT when, in addition, the
+ * activation range is the whole int8 range (no activation, or a ReLU/ReLU6 whose range the output
+ * quantisation covers exactly, as calibration makes it): the clamp is one SSAT. A layer with a shift >= 0
+ * keeps eng_mul_q31 (a left shift scales x before the multiply, so 2x might not fit). */
+enum { RQ_EXACT, RQ_SMMULR, RQ_SMMULR_SAT };
+
+static int requant_mode(const int8_t *shift, int n, int32_t lo, int32_t hi) {
   for (int i = 0; i < n; i++)
-    if (shift[i] >= 0) return 0;
-  return 1;
+    if (shift[i] >= 0) return RQ_EXACT;
+  return lo == -128 && hi == 127 ? RQ_SMMULR_SAT : RQ_SMMULR;
 }
 
 /* Requantise one accumulator; mult and shift are the channel's, passed in registers so they are loaded
- * once per channel (and before any int8 store, which could alias them). */
+ * once per channel (and before any int8 store, which could alias them). mode is a constant at each
+ * inlined call site. */
 static ENG_INLINE int8_t dsp_out(int32_t acc, int32_t mult, int shift, int32_t zp, int32_t lo, int32_t hi,
-                                 int fast) {
+                                 int mode) {
   int32_t v;
-  if (fast) {
+  if (mode == RQ_EXACT) {
+    v = eng_mul_q31(acc, mult, shift);
+  } else {
     const int32_t h = eng_smmulr((int32_t)((uint32_t)acc << 1), mult);
     v = (h + (h >> 31) + (int32_t)(1u << (-shift - 1))) >> -shift;
-  } else {
-    v = eng_mul_q31(acc, mult, shift);
   }
+  if (mode == RQ_SMMULR_SAT) return (int8_t)eng_ssat8(v + zp);
   return (int8_t)eng_clamp(v + zp, lo, hi);
 }
 
@@ -146,7 +152,7 @@ static void widen_pairs(const int8_t *src, int16_t *dst, int n, int stride) {
  * channels at a time: per 4 input channels, 2 weight loads, 4 SXTB16, 2 double-word input loads and
  * 8 SMLADs give 16 MACs. col holds both pixels interleaved (see widen_pairs). */
 static ENG_INLINE void matmul_2px_body(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1,
-                                       int fast) {
+                                       int mode) {
   const int groups = K >> 2, tail = K & 3, out_c = p->out_c;
   const int16_t *col_tail = col + 8 * groups;
   const int8_t *weights = p->weights;
@@ -181,10 +187,10 @@ static ENG_INLINE void matmul_2px_body(const eng_conv_t *p, const int16_t *col, 
     }
     const int32_t m0 = q.mult[oc], m1 = q.mult[oc + 1];
     const int s0 = q.shift[oc], s1 = q.shift[oc + 1];
-    o0[oc] = dsp_out(a00, m0, s0, q.zp, q.lo, q.hi, fast);
-    o1[oc] = dsp_out(a01, m0, s0, q.zp, q.lo, q.hi, fast);
-    o0[oc + 1] = dsp_out(a10, m1, s1, q.zp, q.lo, q.hi, fast);
-    o1[oc + 1] = dsp_out(a11, m1, s1, q.zp, q.lo, q.hi, fast);
+    o0[oc] = dsp_out(a00, m0, s0, q.zp, q.lo, q.hi, mode);
+    o1[oc] = dsp_out(a01, m0, s0, q.zp, q.lo, q.hi, mode);
+    o0[oc + 1] = dsp_out(a10, m1, s1, q.zp, q.lo, q.hi, mode);
+    o1[oc + 1] = dsp_out(a11, m1, s1, q.zp, q.lo, q.hi, mode);
   }
   for (; oc < out_c; oc++) {
     const int8_t *w0 = weights + (size_t)oc * (size_t)K;
@@ -204,18 +210,22 @@ static ENG_INLINE void matmul_2px_body(const eng_conv_t *p, const int16_t *col, 
     }
     const int32_t m0 = q.mult[oc];
     const int s0 = q.shift[oc];
-    o0[oc] = dsp_out(a0, m0, s0, q.zp, q.lo, q.hi, fast);
-    o1[oc] = dsp_out(a1, m0, s0, q.zp, q.lo, q.hi, fast);
+    o0[oc] = dsp_out(a0, m0, s0, q.zp, q.lo, q.hi, mode);
+    o1[oc] = dsp_out(a1, m0, s0, q.zp, q.lo, q.hi, mode);
   }
 }
 
-/* The 2-pixel kernel instantiated per requantisation form, out of line so its registers are its own. */
+/* The 2-pixel kernel instantiated per requantisation mode, out of line so its registers are its own. */
+ENG_NOINLINE static void matmul_2px_sat(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1) {
+  matmul_2px_body(p, col, K, o0, o1, RQ_SMMULR_SAT);
+}
+
 ENG_NOINLINE static void matmul_2px_fast(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1) {
-  matmul_2px_body(p, col, K, o0, o1, 1);
+  matmul_2px_body(p, col, K, o0, o1, RQ_SMMULR);
 }
 
 ENG_NOINLINE static void matmul_2px_exact(const eng_conv_t *p, const int16_t *col, int K, int8_t *o0, int8_t *o1) {
-  matmul_2px_body(p, col, K, o0, o1, 0);
+  matmul_2px_body(p, col, K, o0, o1, RQ_EXACT);
 }
 
 /* One output pixel (odd pixel counts). */
@@ -234,7 +244,7 @@ static void matmul_1px(const eng_conv_t *p, const int16_t *c0, int K, int8_t *o0
       a0 = eng_smlad(eng_sxtb16_ror8(wa), eng_load32(c0 + k + 2), a0);
     }
     for (; k < K; k++) a0 += w0[k] * c0[k];
-    o0[oc] = dsp_out(a0, q.mult[oc], q.shift[oc], q.zp, q.lo, q.hi, 0);
+    o0[oc] = dsp_out(a0, q.mult[oc], q.shift[oc], q.zp, q.lo, q.hi, RQ_EXACT);
   }
 }
 
@@ -257,7 +267,7 @@ static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *s
   int16_t *col = (int16_t *)scratch;
   int8_t *col8 = (int8_t *)(col + 2 * K + 8); /* past both pixels' groups and tails */
   const int groups = K >> 2, tail = K & 3;
-  const int fast = right_shifts_only(p->shift, p->out_c);
+  const int mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
   int n = 0;
   for (; n + 2 <= npix; n += 2) {
     /* Both pixels are read before either is written (in place, codegen puts the input where ascending
@@ -269,7 +279,9 @@ static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *s
       for (int k = 0; k < tail; k++) col[8 * groups + tail + k] = col[8 * groups + 4 + k];
     }
     int8_t *o0 = out + (size_t)i * p->out_c, *o1 = o0 + p->out_c;
-    if (fast) {
+    if (mode == RQ_SMMULR_SAT) {
+      matmul_2px_sat(p, col, K, o0, o1);
+    } else if (mode == RQ_SMMULR) {
       matmul_2px_fast(p, col, K, o0, o1);
     } else {
       matmul_2px_exact(p, col, K, o0, o1);
@@ -326,8 +338,9 @@ static void dwconv_generic(const eng_dwconv_t *p, const int8_t *in, int8_t *out,
 #if ENG_DSP
 /* Four channels' taps, summed in registers. Kept out of line: inlined into the pixel loop, GCC runs out of
  * registers and spills the walking pointers on every tap. */
-ENG_NOINLINE static void dw_taps4(const int8_t *const *tap, int taps, int c, const int8_t *w, int32_t *acc) {
+static ENG_INLINE void dw_taps4_body(const int8_t *const *tap, int taps, int c, const int8_t *w, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  ENG_UNROLL_9
   for (int t = 0; t < taps; t++, w += 4) {
     const uint32_t xw = eng_load32(tap[t] + c), ww = eng_load32(w);
     const uint32_t x02 = eng_sxtb16(xw), w02 = eng_sxtb16(ww);
@@ -343,15 +356,24 @@ ENG_NOINLINE static void dw_taps4(const int8_t *const *tap, int taps, int c, con
   acc[3] = a3;
 }
 
+ENG_NOINLINE static void dw_taps4(const int8_t *const *tap, int taps, int c, const int8_t *w, int32_t *acc) {
+  dw_taps4_body(tap, taps, c, w, acc);
+}
+
+/* 3x3 kernels (MobileNet's): nine taps unrolled, no loop counter or branch per tap. */
+ENG_NOINLINE static void dw_taps4_9(const int8_t *const *tap, int c, const int8_t *w, int32_t *acc) {
+  dw_taps4_body(tap, 9, c, w, acc);
+}
+
 /* Requantise four channels' accumulators (constants loaded before the first int8 store). */
 static ENG_INLINE void dw_out4(const int32_t *acc, const int32_t *mult, const int8_t *shift, int32_t zp,
-                               int32_t lo, int32_t hi, int8_t *o, int fast) {
+                               int32_t lo, int32_t hi, int8_t *o, int mode) {
   const int32_t m0 = mult[0], m1 = mult[1], m2 = mult[2], m3 = mult[3];
   const int s0 = shift[0], s1 = shift[1], s2 = shift[2], s3 = shift[3];
-  o[0] = dsp_out(acc[0], m0, s0, zp, lo, hi, fast);
-  o[1] = dsp_out(acc[1], m1, s1, zp, lo, hi, fast);
-  o[2] = dsp_out(acc[2], m2, s2, zp, lo, hi, fast);
-  o[3] = dsp_out(acc[3], m3, s3, zp, lo, hi, fast);
+  o[0] = dsp_out(acc[0], m0, s0, zp, lo, hi, mode);
+  o[1] = dsp_out(acc[1], m1, s1, zp, lo, hi, mode);
+  o[2] = dsp_out(acc[2], m2, s2, zp, lo, hi, mode);
+  o[3] = dsp_out(acc[3], m3, s3, zp, lo, hi, mode);
 }
 #endif
 
@@ -363,31 +385,37 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
   const int C = p->out_c, taps = p->k_h * p->k_w;
   const int8_t *tap[ENG_DW_MAX_TAPS];
 #if ENG_DSP
-  const int fast = right_shifts_only(p->shift, C);
+  const int mode = requant_mode(p->shift, C, p->act_min, p->act_max);
 #endif
+  /* geometry as locals: the kernel calls and int8 stores below would force reloads through p */
+  const int in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w, k_h = p->k_h, k_w = p->k_w;
+  const int stride_h = p->stride_h, stride_w = p->stride_w, dil_h = p->dil_h, dil_w = p->dil_w;
+  const int pad_top = p->pad_top, pad_left = p->pad_left;
+  const size_t row = (size_t)in_w * (size_t)C * (size_t)dil_h, step = (size_t)C * (size_t)dil_w;
   memset(zp_row, p->in_zp, (size_t)C);
-  for (int oy = 0; oy < p->out_h; oy++) {
-    for (int ox = 0; ox < p->out_w; ox++) {
+  for (int oy = 0; oy < out_h; oy++) {
+    const int y0 = oy * stride_h - pad_top;
+    const int rows_inside = y0 >= 0 && y0 + (k_h - 1) * dil_h < in_h;
+    for (int ox = 0; ox < out_w; ox++) {
       int t = 0;
-      const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-      if (y0 >= 0 && x0 >= 0 && y0 + (p->k_h - 1) * p->dil_h < p->in_h && x0 + (p->k_w - 1) * p->dil_w < p->in_w) {
+      const int x0 = ox * stride_w - pad_left;
+      if (rows_inside && x0 >= 0 && x0 + (k_w - 1) * dil_w < in_w) {
         /* the whole window is inside the image (most pixels): no per-tap bounds checks */
-        const size_t row = (size_t)p->in_w * (size_t)C * p->dil_h, step = (size_t)C * p->dil_w;
-        const int8_t *r = in + ((size_t)y0 * p->in_w + (size_t)x0) * (size_t)C;
-        for (int ky = 0; ky < p->k_h; ky++, r += row)
-          for (int kx = 0; kx < p->k_w; kx++) tap[t++] = r + (size_t)kx * step;
+        const int8_t *r = in + ((size_t)y0 * (size_t)in_w + (size_t)x0) * (size_t)C;
+        for (int ky = 0; ky < k_h; ky++, r += row)
+          for (int kx = 0; kx < k_w; kx++) tap[t++] = r + (size_t)kx * step;
       } else {
-        for (int ky = 0; ky < p->k_h; ky++) {
-          const int iy = y0 + ky * p->dil_h;
-          for (int kx = 0; kx < p->k_w; kx++, t++) {
-            const int ix = x0 + kx * p->dil_w;
-            tap[t] = (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
+        for (int ky = 0; ky < k_h; ky++) {
+          const int iy = y0 + ky * dil_h;
+          for (int kx = 0; kx < k_w; kx++, t++) {
+            const int ix = x0 + kx * dil_w;
+            tap[t] = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
                          ? zp_row
-                         : in + ((size_t)iy * p->in_w + (size_t)ix) * (size_t)C;
+                         : in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)C;
           }
         }
       }
-      int8_t *o = out + ((size_t)oy * p->out_w + (size_t)ox) * (size_t)C;
+      int8_t *o = out + ((size_t)oy * (size_t)out_w + (size_t)ox) * (size_t)C;
       int c = 0;
       const int32_t *bias = p->bias, *mult = p->mult;
       const int8_t *shift = p->shift, *weights = p->weights;
@@ -396,11 +424,17 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
       const int8_t *w = weights; /* grouped layout: the taps of 4 channels are 4 * taps consecutive bytes */
       for (; c + 4 <= C; c += 4, w += 4 * taps) {
         int32_t acc[4] = {bias[c], bias[c + 1], bias[c + 2], bias[c + 3]};
-        dw_taps4(tap, taps, c, w, acc);
-        if (fast) {
-          dw_out4(acc, mult + c, shift + c, zp, lo, hi, o + c, 1);
+        if (taps == 9) {
+          dw_taps4_9(tap, c, w, acc);
         } else {
-          dw_out4(acc, mult + c, shift + c, zp, lo, hi, o + c, 0);
+          dw_taps4(tap, taps, c, w, acc);
+        }
+        if (mode == RQ_SMMULR_SAT) {
+          dw_out4(acc, mult + c, shift + c, zp, lo, hi, o + c, RQ_SMMULR_SAT);
+        } else if (mode == RQ_SMMULR) {
+          dw_out4(acc, mult + c, shift + c, zp, lo, hi, o + c, RQ_SMMULR);
+        } else {
+          dw_out4(acc, mult + c, shift + c, zp, lo, hi, o + c, RQ_EXACT);
         }
       }
 #endif

@@ -26,6 +26,8 @@ static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) { return __
 /* acc + lo(a)*lo(b) and acc + hi(a)*hi(b). */
 static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+/* x saturated to [-128, 127]. */
+static inline int32_t eng_ssat8(int32_t x) { return __ssat(x, 8); }
 /* (a * b + 2^31) >> 32: the rounded high word of the 64-bit product (ACLE has no SMMULR intrinsic). */
 static inline int32_t eng_smmulr(int32_t a, int32_t b) {
   int32_t r;
@@ -44,6 +46,7 @@ static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_lo16(a) * eng_lo16(b); }
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_hi16(a) * eng_hi16(b); }
+static inline int32_t eng_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 static inline int32_t eng_smmulr(int32_t a, int32_t b) { return (int32_t)(((int64_t)a * b + (1LL << 31)) >> 32); }
 #else
 #define ENG_DSP 0
@@ -55,6 +58,13 @@ static inline int32_t eng_smmulr(int32_t a, int32_t b) { return (int32_t)(((int6
 #else
 #define ENG_NOINLINE
 #define ENG_INLINE inline
+#endif
+
+/* Unroll the next loop fully when its trip count is the constant 9 (GCC; other compilers decide alone). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define ENG_UNROLL_9 _Pragma("GCC unroll 9")
+#else
+#define ENG_UNROLL_9
 #endif
 
 /* Unaligned-safe 32-bit load/store (a single LDR/STR on Cortex-M4, which allows unaligned access). */

@@ -166,8 +166,9 @@ static ENG_INLINE void matmul_2px_body(const eng_conv_t *p, const int16_t *col, 
     int32_t a00 = bias[oc], a01 = a00, a10 = bias[oc + 1], a11 = a10;
     for (int g = 0; g < groups; g++, w0 += 4, w1 += 4, c += 8) {
       const uint32_t wa = eng_load32(w0), wb = eng_load32(w1);
-      const uint32_t x0a = eng_load32(c), x0b = eng_load32(c + 2);
-      const uint32_t x1a = eng_load32(c + 4), x1b = eng_load32(c + 6);
+      uint32_t x0a, x0b, x1a, x1b;
+      eng_load2x32(c, &x0a, &x0b); /* the column is 8-byte aligned scratch, 16 bytes per group */
+      eng_load2x32(c + 4, &x1a, &x1b);
       const uint32_t wa02 = eng_sxtb16(wa), wa13 = eng_sxtb16_ror8(wa);
       a00 = eng_smlad(wa02, x0a, a00);
       a00 = eng_smlad(wa13, x0b, a00);

@@ -26,6 +26,14 @@ static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) { return __
 /* acc + lo(a)*lo(b) and acc + hi(a)*hi(b). */
 static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+/* Two consecutive words from a 4-byte-aligned address in one LDRD (GCC never pairs the unaligned-safe
+ * loads below). The "m" operand tells the compiler which memory the asm reads. */
+typedef struct {
+  uint32_t w[2];
+} eng_words2_t;
+static inline void eng_load2x32(const void *p, uint32_t *a, uint32_t *b) {
+  __asm("ldrd %0, %1, %2" : "=r"(*a), "=r"(*b) : "m"(*(const eng_words2_t *)p));
+}
 /* x saturated to [-128, 127]. */
 static inline int32_t eng_ssat8(int32_t x) { return __ssat(x, 8); }
 /* (a * b + 2^31) >> 32: the rounded high word of the 64-bit product (ACLE has no SMMULR intrinsic). */
@@ -46,6 +54,10 @@ static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_lo16(a) * eng_lo16(b); }
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_hi16(a) * eng_hi16(b); }
+static inline void eng_load2x32(const void *p, uint32_t *a, uint32_t *b) {
+  memcpy(a, p, 4);
+  memcpy(b, (const uint8_t *)p + 4, 4);
+}
 static inline int32_t eng_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 static inline int32_t eng_smmulr(int32_t a, int32_t b) { return (int32_t)(((int64_t)a * b + (1LL << 31)) >> 32); }
 #else

@@ -229,13 +229,44 @@ ENG_NOINLINE static void matmul_2px_exact(const eng_conv_t *p, const int16_t *co
   matmul_2px_body(p, col, K, o0, o1, RQ_EXACT);
 }
 
-/* One output pixel (odd pixel counts). */
+/* One output pixel (odd pixel counts), two output channels at a time so each column word pair (one
+ * LDRD from the 8-byte-aligned scratch) serves both: per 4 input channels, 2 weight loads, 4 SXTB16,
+ * 1 LDRD and 4 SMLADs give 8 MACs. c0 holds the widened pixel with stride 4 (see widen_pairs). */
 static void matmul_1px(const eng_conv_t *p, const int16_t *c0, int K, int8_t *o0) {
   const int k4 = K & ~3, out_c = p->out_c;
   const int8_t *weights = p->weights;
   const int32_t *bias = p->bias;
   const out_stage_t q = conv_stage(p);
-  for (int oc = 0; oc < out_c; oc++) {
+  const int mode = requant_mode(q.shift, out_c, q.lo, q.hi) == RQ_EXACT ? RQ_EXACT : RQ_SMMULR;
+  int oc = 0;
+  for (; oc + 2 <= out_c; oc += 2) {
+    const int8_t *w0 = weights + (size_t)oc * (size_t)K, *w1 = w0 + K;
+    int32_t a0 = bias[oc], a1 = bias[oc + 1];
+    int k = 0;
+    for (; k < k4; k += 4) {
+      const uint32_t wa = eng_load32(w0 + k), wb = eng_load32(w1 + k);
+      uint32_t x02, x13;
+      eng_load2x32(c0 + k, &x02, &x13);
+      a0 = eng_smlad(eng_sxtb16(wa), x02, a0);
+      a0 = eng_smlad(eng_sxtb16_ror8(wa), x13, a0);
+      a1 = eng_smlad(eng_sxtb16(wb), x02, a1);
+      a1 = eng_smlad(eng_sxtb16_ror8(wb), x13, a1);
+    }
+    for (; k < K; k++) {
+      a0 += w0[k] * c0[k];
+      a1 += w1[k] * c0[k];
+    }
+    const int32_t m0 = q.mult[oc], m1 = q.mult[oc + 1];
+    const int s0 = q.shift[oc], s1 = q.shift[oc + 1];
+    if (mode == RQ_SMMULR) {
+      o0[oc] = dsp_out(a0, m0, s0, q.zp, q.lo, q.hi, RQ_SMMULR);
+      o0[oc + 1] = dsp_out(a1, m1, s1, q.zp, q.lo, q.hi, RQ_SMMULR);
+    } else {
+      o0[oc] = dsp_out(a0, m0, s0, q.zp, q.lo, q.hi, RQ_EXACT);
+      o0[oc + 1] = dsp_out(a1, m1, s1, q.zp, q.lo, q.hi, RQ_EXACT);
+    }
+  }
+  if (oc < out_c) { /* the last of an odd number of channels */
     const int8_t *w0 = weights + (size_t)oc * (size_t)K;
     int32_t a0 = bias[oc];
     int k = 0;

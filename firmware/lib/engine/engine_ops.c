@@ -4,52 +4,61 @@
 
 #include "engine.h"
 
-void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out) {
+/* The part of a pooling window that lies inside the input: taps [f0, f1) of the window starting at
+ * `start` (negative inside the padding) along an axis of `size` input pixels and a window of `f` taps. */
+static void pool_span(int start, int f, int size, int *f0, int *f1) {
+  *f0 = start < 0 ? -start : 0;
+  *f1 = f < size - start ? f : size - start;
+}
+
+/* Visit every output pixel of a pooling layer with its clipped window; `reduce` fills one pixel's channels. */
+typedef void (*pool_pixel_fn)(const eng_pool_t *p, const int8_t *in, int y0, int x0, int fy0, int fy1, int fx0,
+                              int fx1, int8_t *o);
+
+static void pool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out, pool_pixel_fn reduce) {
   for (int oy = 0; oy < p->out_h; oy++) {
     const int y0 = oy * p->stride_h - p->pad_top;
-    const int fy0 = y0 < 0 ? -y0 : 0;
-    const int fy1 = p->f_h < p->in_h - y0 ? p->f_h : p->in_h - y0;
+    int fy0, fy1;
+    pool_span(y0, p->f_h, p->in_h, &fy0, &fy1);
     for (int ox = 0; ox < p->out_w; ox++) {
       const int x0 = ox * p->stride_w - p->pad_left;
-      const int fx0 = x0 < 0 ? -x0 : 0;
-      const int fx1 = p->f_w < p->in_w - x0 ? p->f_w : p->in_w - x0;
-      const int count = (fy1 - fy0) * (fx1 - fx0);
-      int8_t *o = out + ((size_t)oy * p->out_w + (size_t)ox) * p->c;
-      for (int c = 0; c < p->c; c++) {
-        int32_t acc = 0;
-        for (int fy = fy0; fy < fy1; fy++)
-          for (int fx = fx0; fx < fx1; fx++)
-            acc += in[((size_t)(y0 + fy) * p->in_w + (size_t)(x0 + fx)) * p->c + (size_t)c];
-        /* Round half away from zero, as the reference kernel does. */
-        acc = count == 0 ? 0 : (acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count);
-        o[c] = (int8_t)eng_clamp(acc, p->act_min, p->act_max);
-      }
+      int fx0, fx1;
+      pool_span(x0, p->f_w, p->in_w, &fx0, &fx1);
+      reduce(p, in, y0, x0, fy0, fy1, fx0, fx1, out + ((size_t)oy * p->out_w + (size_t)ox) * p->c);
     }
   }
 }
 
-void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out) {
-  for (int oy = 0; oy < p->out_h; oy++) {
-    const int y0 = oy * p->stride_h - p->pad_top;
-    const int fy0 = y0 < 0 ? -y0 : 0;
-    const int fy1 = p->f_h < p->in_h - y0 ? p->f_h : p->in_h - y0;
-    for (int ox = 0; ox < p->out_w; ox++) {
-      const int x0 = ox * p->stride_w - p->pad_left;
-      const int fx0 = x0 < 0 ? -x0 : 0;
-      const int fx1 = p->f_w < p->in_w - x0 ? p->f_w : p->in_w - x0;
-      int8_t *o = out + ((size_t)oy * p->out_w + (size_t)ox) * p->c;
-      for (int c = 0; c < p->c; c++) {
-        int32_t m = INT8_MIN;
-        for (int fy = fy0; fy < fy1; fy++)
-          for (int fx = fx0; fx < fx1; fx++) {
-            const int32_t v = in[((size_t)(y0 + fy) * p->in_w + (size_t)(x0 + fx)) * p->c + (size_t)c];
-            m = v > m ? v : m;
-          }
-        o[c] = (int8_t)eng_clamp(m, p->act_min, p->act_max);
-      }
-    }
+static void avg_pixel(const eng_pool_t *p, const int8_t *in, int y0, int x0, int fy0, int fy1, int fx0, int fx1,
+                      int8_t *o) {
+  const int count = (fy1 - fy0) * (fx1 - fx0);
+  for (int c = 0; c < p->c; c++) {
+    int32_t acc = 0;
+    for (int fy = fy0; fy < fy1; fy++)
+      for (int fx = fx0; fx < fx1; fx++)
+        acc += in[((size_t)(y0 + fy) * p->in_w + (size_t)(x0 + fx)) * p->c + (size_t)c];
+    /* Round half away from zero, as the reference kernel does. */
+    acc = count == 0 ? 0 : (acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count);
+    o[c] = (int8_t)eng_clamp(acc, p->act_min, p->act_max);
   }
 }
+
+static void max_pixel(const eng_pool_t *p, const int8_t *in, int y0, int x0, int fy0, int fy1, int fx0, int fx1,
+                      int8_t *o) {
+  for (int c = 0; c < p->c; c++) {
+    int32_t m = INT8_MIN;
+    for (int fy = fy0; fy < fy1; fy++)
+      for (int fx = fx0; fx < fx1; fx++) {
+        const int32_t v = in[((size_t)(y0 + fy) * p->in_w + (size_t)(x0 + fx)) * p->c + (size_t)c];
+        m = v > m ? v : m;
+      }
+    o[c] = (int8_t)eng_clamp(m, p->act_min, p->act_max);
+  }
+}
+
+void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out) { pool_s8(p, in, out, avg_pixel); }
+
+void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out) { pool_s8(p, in, out, max_pixel); }
 
 void eng_add_s8(const eng_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
   for (uint32_t i = 0; i < p->size; i++) {

@@ -270,12 +270,8 @@ class StreamSession:
                 reader.stop()
                 summary.dropped = reader.dropped
                 summary.read = reader.read
-            summary.seconds = time.monotonic() - start
             self._abandon("stream ended before the answer arrived")
-            self.log.write("summary", **summary.to_json())
-            self.target.close()
-            if self.display is not None:
-                self.display.close()
+            self._wrap_up(start)
         if summary.interrupted:
             raise KeyboardInterrupt
         return summary
@@ -308,14 +304,18 @@ class StreamSession:
             raise
         finally:
             restore_sigint()
-            summary.seconds = time.monotonic() - start
-            self.log.write("summary", **summary.to_json())
-            self.target.close()
-            if self.display is not None:
-                self.display.close()
+            self._wrap_up(start)
         if summary.interrupted:
             raise KeyboardInterrupt
         return summary
+
+    def _wrap_up(self, start: float) -> None:
+        """End a run whatever happened: its duration, the summary record, then the target and the display."""
+        self.summary.seconds = time.monotonic() - start
+        self.log.write("summary", **self.summary.to_json())
+        self.target.close()
+        if self.display is not None:
+            self.display.close()
 
     def _defer_sigint(self) -> Callable[[], None]:
         """Turn the first Ctrl-C into a stop request the loop honours between two records, so a record is never

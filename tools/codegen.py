@@ -195,6 +195,15 @@ class _Builder:
         return method(op)
 
     # -- convolution family
+    def _int8_weighted(self, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
+        """Input, constant weights and output of a conv-like op, all int8 (else the one-line unsupported error)."""
+        x = self.require_dtype(op, op.inputs[0], ("int8",))
+        w = self.require_dtype(op, op.inputs[1], ("int8",))
+        y = self.require_dtype(op, op.outputs[0], ("int8",))
+        if w.data is None:
+            raise _unsupported(op, "non-constant weights")
+        return x, w, y
+
     def _requant_arrays(self, op: Operator, x: Tensor, w: Tensor, y: Tensor, out_c: int) -> tuple[list[int], list[int]]:
         in_scale, _ = _quant(x)
         out_scale, _ = _quant(y)
@@ -246,11 +255,7 @@ class _Builder:
         return layer
 
     def op_conv_2d(self, op: Operator) -> Layer:
-        x = self.require_dtype(op, op.inputs[0], ("int8",))
-        w = self.require_dtype(op, op.inputs[1], ("int8",))
-        y = self.require_dtype(op, op.outputs[0], ("int8",))
-        if w.data is None:
-            raise _unsupported(op, "non-constant weights")
+        x, w, y = self._int8_weighted(op)
         n, ih, iw, ic = x.shape
         _, oh, ow, oc = y.shape
         oc_w, kh, kw, ic_w = w.shape
@@ -266,11 +271,9 @@ class _Builder:
                                 mult, shift, geom, y, o["fused_activation_function"])
 
     def op_fully_connected(self, op: Operator) -> Layer:
-        x = self.require_dtype(op, op.inputs[0], ("int8",))
-        w = self.require_dtype(op, op.inputs[1], ("int8",))
-        y = self.require_dtype(op, op.outputs[0], ("int8",))
-        if w.data is None or op.options.get("weights_format", 0) != 0:
-            raise _unsupported(op, "non-constant or shuffled weights")
+        x, w, y = self._int8_weighted(op)
+        if op.options.get("weights_format", 0) != 0:
+            raise _unsupported(op, "shuffled weights")
         oc, k = w.shape
         rows = x.size // k
         if rows * k != x.size or y.size != rows * oc:
@@ -283,11 +286,7 @@ class _Builder:
                                 mult, shift, geom, y, op.options["fused_activation_function"], single_round=True)
 
     def op_depthwise_conv_2d(self, op: Operator) -> Layer:
-        x = self.require_dtype(op, op.inputs[0], ("int8",))
-        w = self.require_dtype(op, op.inputs[1], ("int8",))
-        y = self.require_dtype(op, op.outputs[0], ("int8",))
-        if w.data is None:
-            raise _unsupported(op, "non-constant weights")
+        x, w, y = self._int8_weighted(op)
         n, ih, iw, ic = x.shape
         _, oh, ow, oc = y.shape
         _, kh, kw, oc_w = w.shape

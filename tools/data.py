@@ -206,6 +206,19 @@ def load_splits(dataset: str, val_fraction: float = 0.1, test_fraction: float = 
     return Splits(train, val, test, skipped)
 
 
+def bundle_splits(bundle, with_training_limit: bool = False) -> Splits:
+    """The splits ``bundle`` (a models.bundle.Bundle) was trained on, as its model.json records them.
+
+    ``with_training_limit`` keeps train's --limit subset (calibration draws from the training data the model saw);
+    evaluation and measurements use the full recorded split.
+    """
+    source = bundle.meta.get("dataset")
+    if not source:
+        raise UserError(f"bundle {bundle.path} does not record its dataset; re-run python -m tools train")
+    return load_splits(source["source"], source["val_fraction"], source["test_fraction"], source["seed"],
+                       source.get("limit") if with_training_limit else None)
+
+
 def report_skipped(skipped: list[tuple[str, str]], stream=sys.stderr) -> None:
     """Tell the user which files were left out and why (one line each)."""
     if skipped:

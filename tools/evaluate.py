@@ -104,7 +104,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     ``tflite`` evaluates another int8 .tflite of the same model instead of the bundle's model_int8.tflite.
     Returns the ``metrics.evaluation`` dict that is also saved into model.json.
     """
-    from tools.data import balanced_sample, load_splits
+    from tools.data import balanced_sample, bundle_splits
 
     if split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -121,15 +121,11 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     import keras
     from models.reference import ReferenceModel
 
-    source = bundle.meta.get("dataset")
-    if not source:
-        raise UserError(f"bundle {bundle.path} does not record its dataset; re-run python -m tools train")
-    splits = load_splits(source["source"], source["val_fraction"], source["test_fraction"], source["seed"])
-    data = getattr(splits, split)
+    data = getattr(bundle_splits(bundle), split)
     if limit is not None:
         data = balanced_sample(data, limit, seed)
     if len(data) == 0:
-        raise UserError(f"the {split} split of {source['source']} is empty; evaluate another --split")
+        raise UserError(f"the {split} split of {bundle.meta['dataset']['source']} is empty; evaluate another --split")
     classes = len(bundle.labels)
     x = preprocess_batch(data.images, PreprocessSpec.from_bundle(bundle))
     q = quantize_input(x, input_quant)

@@ -79,14 +79,9 @@ def check_activation_ranges(tflite: bytes) -> None:
 
 def representative_set(bundle: Bundle, samples: int, seed: int) -> np.ndarray:
     """``samples`` class-balanced training images of the bundle's dataset, preprocessed as in training."""
-    from tools.data import balanced_sample, load_splits
+    from tools.data import balanced_sample, bundle_splits
 
-    source = bundle.meta.get("dataset")
-    if not source:
-        raise UserError(f"bundle {bundle.path} does not record its dataset; re-run python -m tools train")
-    splits = load_splits(source["source"], source["val_fraction"], source["test_fraction"], source["seed"],
-                         source.get("limit"))
-    chosen = balanced_sample(splits.train, samples, seed)
+    chosen = balanced_sample(bundle_splits(bundle, with_training_limit=True).train, samples, seed)
     return preprocess_batch(chosen.images, PreprocessSpec.from_bundle(bundle))
 
 

@@ -57,14 +57,10 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
     """
     from host.local_boards import QemuBoard, run_frames
     from models.preprocess import prepare_frame
-    from tools.data import balanced_sample, load_splits
+    from tools.data import balanced_sample, bundle_splits
     from tools.firmware import build
 
-    source = bundle.meta.get("dataset")
-    if not source:
-        raise UserError(f"bundle {bundle.path} does not record its dataset; re-run python -m tools train")
-    splits = load_splits(source["source"], source["val_fraction"], source["test_fraction"], source["seed"])
-    images = balanced_sample(splits.test, frames, seed=0).images[:frames]  # one per class, then cut
+    images = balanced_sample(bundle_splits(bundle).test, frames, seed=0).images[:frames]  # one per class, then cut
     board = QemuBoard(build(bundle, "qemu"))
     board.start()
     try:

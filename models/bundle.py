@@ -174,7 +174,7 @@ class Bundle:
 
     def verify(self) -> None:
         """Check every recorded artifact still matches its recorded sha256."""
-        for kind, entry in self.meta.get("artifacts", {}).items():
+        for entry in self.meta.get("artifacts", {}).values():
             path = self.path / entry["file"]
             if not path.exists() or sha256_file(path) != entry["sha256"]:
                 raise UserError(

@@ -28,6 +28,17 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Fixtures that train a model: a test using any of them (directly or through another fixture) is marked slow.
+TRAINING_FIXTURES = {"bundle_v1", "bundle_v2", "make_bundle"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow every test that needs a trained bundle, so `make test-fast` (-m "not slow") leaves it out."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 FIXTURE_TRAINING = dict(limit=3000, epochs=3, batch_size=32, lr=5e-3)
 FACTORY_TRAINING = dict(limit=1000, epochs=1, batch_size=32, lr=5e-3)
 

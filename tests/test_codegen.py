@@ -10,9 +10,16 @@ import pytest
 
 from models.errors import UserError, run_cli
 from tinyml import codegen
-from tools import codegen as codegen_cli
-from tinyml.codegen import activation_range, generate, generate_from_tflite, live_operators, plan_memory, quantize_multiplier
+from tinyml.codegen import (
+    activation_range,
+    generate,
+    generate_from_tflite,
+    live_operators,
+    plan_memory,
+    quantize_multiplier,
+)
 from tinyml.tflite_graph import load_graph
+from tools import codegen as codegen_cli
 
 
 def tiny_tflite(activation: str | None = None, add: bool = True) -> bytes:

@@ -15,10 +15,16 @@ import pytest
 
 from models.bundle import load_bundle
 from models.errors import UserError
-from tools import edgetpu
-from tools.edgetpu import (COMPILER16_MAX_VERSION, CompilerLogError, parse_compiler_output, parse_size,
-                           precheck_graph, precheck_model)
 from tinyml.tflite_graph import load_graph
+from tools import edgetpu
+from tools.edgetpu import (
+    COMPILER16_MAX_VERSION,
+    CompilerLogError,
+    parse_compiler_output,
+    parse_size,
+    precheck_graph,
+    precheck_model,
+)
 
 DATA = Path(__file__).parent / "data" / "edgetpu"
 

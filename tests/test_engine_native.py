@@ -9,22 +9,15 @@ bench/engine_qemu.py --check).
 """
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from models.preprocess import prepare_frame
 from models.reference import ReferenceModel
-from tests.tooling import require_tool
+from tests.tooling import check_bit_exact, require_tool
 from tinyml.codegen import generate
 
-ROOT = Path(__file__).resolve().parents[1]
-ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
-APP_DIR = ROOT / "firmware" / "lib" / "app"
-HARNESS = ROOT / "tests" / "c" / "engine_harness.c"
-CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+pytestmark = [pytest.mark.c, pytest.mark.slow]
 
 # Extra configurations beyond the shared bundle_v1 / bundle_v2 fixtures (both 32x32x1 int8). They are
 # random-init (no training needed for a bit-exactness check) with BatchNorm statistics taken from real images,
@@ -59,51 +52,12 @@ def random_init_tflite(architecture: str, width: float, height: int, width_px: i
     return quantize_keras_model(model, batch, input_dtype)
 
 
-def build_harness(model_dir: Path, exe: Path, emulate_dsp: bool = False) -> Path:
-    """Compile the native harness against a generated model directory."""
-    gcc = require_tool("gcc")
-    sources = [HARNESS, *sorted(ENGINE_DIR.glob("*.c")), model_dir / "model_engine.c"]
-    defines = ["-DENG_EMULATE_DSP"] if emulate_dsp else []
-    cmd = [gcc, *CFLAGS, *defines, f"-I{ENGINE_DIR}", f"-I{APP_DIR}", f"-I{model_dir}", *map(str, sources), "-lm",
-           "-o", str(exe)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return exe
-
-
-def run_harness(exe: Path, frames: np.ndarray, out_dtype: np.dtype, work: Path) -> np.ndarray:
-    inputs, outputs = work / "inputs.bin", work / "outputs.bin"
-    np.ascontiguousarray(frames).tofile(inputs)
-    result = subprocess.run([str(exe), str(inputs), str(outputs)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert int(result.stdout.strip()) == len(frames)
-    return np.fromfile(outputs, dtype=out_dtype).reshape(len(frames), -1)
-
-
 @pytest.fixture(scope="module")
 def test_images():
     """300 class-balanced raw Fashion-MNIST test images (uint8 28x28x1)."""
     from tinyml.data import balanced_sample, load_fashion_mnist
 
     return balanced_sample(load_fashion_mnist("test"), 300, seed=3).images
-
-
-def check_bit_exact(tflite: Path, frames: np.ndarray, tmp_path: Path) -> None:
-    out_dir = tmp_path / "codegen"
-    generate(tflite, out_dir)
-    reference = ReferenceModel(tflite)
-    assert frames.dtype == reference.input_dtype
-    expected = np.stack([reference.invoke(frame) for frame in frames])
-    # Non-degenerate: the images must not all give the same answer, or equality would prove little.
-    assert len({row.tobytes() for row in expected}) > len(frames) // 2
-    assert len(set(expected.argmax(axis=1).tolist())) >= 3
-    for emulate_dsp in (False, True):
-        exe = build_harness(out_dir, tmp_path / f"harness{'_dsp' if emulate_dsp else ''}", emulate_dsp)
-        got = run_harness(exe, frames, reference.output_dtype, tmp_path)
-        mismatched = np.flatnonzero((got != expected).any(axis=1))
-        assert mismatched.size == 0, (
-            f"{'DSP' if emulate_dsp else 'portable'} path differs from LiteRT-ref on {mismatched.size} of "
-            f"{len(frames)} images, first #{mismatched[:1]}: {got[mismatched[:1]]} vs {expected[mismatched[:1]]}")
 
 
 @pytest.mark.parametrize("fixture", ["bundle_v1", "bundle_v2"])
@@ -146,26 +100,14 @@ def test_runner_reports_the_model(bundle_v1, tmp_path) -> None:
     assert f".out_len = {len(bundle_v1.labels)}" in source
 
 
-def _bench_module():
-    """bench/engine_qemu.py (not a package): its QEMU build and run helpers, reused rather than copied."""
-    import importlib.util
-    import sys
-
-    name = "engine_qemu_bench"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "engine_qemu.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
+@pytest.mark.qemu
 @pytest.mark.parametrize("fixture", ["bundle_v1", "bundle_v2"])
 def test_cortex_m4_dsp_build_bit_exact_on_qemu(fixture, request, test_images, tmp_path) -> None:
     """The real SMLAD/SXTB16 paths (arm-none-eabi-gcc, Cortex-M4F) under QEMU mps2-an386 give LiteRT-ref's bytes."""
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
-    bench = _bench_module()
+    from bench import engine_qemu as bench
+
     bundle = request.getfixturevalue(fixture)
     frames = np.stack([prepare_frame(image, bundle) for image in test_images[:20]])
     generate(bundle.artifact_path("tflite"), tmp_path / "codegen")

@@ -9,8 +9,9 @@ import shutil
 import pytest
 
 from models.bundle import load_bundle
-from test_data import assert_one_line_error, run_tool
-from tests.tooling import require_tool
+from tests.tooling import assert_one_line_error, require_tool, run_tool
+
+pytestmark = pytest.mark.qemu  # every test uses `measured`, which boots QEMU
 
 
 @pytest.fixture(scope="module")

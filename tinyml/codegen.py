@@ -595,7 +595,7 @@ def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
                     return addr + nbytes - offset
         return None
 
-    for extent, _, gid, parts in sorted(spans, key=lambda s: (-s[0], s[1])):
+    for extent, _, _gid, parts in sorted(spans, key=lambda s: (-s[0], s[1])):
         base = 0
         while (clash := conflict(base, parts)) is not None:
             base = _align(max(clash, base + 1))

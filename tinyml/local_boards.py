@@ -17,9 +17,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import IO, Iterable
 
 from models.errors import UserError
+from tinyml import protocol as wire
 
 APT_HINT = "sudo apt-get install -y {package}  (or run `make test` as root, which installs it)"
 START_TIMEOUT_S = 20.0
@@ -49,7 +50,7 @@ class LocalBoard:
             raise UserError(f"firmware image {self.image} does not exist; build it with: python -m tools firmware BUNDLE")
         self.url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr = None  # a file, not a pipe: a chatty process must never block on a full pipe
+        self._stderr: IO[bytes] | None = None  # a file, not a pipe: a chatty process must never block on a full pipe
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> str:
@@ -216,7 +217,7 @@ class NativeBoard(LocalBoard):
         return line[4:]
 
 
-def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> tuple["Hello", list["Result"]]:
+def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> tuple[wire.Hello, list[wire.Result]]:
     """Handshake with the board at ``url`` and stream ``frames`` through it, keeping its credit window full.
 
     A minimal synchronous client (host/stream.py is the full one, with reconnects and loss accounting) for
@@ -224,8 +225,6 @@ def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> t
     corrupt reply or ``timeout`` seconds of silence is a RuntimeError naming it.
     """
     import serial
-
-    from tinyml import protocol as wire
 
     link = serial.serial_for_url(url, timeout=0.05)
     decoder = wire.Decoder()

@@ -21,10 +21,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.preprocess import prepare_frame
+from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
 
 
 @dataclass
@@ -51,7 +51,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise UserError(f"cannot decode {p} as an image; use PNG, JPEG, BMP or another format OpenCV reads")
     if image.dtype != np.uint8:
-        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(np.iinfo(image.dtype).max)))
+        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(np.iinfo(image.dtype.name).max)))
     if image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     elif image.ndim == 3:

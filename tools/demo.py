@@ -14,22 +14,33 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from models.bundle import load_bundle
+from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from tools.evaluate import evaluate_bundle
 from tools.quantize import quantize_bundle
+from tools.report import collect, format_rows
 from tools.train import TrainConfig, train_bundle
 
 MODELS = (("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35))
 STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
 
 
+@dataclass(frozen=True)
+class Run:
+    """One bundle the demo built, and how long it took."""
+
+    bundle: Bundle
+    train_s: int
+    total_s: int
+
+
 def build_and_evaluate(out: Path, config: TrainConfig, samples: int = 300, eval_limit: int | None = None,
-                       restart: bool = True, verbose: int | str = 2) -> dict[str, Any]:
-    """Train, quantize and evaluate one bundle at ``out``; return one row of figures for :func:`format_table`.
+                       restart: bool = True, verbose: int | str = 2) -> Run:
+    """Train, quantize and evaluate one bundle at ``out`` (the figures land in its model.json).
 
     ``restart`` discards what is at ``out``; without it an interrupted training there resumes.
     """
@@ -37,29 +48,20 @@ def build_and_evaluate(out: Path, config: TrainConfig, samples: int = 300, eval_
     bundle = train_bundle(out, config, restart=restart, verbose=verbose)
     trained = time.monotonic()
     quantize_bundle(bundle, samples=samples)
-    result = evaluate_bundle(bundle, limit=eval_limit)
-    return {
-        "model": f"{config.architecture} {config.width:g}", "bundle": str(out),
-        "input": "x".join(map(str, bundle.input_shape)), "macs": bundle.meta["metrics"]["cost"]["macs"],
-        "float": 100 * result["float"]["accuracy"], "int8": 100 * result["int8_litert_ref"]["accuracy"],
-        "tflm": 100 * result["int8_tflm"]["accuracy"], "drop": result["int8_drop_points"],
-        "tflite_bytes": bundle.artifact_path("tflite").stat().st_size,
-        "arena_bytes": result["tflm_arena_bytes"]["total"], "images": result["images"],
-        "ref_tflm": "identical" if result["ref_tflm_identical"] else f"{result['ref_tflm_mismatches']} differ",
-        "train_s": round(trained - started), "total_s": round(time.monotonic() - started),
-    }
+    evaluate_bundle(bundle, limit=eval_limit)
+    return Run(load_bundle(out), round(trained - started), round(time.monotonic() - started))
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`build_and_evaluate` rows (also readable in a terminal)."""
-    head = ("| model | input | MACs | float acc | int8 acc | drop (pts) | TFLM acc | .tflite | TFLM arena "
-            "| LiteRT-ref vs TFLM | test images | train s | total s |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['input']} | {r['macs'] / 1e6:.2f} M | {r['float']:.2f}% | {r['int8']:.2f}% "
-                     f"| {r['drop']:.2f} | {r['tflm']:.2f}% | {r['tflite_bytes'] / 1024:.1f} KiB "
-                     f"| {r['arena_bytes'] / 1024:.1f} KiB | {r['ref_tflm']} | {r['images']} | {r['train_s']} "
-                     f"| {r['total_s']} |")
+def format_runs(runs: list[Run]) -> str:
+    """The V1-vs-V2 table (tools/report's: the project has one), then per run what only the demo knows."""
+    lines = [format_rows([collect(run.bundle) for run in runs]), ""]
+    for run in runs:
+        evaluation = run.bundle.meta["metrics"]["evaluation"]
+        verdict = ("identical" if evaluation["ref_tflm_identical"]
+                   else f"{evaluation['ref_tflm_mismatches']} differ")
+        lines.append(f"{run.bundle.name}: int8 drop {evaluation['int8_drop_points']:.2f} points, LiteRT-ref vs TFLM "
+                     f"{verdict} on {evaluation['images']} {evaluation['split']} images; trained in {run.train_s} s, "
+                     f"{run.total_s} s in all")
     return "\n".join(lines)
 
 
@@ -90,28 +92,27 @@ def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
             "weights_bytes": bundle.meta.get("codegen", {}).get("weights_bytes")}
 
 
-def format_board_table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of the QEMU Cortex-M4 runs (run_on_qemu figures, keyed by model name)."""
+def format_board_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """A Markdown table of the QEMU Cortex-M4 runs: (bundle name, run_on_qemu figures) per model."""
     head = ("| model | frames | on-device acc | identical to CPU reference | instructions / inference "
             "| activation RAM | firmware flash |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        q = r["qemu"]
+    for name, q in rows:
         arena = f"{q['arena_bytes'] / 1024:.1f} KiB" if q["arena_bytes"] else "?"
         flash = f"{q['flash_bytes'] / 1024:.1f} KiB" if q["flash_bytes"] else "?"
-        lines.append(f"| {r['model']} | {q['frames']} | {100 * (q['accuracy'] or 0):.2f}% "
+        lines.append(f"| {name} | {q['frames']} | {100 * (q['accuracy'] or 0):.2f}% "
                      f"| {100 * (q['agreement'] or 0):.2f}% | {q['instructions'] / 1e6:.2f} M | {arena} | {flash} |")
     return "\n".join(lines)
 
 
-def run_demo(out: Path, limit: int = 6000, epochs: int = 4, eval_limit: int = 1000) -> list[dict[str, Any]]:
+def run_demo(out: Path, limit: int = 6000, epochs: int = 4, eval_limit: int = 1000) -> list[Run]:
     """V1 and V2 on a ``limit``-image Fashion-MNIST subset for ``epochs`` epochs; evaluated on ``eval_limit`` test images."""
-    rows = []
+    runs = []
     for architecture, width in MODELS:
         print(f"== {architecture} width {width}: train -> quantize -> evaluate", flush=True)
         config = TrainConfig(architecture=architecture, width=width, limit=limit, epochs=epochs, batch_size=32, lr=4e-3)
-        rows.append(build_and_evaluate(out / architecture, config, eval_limit=eval_limit))
-    return rows
+        runs.append(build_and_evaluate(out / architecture, config, eval_limit=eval_limit))
+    return runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,18 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--board-frames", type=int, default=200,
                         help="labelled test images streamed to each model's firmware on QEMU (default 200; 0 skips)")
     args = parser.parse_args(argv)
-    rows = run_demo(Path(args.out), args.limit, args.epochs, args.eval_limit)
+    runs = run_demo(Path(args.out), args.limit, args.epochs, args.eval_limit)
+    boards = []
     if args.board_frames > 0:
-        for row in rows:
-            print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386)", flush=True)
-            row["qemu"] = run_on_qemu(Path(row["bundle"]), args.board_frames)
+        for run in runs:
+            print(f"== {run.bundle.name}: firmware on QEMU Cortex-M4 (mps2-an386)", flush=True)
+            boards.append((run.bundle.name, run_on_qemu(run.bundle.path, args.board_frames)))
     print()
-    print(format_table(rows))
-    if args.board_frames > 0:
+    print(format_runs(runs))
+    if boards:
         print()
-        print(format_board_table(rows))
-    print(f"\nbundles: {', '.join(r['bundle'] for r in rows)}  (inspect with: cat {rows[0]['bundle']}/model.json)")
-    print(f"compare them any time with: python -m tools report {' '.join(r['bundle'] for r in rows)}")
+        print(format_board_table(boards))
+    paths = [str(run.bundle.path) for run in runs]
+    print(f"\nbundles: {', '.join(paths)}  (inspect with: cat {paths[0]}/model.json)")
+    print(f"compare them any time with: python -m tools report {' '.join(paths)}")
     return 0
 
 

@@ -110,12 +110,12 @@ def _fully_connected(graph: Graph, op: Operator) -> list[str]:
 
 
 def _reduction(graph: Graph, op: Operator) -> list[str]:
-    axes = _const(graph, op, 1)
+    const_axes = _const(graph, op, 1)
     shape = graph.tensors[op.inputs[0]].shape
-    if axes is None:
+    if const_axes is None:
         return ["reduction axes are not a compile-time constant"]
     rank = len(shape)
-    axes = sorted({int(a) % rank for a in np.asarray(axes).reshape(-1)}) if rank else []
+    axes = sorted({int(a) % rank for a in np.asarray(const_axes).reshape(-1)}) if rank else []
     problems = []
     if 0 in axes and rank > 1:
         problems.append("reduction over the batch dimension")
@@ -185,9 +185,9 @@ def _tensor_problems(graph: Graph, op: Operator, dynamic: set[int]) -> list[str]
         if len(t.shape) > 3 and any(d != 1 for d in t.shape[:-3]):
             problems.append(f"tensor '{t.name}' {list(t.shape)} has more than 3 dimensions larger than 1")
     for pos in range(1, len(op.inputs)):
-        t = graph.tensors[op.inputs[pos]] if op.inputs[pos] >= 0 else None
-        if t is not None and t.is_constant and t.dtype.startswith("float"):
-            problems.append(f"constant '{t.name}' is {t.dtype}, not quantized")
+        const = graph.tensors[op.inputs[pos]] if op.inputs[pos] >= 0 else None
+        if const is not None and const.is_constant and const.dtype.startswith("float"):
+            problems.append(f"constant '{const.name}' is {const.dtype}, not quantized")
     return list(dict.fromkeys(problems))
 
 
@@ -374,7 +374,8 @@ class CompileReport:
 _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3}
 _SIZE = re.compile(r"^\s*([\d.]+)\s*(B|KiB|MiB|GiB|KB|MB|GB)\s*$")
 _ROW = re.compile(r"^([A-Z][A-Z0-9_]*(?::\S+)?)\s+(\d+)\s+(\S.*?)\s*$")
-_FIELDS = {
+# Summary line -> (CompileReport field, how to read the value: a size with units, or a converter).
+_FIELDS: dict[str, tuple[str, Callable[[str], Any] | str]] = {
     "Input model": ("input_model", str), "Input": ("input_model", str),
     "Output model": ("output_model", str), "Output": ("output_model", str),
     "Input size": ("input_size_bytes", "size"), "Output size": ("output_size_bytes", "size"),
@@ -441,7 +442,7 @@ def parse_compiler_output(text: str) -> CompileReport:
         if sep and key in _FIELDS:
             name, kind = _FIELDS[key]
             try:
-                parsed = parse_size(value) if kind == "size" else kind(value.strip())
+                parsed = parse_size(value) if isinstance(kind, str) else kind(value.strip())
             except ValueError:
                 raise CompilerLogError(f"unreadable value {value.strip()!r} for '{key}' in edgetpu_compiler output") from None
             setattr(report, name, parsed)

@@ -6,17 +6,14 @@
 
 For every evaluated image the int8 output vectors of LiteRT-ref and TFLM are compared byte for byte; the result
 (identical on all N images, or the count and first index of mismatches) is printed and stored. The TFLM tensor
-arena is measured with the runtime's RecordingMicroAllocator, which reports only through ``print_allocations()``
-on the C-level stderr, so file descriptor 2 is captured around that call. Everything lands in model.json under
+arena is tinyml.tflm's measurement, the one export sizes the firmware with and report checks board fit with
+(``required``), next to the runtime's recorded total/head/tail. Everything lands in model.json under
 ``metrics.evaluation``.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,55 +22,9 @@ import numpy as np
 from models.bundle import Bundle, TensorQuant, load_bundle, sha256_file
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input
+from tinyml.tflm import TflmModel, measure_arena
 
 SPLITS = ("test", "val", "train")
-
-
-def _capture_fd2(func) -> str:
-    """Run ``func()`` and return what it wrote to file descriptor 2 (C/C++ stderr, invisible to sys.stderr)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            func()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        return sink.read().decode("utf-8", "replace")
-
-
-class TflmModel:
-    """An int8 .tflite under the tflite-micro Python runtime (TFLM reference kernels), batch 1."""
-
-    def __init__(self, model: bytes, arena_size: int | None = None):
-        from tflite_micro.python.tflite_micro import runtime
-
-        try:
-            self._interp = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
-        except (RuntimeError, ValueError) as exc:
-            lines = str(exc).strip().splitlines()
-            raise UserError(f"TFLite-Micro cannot load the model ({lines[0] if lines else type(exc).__name__}); "
-                            "it uses an op or type TFLM lacks, or needs a larger arena") from None
-        self._invoked = False
-
-    def invoke(self, tensor: np.ndarray) -> np.ndarray:
-        """Run one input (HxWxC or 1xHxWxC, in the model's input dtype); return the flat output."""
-        self._interp.set_input(np.asarray(tensor)[None] if np.ndim(tensor) == 3 else np.asarray(tensor), 0)
-        self._interp.invoke()
-        self._invoked = True
-        return np.asarray(self._interp.get_output(0)).reshape(-1).copy()
-
-    def arena(self) -> dict[str, int]:
-        """Arena bytes used: total, head (activations, reused between ops) and tail (persistent); after invoke()."""
-        if not self._invoked:
-            raise RuntimeError("TflmModel.arena() needs one invoke() first")
-        report = _capture_fd2(self._interp.print_allocations)
-        found = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", report)}
-        if "total" not in found:
-            raise RuntimeError(f"tflite-micro printed no arena report; got: {report[:200]!r}")
-        return found
 
 
 def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
@@ -119,6 +70,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     input_quant = _check_integer(model_bytes, tflite_path)
 
     import keras
+
     from models.reference import ReferenceModel
 
     data = getattr(bundle_splits(bundle), split)
@@ -136,14 +88,14 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     ref_out = np.stack([ref.invoke(frame) for frame in q])
     tflm_out = np.stack([tflm.invoke(frame) for frame in q])
     mismatched = np.flatnonzero(np.any(ref_out != tflm_out, axis=1))
-    result = {
+    result: dict[str, Any] = {
         "split": split, "images": int(len(data)), "tflite": tflite_path.name, "tflite_sha256": sha256_file(tflite_path),
         "float": _scores(data.labels, float_pred, classes),
         "int8_litert_ref": _scores(data.labels, np.argmax(ref_out, axis=1), classes),
         "int8_tflm": _scores(data.labels, np.argmax(tflm_out, axis=1), classes),
         "ref_tflm_identical": bool(len(mismatched) == 0),
         "ref_tflm_mismatches": int(len(mismatched)),
-        "tflm_arena_bytes": tflm.arena(),
+        "tflm_arena_bytes": {**tflm.arena(), "required": measure_arena(tflite_path)},
     }
     result["int8_drop_points"] = round(100 * (result["float"]["accuracy"] - result["int8_litert_ref"]["accuracy"]), 3)
     if len(mismatched):

@@ -97,6 +97,7 @@ def quantize_bundle(bundle: Bundle | str | Path, samples: int = DEFAULT_SAMPLES,
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     import keras
+
     from models.reference import ReferenceModel
 
     model = keras.models.load_model(bundle.artifact_path("keras"), compile=False)

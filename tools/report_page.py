@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from tools.board_fit import FAMILIES, best_fits, format_choices
-from tools.boards import BOARDS, FRAME_BUFFERS, Board
+from tools.board_fit import FAMILIES, best_fits, flash_margin, format_choices, ram_margin
+from tools.boards import BOARDS, FRAME_BUFFERS, Board, Fit
 
 if TYPE_CHECKING:
     from tools.report import Row
@@ -129,8 +129,8 @@ def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: 
     for ax, axis in zip(axes[0], axes_spec):
         for family in FAMILIES:
             label, colour, marker = FAMILY_STYLE[family]
-            pts = [(axis.value(r), r.int8_acc * 100) for r in rows if r.architecture == family
-                   and r.int8_acc is not None and r.name not in fit_basis.excluded and axis.value(r) is not None]
+            pts = [p for r in rows if r.architecture == family and r.name not in fit_basis.excluded
+                   and (p := _point(axis, r)) is not None]
             shown = max(shown, len(pts))
             if not pts:
                 continue
@@ -143,8 +143,7 @@ def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: 
             front = pareto(pts)
             ax.step(*zip(*front), where="post", color=colour, alpha=0.6, linewidth=1.5,
                     label=f"{label} frontier")
-        aside = [(axis.value(r), r.int8_acc * 100) for r in rows if r.name in fit_basis.excluded
-                 and r.int8_acc is not None and axis.value(r) is not None]
+        aside = [p for r in rows if r.name in fit_basis.excluded and (p := _point(axis, r)) is not None]
         if aside:
             ax.scatter(*zip(*aside), color="grey", marker="x", label="set aside", zorder=2)
         if axis.limit is not None:
@@ -168,6 +167,12 @@ def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: 
     return path
 
 
+def _point(axis: Axis, row: "Row") -> tuple[float, float] | None:
+    """(cost on ``axis``, int8 accuracy in %) of ``row``, None when either is unknown."""
+    x = axis.value(row)
+    return None if x is None or row.int8_acc is None else (x, row.int8_acc * 100)
+
+
 # ---- verdict --------------------------------------------------------------------------------------------------
 def verdict(rows: list["Row"], fit_basis: Basis, boards: dict[str, Board]) -> list[str]:
     """A few sentences written from the numbers: overall best per family, cost at equal accuracy, board answers."""
@@ -175,35 +180,37 @@ def verdict(rows: list["Row"], fit_basis: Basis, boards: dict[str, Board]) -> li
     if not usable:
         return ["No evaluated model to compare yet: run python -m tools evaluate on the bundles."]
     out = []
-    best = {f: max((r for r in usable if r.architecture == f), key=lambda r: r.int8_acc, default=None)
+    best = {f: max((r for r in usable if r.architecture == f), key=lambda r: r.accuracy, default=None)
             for f in FAMILIES}
     for family, row in best.items():
         if row is not None:
             out.append(f"Most accurate {FAMILY_STYLE[family][0]}: {row.name} ({row.model}, {row.input}) at "
-                       f"{100 * row.int8_acc:.2f}% int8, {_m(row.macs)} MACs, {_m(row.instructions)} instructions.")
+                       f"{100 * row.accuracy:.2f}% int8, {_m(row.macs)} MACs, {_m(row.instructions)} instructions.")
     v1, v2 = best["mobilenet_v1"], best["mobilenet_v2"]
     if v1 is not None and v2 is not None:
-        lead, other = (v2, v1) if v2.int8_acc > v1.int8_acc else (v1, v2)
-        out.append(f"{FAMILY_STYLE[lead.architecture][0]} leads by {100 * (lead.int8_acc - other.int8_acc):.2f} points "
+        lead, other = (v2, v1) if v2.accuracy > v1.accuracy else (v1, v2)
+        out.append(f"{FAMILY_STYLE[lead.architecture][0]} leads by {100 * (lead.accuracy - other.accuracy):.2f} points "
                    f"at its best, with {_ratio(lead.macs, other.macs)} the MACs, {_ratio(lead.tflite_bytes, other.tflite_bytes)} "
                    f"the flash and {_ratio(lead.instructions, other.instructions)} the instructions of the best "
                    f"{FAMILY_STYLE[other.architecture][0]}.")
     for bname, board in boards.items():
-        per_family = {}
+        # family -> (its most accurate fitting row, backend, fit)
+        per_family: dict[str, tuple[Row, str, Fit]] = {}
         for c in best_fits(usable, board):
-            if c.row is not None and (c.family not in per_family or c.row.int8_acc > per_family[c.family].row.int8_acc):
-                per_family[c.family] = c
+            if c.row is not None and c.fit is not None and (
+                    c.family not in per_family or c.row.accuracy > per_family[c.family][0].accuracy):
+                per_family[c.family] = (c.row, c.backend, c.fit)
         if not per_family:
             out.append(f"{bname}: none of these models fits.")
             continue
-        ranked = sorted(per_family.values(), key=lambda c: -c.row.int8_acc)
-        top = ranked[0]
-        text = (f"{bname}: {FAMILY_STYLE[top.family][0]} {top.row.name} ({100 * top.row.int8_acc:.2f}%, {top.backend}: "
-                f"{top.flash_margin / KIB:.0f} KiB flash and {top.ram_margin / KIB:.0f} KiB RAM to spare)")
+        ranked = sorted(per_family.items(), key=lambda item: -item[1][0].accuracy)
+        top_family, (top, top_backend, top_fit) = ranked[0]
+        text = (f"{bname}: {FAMILY_STYLE[top_family][0]} {top.name} ({100 * top.accuracy:.2f}%, {top_backend}: "
+                f"{flash_margin(top_fit) / KIB:.0f} KiB flash and {ram_margin(top_fit) / KIB:.0f} KiB RAM to spare)")
         if len(ranked) > 1:
-            other = ranked[1]
-            text += (f" over {FAMILY_STYLE[other.family][0]} {other.row.name} ({100 * other.row.int8_acc:.2f}%, "
-                     f"{other.backend}), {100 * (top.row.int8_acc - other.row.int8_acc):.2f} points")
+            second_family, (second, second_backend, _) = ranked[1]
+            text += (f" over {FAMILY_STYLE[second_family][0]} {second.name} ({100 * second.accuracy:.2f}%, "
+                     f"{second_backend}), {100 * (top.accuracy - second.accuracy):.2f} points")
         else:
             missing = next(f for f in FAMILIES if f not in per_family)
             text += f"; no {FAMILY_STYLE[missing][0]} in this comparison fits"
@@ -222,7 +229,8 @@ def _ratio(a: float | None, b: float | None) -> str:
 # ---- page -----------------------------------------------------------------------------------------------------
 def markdown_to_html_table(md: str) -> str:
     """The pipe tables this report prints, as HTML (other lines become paragraphs)."""
-    out, rows = [], []
+    out: list[str] = []
+    rows: list[list[str]] = []
 
     def flush() -> None:
         if rows:

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from tinyml.targets.base import DeviceInfo, SynchronousTarget
 from models.bundle import Bundle, TensorQuant, sha256_file
 from models.errors import UserError
+from tinyml.targets.base import DeviceInfo, SynchronousTarget
 
 DELEGATE_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 

@@ -1,4 +1,4 @@
-"""tinyml/targets/coral.py and tools/classify.py: runtime selection, the missing-runtime paths, and the shared
+"""tinyml/edgetpu/runtime.py, tinyml/targets/coral.py and tools/classify.py: runtime selection, the missing-runtime paths, and the shared
 pre/post-processing run through the very same runner on LiteRT's CPU interpreter.
 
 No Edge TPU and no libedgetpu exist here; the tests that need their absence skip where they are installed.
@@ -17,9 +17,7 @@ import pytest
 from models.bundle import load_bundle
 from models.errors import UserError
 from models.preprocess import prepare_frame
-from tinyml.targets.base import check_compatible
-from tinyml.targets.coral import (
-    CoralTarget,
+from tinyml.edgetpu.runtime import (
     InterpreterRunner,
     compiled_model,
     cpu_interpreter,
@@ -28,6 +26,8 @@ from tinyml.targets.coral import (
     open_runner,
     parse_device,
 )
+from tinyml.targets.base import check_compatible
+from tinyml.targets.coral import CoralTarget
 from tools import classify
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.preprocess import prepare_frame
-from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
+from tinyml.edgetpu.runtime import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
 
 
 @dataclass

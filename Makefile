@@ -38,7 +38,7 @@ python-deps: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(VPY) -m pip install -q -c constraints.txt -e '.[test,sweep]'
 	touch $@
 
 clean:

@@ -6,9 +6,9 @@ import json
 import os
 
 import pytest
+from test_data import assert_one_line_error, run_tool
 
 from models.bundle import load_bundle
-from test_data import assert_one_line_error, run_tool
 from tests.tooling import require_tool
 
 TINY = ["--width", "0.25", "--size", "32", "--epochs", "1", "--limit", "200", "--eval-limit", "20",

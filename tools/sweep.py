@@ -23,15 +23,16 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from models.bundle import ARTIFACT_FILES, META_FILE, Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.mobilenet import ARCHITECTURES
-from tools.data import FASHION_MNIST
+from tinyml.data import FASHION_MNIST
 from tools.train import CHECKPOINT_DIR, Augment, TrainConfig
 
 SWEEP_FILE = "sweep.json"
@@ -121,7 +122,7 @@ def next_stage(path: Path, budget: Budget) -> str | None:
 def run_trial(out: Path, trial: Trial, budget: Budget, verbose: int | str = 0,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Take one trial through every build step it still needs; return its summary (for sweep.json)."""
-    from tools.codegen import generate
+    from tinyml.codegen import generate
     from tools.evaluate import evaluate_bundle
     from tools.quantize import quantize_bundle
     from tools.report import measure_qemu

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "engine_kernels.h"
 #include "engine_requant.h"
 #include "engine_simd.h"
 
@@ -257,19 +258,18 @@ static void load_pixel(const eng_conv_t *p, const int8_t *in, int i, int pointwi
   }
 }
 
-static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+/* Output pixels [first, first + count) in row-major order, two at a time. */
+static void conv_dsp_pixels(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch, int mode, int first,
+                            int count) {
   const int K = p->k_h * p->k_w * p->in_c;
-  const int npix = p->out_h * p->out_w;
   const int pointwise = conv_is_pointwise(p);
   int16_t *col = (int16_t *)scratch;
   int8_t *col8 = (int8_t *)(col + 2 * K + 8); /* past both pixels' groups and tails */
-  const int groups = K >> 2, tail = K & 3;
-  const int mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
-  int n = 0;
-  for (; n + 2 <= npix; n += 2) {
+  const int groups = K >> 2, tail = K & 3, end = first + count;
+  int i = first;
+  for (; i + 2 <= end; i += 2) {
     /* Both pixels are read before either is written (in place, codegen puts the input where ascending
      * writes never reach unread pixels). Pixel 1's groups sit 4 halfwords after pixel 0's. */
-    const int i = n;
     load_pixel(p, in, i, pointwise, col8, col, 8);
     load_pixel(p, in, i + 1, pointwise, col8, col + 4, 8);
     if (tail) { /* widen_pairs put pixel 1's tail where pixel 0's tail ended + 4: move it next to it */
@@ -284,10 +284,33 @@ static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *s
       matmul_2px_exact(p, col, K, o0, o1);
     }
   }
-  if (n < npix) {
-    const int i = npix - 1;
+  if (i < end) {
     load_pixel(p, in, i, pointwise, col8, col, 4);
     matmul_1px(p, col, K, out + (size_t)i * p->out_c);
+  }
+}
+
+/* A 1-channel 3x3 layer sends each row's inside part (windows plus the byte after them, see
+ * engine_kernels.h) to the first-layer kernel; everything else goes through im2col. */
+static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+  const int out_h = p->out_h, out_w = p->out_w;
+  const int mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
+  int ox_lo = out_w, ox_hi = out_w;
+  if (p->in_c == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1)
+    eng_inside_columns(out_w, p->in_w, 4, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
+  if (ox_lo >= ox_hi) {
+    conv_dsp_pixels(p, in, out, scratch, mode, 0, out_h * out_w);
+    return;
+  }
+  for (int oy = 0; oy < out_h; oy++) {
+    const int y0 = oy * p->stride_h - p->pad_top, row = oy * out_w;
+    if (y0 < 0 || y0 + 2 >= p->in_h) {
+      conv_dsp_pixels(p, in, out, scratch, mode, row, out_w);
+      continue;
+    }
+    if (ox_lo > 0) conv_dsp_pixels(p, in, out, scratch, mode, row, ox_lo);
+    eng_conv3x3_c1_row_dsp(p, in, out, oy, ox_lo, ox_hi, mode);
+    if (ox_hi < out_w) conv_dsp_pixels(p, in, out, scratch, mode, row + ox_hi, out_w - ox_hi);
   }
 }
 

@@ -143,18 +143,6 @@ static void dw_pixel(const eng_dwconv_t *p, const int8_t *in, int8_t *out, const
   }
 }
 
-#if ENG_DSP
-/* First and one-past-last output column whose window [x0, x0 + k - 1] (x0 = ox * stride - pad) lies inside
- * an input row of in_w pixels; lo == hi when none does. */
-static void inside_columns(int out_w, int in_w, int k, int stride, int pad, int *lo, int *hi) {
-  int a = (pad + stride - 1) / stride;
-  int b = in_w >= k ? (in_w - k + pad) / stride + 1 : 0;
-  if (b > out_w) b = out_w;
-  if (a > b) a = b;
-  *lo = a;
-  *hi = b;
-}
-#endif
 
 /* Depth multiplier 1: the DSP build sends the inside-the-image part of every row of a 3x3 layer to the
  * row kernel (engine_dw3x3_dsp.c); everything else goes pixel by pixel through dw_pixel. */
@@ -165,7 +153,7 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
 #if ENG_DSP
   mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
   if (p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1)
-    inside_columns(out_w, p->in_w, 3, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
+    eng_inside_columns(out_w, p->in_w, 3, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
 #endif
   memset(zp_row, p->in_zp, (size_t)p->out_c);
   for (int oy = 0; oy < out_h; oy++) {

@@ -2,7 +2,10 @@
 
 ``build(bundle, port)`` runs the code generator (tools/codegen.py) and the port's Makefile
 (firmware/ports/<port>/Makefile) and returns the image: an ELF for ``qemu`` (mps2-an386, Cortex-M4F,
-arm-none-eabi-gcc) or a Linux executable for ``native`` (host gcc). Images are cached under
+arm-none-eabi-gcc) or a Linux executable for ``native`` (host gcc). The ``arduino`` ports build the sketch the
+PlatformIO boards flash (firmware/src/main.cpp, unchanged) with the engine on the project's Arduino API stand-in
+(firmware/ports/arduino): ``arduino`` as a Linux executable on a pty, ``arduino-m4`` cross-compiled with the Nano
+33 BLE's Cortex-M4F flags (an ELF that also boots on QEMU mps2-an386). Images are cached under
 ``build/<model-id>/<port>/`` and rebuilt only when the model or any firmware source changes, so tests and
 ``host/stream.py --board`` can call it freely; a file lock lets parallel callers share one build.
 
@@ -21,17 +24,23 @@ from typing import Sequence
 
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
+from tools.boards import KIB, Board, get_board
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE_DIR = ROOT / "firmware"
 DEFAULT_BUILD_ROOT = ROOT / "build"
 # Everything the image is made of: a change in any of these files rebuilds it.
-SOURCE_DIRS = ("lib/app", "lib/protocol", "lib/engine")
+SOURCE_DIRS = ("lib/app", "lib/protocol", "lib/engine", "ports/common")
+ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
 
 @dataclass(frozen=True)
 class Port:
-    """A firmware port this machine can build: its directory, image name, compiler and Debian packages."""
+    """A firmware port this machine can build: its directory, image name, compiler and Debian packages.
+
+    make_args: extra Makefile variables; sources: further firmware directories the image is built from;
+    sketch: the Arduino sketch (firmware/src), which also needs export's model_info.h (camera mode).
+    """
 
     name: str
     directory: str
@@ -39,12 +48,19 @@ class Port:
     compiler: str
     packages: str
     build_id: str
+    make_args: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    sketch: bool = False
 
 
 PORTS = {
-    "qemu": Port("qemu", "qemu_mps2", "firmware.elf", "arm-none-eabi-gcc",
-                 "gcc-arm-none-eabi libnewlib-arm-none-eabi", "qemu-mps2-an386"),
+    "qemu": Port("qemu", "qemu_mps2", "firmware.elf", "arm-none-eabi-gcc", ARM_PACKAGES, "qemu-mps2-an386"),
     "native": Port("native", "native", "firmware", "gcc", "gcc", "native-linux"),
+    "arduino": Port("arduino", "arduino", "firmware", "g++", "g++", "", ("BOARD=native",),
+                    ("src", "ports/native"), sketch=True),
+    "arduino-m4": Port("arduino-m4", "arduino", "firmware.elf", "arm-none-eabi-g++",
+                       ARM_PACKAGES + " libstdc++-arm-none-eabi-newlib", "", ("BOARD=qemu",),
+                       ("src", "ports/qemu_mps2"), sketch=True),
 }
 
 
@@ -62,9 +78,9 @@ def _require(tool: str, packages: str) -> None:
 
 def source_digest(port: Port, tflite_sha256: str) -> str:
     """Hash of the model and every file that goes into the image (the cache key)."""
-    digest = hashlib.sha256(tflite_sha256.encode())
-    files = [ROOT / "tools" / "codegen.py"]
-    for rel in (*SOURCE_DIRS, f"ports/{port.directory}"):
+    digest = hashlib.sha256(tflite_sha256.encode() + " ".join(port.make_args).encode())
+    files = [ROOT / "tools" / "codegen.py"] + ([ROOT / "tools" / "export.py"] if port.sketch else [])
+    for rel in (*SOURCE_DIRS, f"ports/{port.directory}", *port.sources):
         files += sorted(p for p in (FIRMWARE_DIR / rel).glob("*") if p.is_file())
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
@@ -98,9 +114,13 @@ def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = N
 
         model_dir = out / "model"
         generate_from_tflite(tflite_bytes, model_dir)
+        if spec.sketch:
+            write_model_info(bundle, tflite_bytes, model_dir)
         image.unlink(missing_ok=True)
         cmd = ["make", "-C", str(FIRMWARE_DIR / "ports" / spec.directory), f"MODEL_DIR={model_dir}",
-               f"OUT={image}", f"BUILD_ID={spec.build_id} {bundle.model_id[:12]}"]
+               f"OUT={image}", *spec.make_args]
+        if spec.build_id:
+            cmd.append(f"BUILD_ID={spec.build_id} {bundle.model_id[:12]}")
         run = subprocess.run(cmd, capture_output=True, text=True)
         (out / "build.log").write_text(" ".join(cmd) + "\n" + run.stdout + run.stderr)
         if run.returncode != 0:
@@ -109,6 +129,20 @@ def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = N
                             f"full log: {out / 'build.log'}")
         stamp.write_text(key)
     return image
+
+
+def write_model_info(bundle: Bundle, tflite: bytes, model_dir: Path) -> Path:
+    """model_info.h exactly as ``tools export`` writes it (the sketch's camera mode reads it), without
+    touching the bundle: the arena figure is measured the same way, though only a TFLM build uses it."""
+    from tools import export
+    from tools.tflite_graph import load_graph
+
+    measured = export.measure_tflm_arena(bundle.artifact_path("tflite"))
+    text = export.render_model_info(bundle, load_graph(tflite), tflite, measured, export.arena_with_margin(measured),
+                                    export.ARENA_MARGIN_PERCENT)
+    path = model_dir / "model_info.h"
+    path.write_text(text)
+    return path
 
 
 def image_size(elf: Path) -> dict[str, int]:
@@ -124,6 +158,20 @@ def image_size(elf: Path) -> dict[str, int]:
     return {"text": text, "data": sections.get(".data", 0), "bss": sections.get(".bss", 0)}
 
 
+def fit_summary(size: dict[str, int], board: Board) -> str:
+    """One line: an engine image's flash and static RAM against a board table entry (tools/boards.py).
+
+    Conservative: the image must fit what the table leaves after the board's core and RTOS (code_reserved,
+    ram_reserved), although those estimates also cover TFLM's kernels and buffers this image does not need.
+    """
+    flash, ram = size["text"] + size["data"], size["data"] + size["bss"]
+    verdict = "fits" if flash <= board.model_budget and ram <= board.arena_budget else "does NOT fit"
+    return (f"{board.name}: {verdict}: flash {flash / KIB:.1f} KiB of the {board.model_budget / KIB:.0f} KiB left "
+            f"after the core's {board.code_reserved / KIB:.0f} KiB ({board.app_flash / KIB:.0f} KiB app flash), "
+            f"static RAM {ram / KIB:.1f} KiB of the {board.arena_budget / KIB:.0f} KiB left after "
+            f"{board.ram_reserved / KIB:.0f} KiB ({board.sram / KIB:.0f} KiB SRAM)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools firmware",
@@ -133,16 +181,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("bundle", help="model bundle directory (with model_int8.tflite)")
     parser.add_argument("--port", choices=sorted(PORTS), default="qemu",
                         help="qemu: ELF for qemu-system-arm -M mps2-an386 (Cortex-M4F, arm-none-eabi-gcc); "
-                             "native: Linux executable serving on a pty (host gcc). Default: qemu")
+                             "native: Linux executable serving on a pty (host gcc); arduino: the PlatformIO "
+                             "sketch (firmware/src/main.cpp) with the engine on the Arduino API stand-in, on a pty; "
+                             "arduino-m4: the same cross-compiled for the Nano 33 BLE's Cortex-M4F (prints its "
+                             "flash/RAM against the board table; boots on QEMU too). Default: qemu")
     parser.add_argument("--build-root", type=Path, default=None,
                         help=f"cache directory; the image goes to ROOT/<model-id>/<port>/ (default {DEFAULT_BUILD_ROOT})")
     parser.add_argument("--force", action="store_true", help="rebuild even if the cached image is up to date")
     args = parser.parse_args(argv)
     image = build(args.bundle, args.port, build_root=args.build_root, force=args.force)
     print(image)
-    if args.port == "qemu":
+    if image.suffix == ".elf":
         size = image_size(image)
         print(f"flash {size['text'] + size['data']} B, static RAM {size['data'] + size['bss']} B")
+        if args.port == "arduino-m4":
+            print(fit_summary(size, get_board("nano33ble")))
     return 0
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import serial
 
 from host import protocol as wire
@@ -19,11 +20,13 @@ from tests.test_firmware_native import _read_events
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int = 921600) -> dict:
+def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int = 921600, exact: bool = True) -> dict:
     """``python host/stream.py BUNDLE fashion-mnist:test --limit FRAMES --port URL``, checked frame by frame.
 
     The CLI compares every answer with the CPU reference itself (the fidelity check); this also recomputes the
-    reference for each logged frame, so a session that compared nothing cannot pass. Returns the summary.
+    reference for each logged frame, so a session that compared nothing cannot pass. ``exact``: every byte equal
+    (the engine); else every top-1 equal and every byte within one quantisation step (TFLM's optimised kernels).
+    Returns the summary.
     """
     from models.preprocess import prepare_frame
     from models.reference import ReferenceModel
@@ -36,14 +39,18 @@ def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int 
     records = read_log(log)
     summary = records[-1]
     assert summary["type"] == "summary" and summary["answered"] == frames
-    assert summary["compared_with_reference"] == frames and summary["agreement_exact"] == 1.0
+    assert summary["compared_with_reference"] == frames and summary["agreement_top1"] == 1.0
     results = sorted((r for r in records if r["type"] == "result"), key=lambda r: r["index"])
     assert [r["index"] for r in results] == list(range(frames))
     reference = ReferenceModel(bundle.artifact_path("tflite"))
     images = load_fashion_mnist("test").images[:frames]
+    tolerance = 0 if exact else 1
     differ = [r["index"] for r, image in zip(results, images)
-              if r["output"] != reference.invoke(prepare_frame(image, bundle)).reshape(-1).tolist()]
+              if np.abs(np.asarray(r["output"]) - reference.invoke(prepare_frame(image, bundle)).reshape(-1)).max()
+              > tolerance]
     assert not differ, f"{len(differ)} of {frames} answers differ from LiteRT BUILTIN_REF (frames {differ[:10]})"
+    if exact:
+        assert summary["agreement_exact"] == 1.0
     return summary
 
 

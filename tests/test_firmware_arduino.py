@@ -137,7 +137,8 @@ def test_camera_mode_classifies_its_own_frames(bundle_v1, tmp_path, monkeypatch)
     records = read_log(tmp_path / "listen.jsonl")
     results = [r for r in records if r["type"] == "result"]
     seqs = [r["device_seq"] for r in results]
-    assert summary.answered == 2 * len(frames) and seqs == list(range(seqs[0], seqs[0] + 2 * len(frames)))
+    # the listener stops after the poll that reached its limit, which may have brought a few more
+    assert summary.answered >= 2 * len(frames) and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     assert records[0]["device"]["build"].startswith("esp32cam engine ")
     reference = ReferenceModel(bundle_v1.artifact_path("tflite"))
     expected = [reference.invoke(t).reshape(-1).tolist() for t in tensors]

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from host import protocol as wire
 from host.results_log import read_log
 from models.bundle import Bundle
 from tests.test_firmware_native import _read_events
+from tinyml import protocol as wire
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int 
     reference = ReferenceModel(bundle.artifact_path("tflite"))
     images = load_fashion_mnist("test").images[:frames]
     tolerance = 0 if exact else 1
-    differ = [r["index"] for r, image in zip(results, images)
+    differ = [r["index"] for r, image in zip(results, images, strict=True)
               if np.abs(np.asarray(r["output"]) - reference.invoke(prepare_frame(image, bundle)).reshape(-1)).max()
               > tolerance]
     assert not differ, f"{len(differ)} of {frames} answers differ from LiteRT BUILTIN_REF (frames {differ[:10]})"

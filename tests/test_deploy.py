@@ -97,19 +97,19 @@ def sketch_v1(bundle_v1) -> Path:
 
 
 def test_board_check_passes_on_the_flashed_model(bundle_v1, sketch_v1, tmp_path) -> None:
-    from host.local_boards import NativeBoard
     from host.results_log import read_log
+    from tinyml.local_boards import NativeBoard
     from tools.boards import get_board
     from tools.deploy import verify
 
     with NativeBoard(sketch_v1) as board:
         summary = verify(bundle_v1, board.url, get_board("nano33ble"), frames=20, log_path=tmp_path / "check.jsonl")
-    assert summary.answered == 20 and summary.exact_agreement == 1.0 and summary.labelled == 20
+    assert summary["answered"] == 20 and summary["agreement_exact"] == 1.0 and summary["labelled"] == 20
     assert read_log(tmp_path / "check.jsonl")[0]["device"]["model_id"] == bundle_v1.model_id
 
 
 def test_board_check_refuses_a_board_running_another_model(bundle_v2, sketch_v1) -> None:
-    from host.local_boards import NativeBoard
+    from tinyml.local_boards import NativeBoard
     from tools.boards import get_board
     from tools.deploy import verify
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from host.link_relay import LinkRelay
-from host.local_boards import NativeBoard, QemuBoard, run_frames
 from host.sources import open_source
 from host.stream import stream
-from host.targets.serial_board import SerialBoardTarget
 from tests.board_checks import check_fault_replies, stream_labelled
 from tests.test_stream_board import _accounted
 from tests.tooling import require_tool
+from tinyml.local_boards import NativeBoard, QemuBoard, run_frames
+from tinyml.targets.serial_board import SerialBoardTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 SKETCH_PORT = ROOT / "firmware" / "ports" / "arduino"
@@ -152,7 +152,7 @@ def test_camera_mode_refuses_a_model_info_of_another_model(bundle_v1, bundle_v2,
 
     import serial
 
-    from host import protocol as wire
+    from tinyml import protocol as wire
     from tools import firmware
 
     model_dir = tmp_path / "model"

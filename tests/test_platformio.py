@@ -113,3 +113,12 @@ def test_installed_bundle_is_the_installed_model(config):
     labels = re.search(r"#define MODEL_LABELS \{(.*?)\}", info, re.S).group(1)
     assert re.findall(r'"([^"]+)"', labels) == bundle.labels
     assert not bundle.artifact_path("keras", required=False).exists()  # the bundle stays small: no Keras model
+
+
+def test_engine_model_goes_where_the_build_looks(config):
+    """platformio.ini and the README name one place for the engine's generated model: the include_dir, which src/
+    compiles and every library sees (so main.cpp and runner_engine find model_engine.h)."""
+    include_dir = Path(config.get("platformio", "include_dir")).relative_to(REPO).as_posix()
+    pattern = r"python -m tools codegen BUNDLE --out (\S+?)[`)]"
+    for text in (INI.read_text(), (REPO / "README.md").read_text()):
+        assert re.findall(pattern, text) == [include_dir]

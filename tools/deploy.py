@@ -4,29 +4,32 @@ HELLO check and a short labelled self-test on the board.
     python -m tools deploy BUNDLE --board nano33ble [--engine] [--port /dev/ttyACM0]
 
 1. ``tools export --install`` (TFLM): model_data.cc/.h, model_ops.h, model_info.h and the bundle copy into
-   firmware/src/model/; with ``--engine`` also the engine's model_engine.c/.h (tools/codegen.py) next to them.
+   firmware/src/model/; with ``--engine`` also the engine's model_engine.c/.h (tinyml/codegen.py) next to them.
 2. ``pio run -e ENV -t upload`` for the board's environment (``ENV-engine`` with ``--engine``), once PlatformIO's
    platform and toolchain for it are installed. Where they are not (PlatformIO installs them from its registry),
    deploy stops here: one line naming what is missing and how to get it, exit status 2, after saying what step 1
    changed (nothing else is touched).
-3. The board's HELLO must announce this bundle's model id, input and quantisation (host/targets/serial_board.py
-   refuses anything else), then SELF_TEST_FRAMES labelled test images of the bundle's dataset stream through the
-   host's session, each answer compared with LiteRT BUILTIN_REF.
+3. The board's HELLO must announce this bundle's model id, input and quantisation (host/stream.py's handshake
+   refuses anything else), then SELF_TEST_FRAMES labelled test images of the bundle's dataset stream through
+   host/stream.py, each answer compared with LiteRT BUILTIN_REF.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from tools.boards import BOARDS, Board, get_board
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+STREAM_SCRIPT = REPO_ROOT / "host" / "stream.py"
 MODEL_SUBDIR = Path("firmware") / "src" / "model"
 SELF_TEST_FRAMES = 50
 # Top-1 agreement with the CPU reference the self-test needs: the engine and TFLM's reference kernels are exact,
@@ -51,7 +54,7 @@ def environment(board: Board, engine: bool, project_dir: Path) -> str:
 
 def install_sources(bundle: Bundle, board: Board, engine: bool, project_dir: Path) -> list[str]:
     """Step 1: generate the board's sources into the firmware tree; returns what changed, one line each."""
-    from tools.codegen import HEADER_NAME, SOURCE_NAME, generate_from_tflite
+    from tinyml.codegen import HEADER_NAME, SOURCE_NAME, generate_from_tflite
     from tools.export import INSTALLED_BUNDLE, export_bundle
 
     model_dir = project_dir / MODEL_SUBDIR
@@ -116,36 +119,37 @@ def upload(project_dir: Path, env: str, port: str | None) -> None:
         raise UserError(f"pio run -e {env} -t upload failed ({detail}); see its output above")
 
 
-def self_test_source(bundle: Bundle, frames: int):
-    """The first ``frames`` images of the test split the bundle was trained and evaluated with, labelled."""
-    from host.sources import ArraySource
-    from tools.data import bundle_splits
-
-    test = bundle_splits(bundle).test
-    count = min(frames, len(test))
-    return ArraySource(test.images[:count], test.labels[:count], f"{bundle.name} test split, {count} images")
+def self_test_source(bundle: Bundle) -> list[str]:
+    """host/stream.py's source arguments for labelled test images of the bundle's dataset: Fashion-MNIST's test
+    set, or the test split of the bundle's image folder, made as training made it."""
+    dataset = bundle.meta.get("dataset", {}).get("source", "fashion_mnist")
+    return ["fashion-mnist:test"] if dataset == "fashion_mnist" else [str(dataset), "--split", "test"]
 
 
-def verify(bundle: Bundle, url: str, board: Board, frames: int = SELF_TEST_FRAMES, log_path: Path | None = None):
-    """Step 3: HELLO must describe this bundle (else the session's UserError says what differs), then ``frames``
-    labelled images with every answer compared with the CPU reference. Returns the session's Summary."""
-    from host.results_log import ResultsLog
-    from host.session import StreamSession
-    from host.targets.serial_board import SerialBoardTarget
-
-    height, width, channels = bundle.input_shape
-    target = SerialBoardTarget(url, baudrate=board.baud, name=f"{board.name} at {url}",
-                               frame_bytes=height * width * channels)
-    with ResultsLog(log_path) as log:
-        session = StreamSession(bundle, self_test_source(bundle, frames), target, log=log, compare_cpu=True)
-        summary = session.run()
-    print(summary.text(), flush=True)
-    if not summary.answered or summary.unanswered or summary.compared < summary.answered:
-        raise UserError(f"self-test: {summary.unanswered} of {frames} frames got no answer from the board; "
+def verify(bundle: Bundle, url: str, board: Board, frames: int = SELF_TEST_FRAMES,
+           log_path: Path | None = None) -> dict:
+    """Step 3 through host/stream.py (a CLI beside this one, so run as a program): its handshake refuses a board
+    whose HELLO does not describe this bundle, then ``frames`` labelled images stream with every answer compared
+    with the CPU reference. Returns the run's summary record."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(log_path) if log_path else Path(tmp) / "self_test.jsonl"
+        cmd = [sys.executable, str(STREAM_SCRIPT), str(bundle.path), *self_test_source(bundle), "--limit", str(frames),
+               "--port", url, "--baud", str(board.baud), "--compare-cpu", "--headless", "--quiet", "--log", str(log)]
+        print("$ python host/stream.py " + " ".join(cmd[2:]), flush=True)
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        sys.stdout.write(run.stdout)
+        if run.returncode != 0:
+            lines = run.stderr.strip().splitlines() or [f"exit status {run.returncode}"]
+            raise UserError(f"self-test on {url} failed: {lines[-1].removeprefix('error: ')}")
+        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    summary = records[-1]
+    if summary["unanswered_frames"] or summary["compared_with_reference"] < summary["answered"]:
+        raise UserError(f"self-test: {summary['unanswered_frames']} of {frames} frames got no answer from the board; "
                         "check the serial link and the board's power, then run deploy again")
-    if summary.agreement is None or summary.agreement < SELF_TEST_AGREEMENT:
-        raise UserError(f"self-test: the board agrees with the CPU reference on {summary.agreement or 0:.0%} of "
-                        f"{summary.answered} frames (at least {SELF_TEST_AGREEMENT:.0%} expected); rebuild with "
+    agreement = summary["agreement_top1"] or 0.0
+    if agreement < SELF_TEST_AGREEMENT:
+        raise UserError(f"self-test: the board agrees with the CPU reference on {agreement:.0%} of "
+                        f"{summary['answered']} frames (at least {SELF_TEST_AGREEMENT:.0%} expected); rebuild with "
                         "python -m tools deploy, and report the model if it persists")
     return summary
 
@@ -165,7 +169,7 @@ def deploy(bundle_path: str | Path, board_name: str, engine: bool = False, port:
                         f"then run deploy again")
     upload(project_dir, env, port)
     if port is None:
-        from host.transport import list_serial_ports
+        from tinyml.transport import list_serial_ports
 
         found = list_serial_ports()
         if len(found) != 1:

@@ -31,17 +31,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from models.bundle import META_FILE, Bundle, load_bundle, sha256_file
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess, quantize_input
+from tinyml.tflite_graph import Graph, load_graph
 from tools.boards import BOARDS, Fit, check_fit, get_board
-from tools.tflite_graph import Graph, load_graph
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_DIR = REPO_ROOT / "firmware" / "src" / "model"

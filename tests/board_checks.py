@@ -30,7 +30,7 @@ def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int 
     """
     from models.preprocess import prepare_frame
     from models.reference import ReferenceModel
-    from tools.data import load_fashion_mnist
+    from tinyml.data import load_fashion_mnist
 
     run = subprocess.run([sys.executable, "host/stream.py", str(bundle.path), "fashion-mnist:test", "--limit",
                           str(frames), "--port", url, "--baud", str(baud), "--headless", "--quiet", "--log", str(log)],
@@ -59,7 +59,7 @@ def check_fault_replies(bundle: Bundle, url: str, baud: int = 921600) -> None:
     order), and the intact FRAME after them gets the reference's RESULT."""
     from models.preprocess import prepare_frame
     from models.reference import ReferenceModel
-    from tools.data import load_fashion_mnist
+    from tinyml.data import load_fashion_mnist
 
     tensor = prepare_frame(load_fashion_mnist("test").images[0], bundle)
     frame = tensor.tobytes()

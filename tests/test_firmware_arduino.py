@@ -99,7 +99,7 @@ def _camera_frames(bundle, count: int) -> tuple[np.ndarray, list[np.ndarray]]:
     so the board's integer box average and the host's OpenCV INTER_AREA agree exactly.
     """
     from models.preprocess import prepare_frame
-    from tools.data import load_fashion_mnist
+    from tinyml.data import load_fashion_mnist
 
     rng = np.random.default_rng(3)
     frames, tensors = [], []
@@ -186,9 +186,9 @@ def test_sketch_cross_compiles_for_the_nano_33_ble_and_boots_on_qemu(bundle_v1, 
     require_tool("qemu-system-arm")
     from models.preprocess import prepare_frame
     from models.reference import ReferenceModel
+    from tinyml.data import load_fashion_mnist
     from tools import firmware
     from tools.boards import get_board
-    from tools.data import load_fashion_mnist
 
     elf = firmware.build(bundle_v1, "arduino-m4")
     assert firmware.main([str(bundle_v1.path), "--port", "arduino-m4"]) == 0

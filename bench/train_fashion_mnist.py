@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from models.bundle import load_bundle
 from models.errors import run_cli
 from tools.demo import build_and_evaluate, format_runs
+from tools.report import collect, format_rows
 from tools.train import Augment, TrainConfig
 
 
@@ -45,9 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(build_and_evaluate(out, config, samples=500, eval_limit=eval_limit, restart=False))
         print(format_runs(rows[-1:]), flush=True)
     print(f"\nFashion-MNIST, 32x32x1, total {time.monotonic() - started:.0f} s\n")
+    bundles = [load_bundle(row["bundle"]) for row in rows]
+    print(format_rows([collect(bundle) for bundle in bundles]))
     print(format_runs(rows))
-    for row in rows:
-        print(f"bundle {row.bundle.path}: model id {row.bundle.model_id}")
+    for bundle in bundles:
+        print(f"bundle {bundle.path}: model id {bundle.model_id}")
     return 0
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import html
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from tools.board_fit import FAMILIES, best_fits, flash_margin, format_choices, ram_margin
 from tools.boards import BOARDS, FRAME_BUFFERS, Board, Fit
@@ -35,18 +36,18 @@ class Axis:
 
     key: str
     label: str
-    value: Callable[["Row"], float | None]
+    value: Callable[[Row], float | None]
     limit: Callable[[Board], int] | None = None
     log: bool = False
 
 
-def _tflm_ram(row: "Row") -> float | None:
+def _tflm_ram(row: Row) -> float | None:
     from tools.export import arena_with_margin
 
     return None if row.tflm_arena is None else arena_with_margin(row.tflm_arena) + FRAME_BUFFERS * row.input_bytes
 
 
-def _engine_ram(row: "Row") -> float | None:
+def _engine_ram(row: Row) -> float | None:
     return None if row.engine_ram is None else row.engine_ram + FRAME_BUFFERS * row.input_bytes
 
 
@@ -90,7 +91,7 @@ class Basis:
         return text
 
 
-def basis(rows: list["Row"]) -> Basis:
+def basis(rows: list[Row]) -> Basis:
     """Group rows by what their accuracy was measured on; set aside the minority and any stale row."""
     excluded = {r.name: r.stale for r in rows if r.stale}
     keyed = Counter((r.split, r.images) for r in rows if r.int8_acc is not None and r.name not in excluded)
@@ -116,7 +117,7 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 # ---- plots ----------------------------------------------------------------------------------------------------
-def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: dict[str, Board]) -> Path:
+def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: dict[str, Board]) -> Path:
     """One PNG: both families, their Pareto frontiers, board budgets as vertical lines, the basis as caption."""
     import matplotlib
 
@@ -125,29 +126,27 @@ def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: 
 
     title, axes_spec = PLOTS[name]
     fig, axes = plt.subplots(1, len(axes_spec), figsize=(6.4 * len(axes_spec), 4.6), squeeze=False)
-    shown = 0
-    for ax, axis in zip(axes[0], axes_spec):
+    for ax, axis in zip(axes[0], axes_spec, strict=True):
         for family in FAMILIES:
             label, colour, marker = FAMILY_STYLE[family]
             pts = [p for r in rows if r.architecture == family and r.name not in fit_basis.excluded
                    and (p := _point(axis, r)) is not None]
-            shown = max(shown, len(pts))
             if not pts:
                 continue
-            ax.scatter(*zip(*pts), color=colour, marker=marker, label=label, zorder=3)
+            ax.scatter(*zip(*pts, strict=True), color=colour, marker=marker, label=label, zorder=3)
             for r in rows:
                 x = axis.value(r) if r.architecture == family and r.name not in fit_basis.excluded else None
                 if x is not None and r.int8_acc is not None and r.model_id:
                     ax.annotate(r.model_id[:6], (x, r.int8_acc * 100), fontsize=6, alpha=0.7,
                                 xytext=(3, 3), textcoords="offset points")
             front = pareto(pts)
-            ax.step(*zip(*front), where="post", color=colour, alpha=0.6, linewidth=1.5,
+            ax.step(*zip(*front, strict=True), where="post", color=colour, alpha=0.6, linewidth=1.5,
                     label=f"{label} frontier")
         aside = [p for r in rows if r.name in fit_basis.excluded and (p := _point(axis, r)) is not None]
         if aside:
-            ax.scatter(*zip(*aside), color="grey", marker="x", label="set aside", zorder=2)
+            ax.scatter(*zip(*aside, strict=True), color="grey", marker="x", label="set aside", zorder=2)
         if axis.limit is not None:
-            for (bname, board), colour in zip(boards.items(), BOARD_COLOURS):
+            for (bname, board), colour in zip(boards.items(), BOARD_COLOURS, strict=False):  # at most 4 boards drawn
                 ax.axvline(axis.limit(board) / KIB, color=colour, linestyle="--", linewidth=1)
                 ax.annotate(f"{bname} budget", (axis.limit(board) / KIB, 0.98), xycoords=("data", "axes fraction"),
                             rotation=90, color=colour, fontsize=8, ha="right", va="top")
@@ -167,14 +166,14 @@ def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: 
     return path
 
 
-def _point(axis: Axis, row: "Row") -> tuple[float, float] | None:
+def _point(axis: Axis, row: Row) -> tuple[float, float] | None:
     """(cost on ``axis``, int8 accuracy in %) of ``row``, None when either is unknown."""
     x = axis.value(row)
     return None if x is None or row.int8_acc is None else (x, row.int8_acc * 100)
 
 
 # ---- verdict --------------------------------------------------------------------------------------------------
-def verdict(rows: list["Row"], fit_basis: Basis, boards: dict[str, Board]) -> list[str]:
+def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list[str]:
     """A few sentences written from the numbers: overall best per family, cost at equal accuracy, board answers."""
     usable = [r for r in rows if r.int8_acc is not None and r.name not in fit_basis.excluded]
     if not usable:
@@ -194,28 +193,43 @@ def verdict(rows: list["Row"], fit_basis: Basis, boards: dict[str, Board]) -> li
                    f"the flash and {_ratio(lead.instructions, other.instructions)} the instructions of the best "
                    f"{FAMILY_STYLE[other.architecture][0]}.")
     for bname, board in boards.items():
-        # family -> (its most accurate fitting row, backend, fit)
-        per_family: dict[str, tuple[Row, str, Fit]] = {}
+        per_family: dict[str, Fitting] = {}
         for c in best_fits(usable, board):
-            if c.row is not None and c.fit is not None and (
-                    c.family not in per_family or c.row.accuracy > per_family[c.family][0].accuracy):
-                per_family[c.family] = (c.row, c.backend, c.fit)
+            if c.row is not None and c.fit is not None:
+                candidate = Fitting(c.family, c.backend, c.row, c.fit)
+                if c.family not in per_family or _rank(candidate) > _rank(per_family[c.family]):
+                    per_family[c.family] = candidate
         if not per_family:
             out.append(f"{bname}: none of these models fits.")
             continue
-        ranked = sorted(per_family.items(), key=lambda item: -item[1][0].accuracy)
-        top_family, (top, top_backend, top_fit) = ranked[0]
-        text = (f"{bname}: {FAMILY_STYLE[top_family][0]} {top.name} ({100 * top.accuracy:.2f}%, {top_backend}: "
-                f"{flash_margin(top_fit) / KIB:.0f} KiB flash and {ram_margin(top_fit) / KIB:.0f} KiB RAM to spare)")
+        ranked = sorted(per_family.values(), key=lambda f: -f.row.accuracy)
+        top = ranked[0]
+        text = (f"{bname}: {FAMILY_STYLE[top.family][0]} {top.row.name} ({100 * top.row.accuracy:.2f}%, {top.backend}: "
+                f"{flash_margin(top.fit) / KIB:.0f} KiB flash and {ram_margin(top.fit) / KIB:.0f} KiB RAM to spare)")
         if len(ranked) > 1:
-            second_family, (second, second_backend, _) = ranked[1]
-            text += (f" over {FAMILY_STYLE[second_family][0]} {second.name} ({100 * second.accuracy:.2f}%, "
-                     f"{second_backend}), {100 * (top.accuracy - second.accuracy):.2f} points")
+            second = ranked[1]
+            text += (f" over {FAMILY_STYLE[second.family][0]} {second.row.name} ({100 * second.row.accuracy:.2f}%, "
+                     f"{second.backend}), {100 * (top.row.accuracy - second.row.accuracy):.2f} points")
         else:
             missing = next(f for f in FAMILIES if f not in per_family)
             text += f"; no {FAMILY_STYLE[missing][0]} in this comparison fits"
         out.append(text + ".")
     return [s for s in out if s]
+
+
+@dataclass(frozen=True)
+class Fitting:
+    """A board-fit Choice known to have a model that fits (its row and fit are set)."""
+
+    family: str
+    backend: str
+    row: Row
+    fit: Fit
+
+
+def _rank(choice: Fitting) -> tuple[float, int]:
+    """Accuracy first; at equal accuracy the backend that leaves the board more flash and RAM."""
+    return choice.row.accuracy, flash_margin(choice.fit) + ram_margin(choice.fit)
 
 
 def _m(value: float | None) -> str:
@@ -251,7 +265,7 @@ def markdown_to_html_table(md: str) -> str:
     return "\n".join(out)
 
 
-def write_report(rows: list["Row"], table_md: str, out_dir: str | Path,
+def write_report(rows: list[Row], table_md: str, out_dir: str | Path,
                  boards: dict[str, Board] | None = None) -> dict[str, Path]:
     """Write the PNGs, report.md and report.html into ``out_dir``; returns their paths by name."""
     out = Path(out_dir)

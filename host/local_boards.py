@@ -7,19 +7,32 @@ mid-stream with :meth:`restart`. Use as a context manager so the process never o
 
     with QemuBoard(elf) as board:
         link = serial.serial_for_url(board.url, timeout=2)
+
+A board is the host's child, not part of the user's terminal job: it runs in its own session, so a Ctrl-C that
+the terminal sends to the whole foreground process group reaches the host only, which then ends the stream
+cleanly and stops the board itself. It is also tied to the host's life (``PR_SET_PDEATHSIG``): a host killed with
+SIGKILL takes its board with it instead of leaving it re-parented to init. A board that died under a running
+host (killed, crashed) is started again by :meth:`LocalBoard.live_url`, which the stream's reconnect asks for
+the port.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from models.errors import UserError
+
+if TYPE_CHECKING:
+    from host.protocol import Hello, Result
 
 APT_HINT = "sudo apt-get install -y {package}  (or run `make test` as root, which installs it)"
 START_TIMEOUT_S = 20.0
@@ -40,6 +53,23 @@ def _free_tcp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: a forked child must not load libraries
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A pre-exec hook: SIGKILL the child when ``parent`` dies (Linux), so a killed host leaves no board behind.
+
+    The kernel ties the signal to the *thread* that forked, so only the main thread (which lives as long as
+    the process) asks for it; a board started from a short-lived helper thread only gets its own session.
+    """
+    def hook() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+    return hook
+
+
 class LocalBoard:
     """A firmware process with start/stop/restart; subclasses say how to launch it and where its UART is."""
 
@@ -48,6 +78,7 @@ class LocalBoard:
         if not self.image.is_file():
             raise UserError(f"firmware image {self.image} does not exist; build it with: python -m tools firmware BUNDLE")
         self.url: str | None = None
+        self.restarts = 0  # times live_url() started the board again after it died
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr = None  # a file, not a pipe: a chatty process must never block on a full pipe
 
@@ -90,6 +121,16 @@ class LocalBoard:
         self.stop()
         return self.start()
 
+    def live_url(self) -> str | None:
+        """The url of the running board, starting it again first if its process died (killed, crashed).
+
+        A board stopped on purpose (:meth:`stop`) stays stopped: the url is None then.
+        """
+        if self._proc is not None and self._proc.poll() is not None:
+            self.restarts += 1
+            return self.restart()
+        return self.url
+
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the firmware to exit by itself (QEMU: semihosting exit) and return its status."""
         if self._proc is None:
@@ -122,7 +163,9 @@ class LocalBoard:
 
     def _popen(self, cmd: list[str], stdout: int) -> subprocess.Popen[bytes]:
         self._stderr = tempfile.TemporaryFile()
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._stderr)
+        hook = _die_with_parent(os.getpid()) if threading.current_thread() is threading.main_thread() else None
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._stderr,
+                                start_new_session=True, preexec_fn=hook)
 
     def _stderr_text(self) -> str:
         """The process's stderr so far, on one line (the last 300 characters)."""

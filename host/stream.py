@@ -155,7 +155,9 @@ def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.Exit
         board = board_cls(image)
         board.start()
         stack.callback(board.stop)
-        return SerialBoardTarget(lambda: board.url, name=f"{args.board} board", **serial_kwargs)
+        # The host started this board, so it can start it again: a reconnect asks live_url(), which restarts a
+        # board process that died (killed, crashed) instead of waiting for a port that will never come back.
+        return SerialBoardTarget(board.live_url, name=f"{args.board} board", **serial_kwargs)
     if not args.port:
         raise UserError(f"no target named; use one of {TARGET_HELP}")
     return SerialBoardTarget(args.port, baudrate=args.baud, name=args.port, **serial_kwargs)
@@ -245,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  realtime_fps=args.realtime, split=args.split,
                                  split_args=training_split_args(bundle.meta, args.seed), capture_size=capture_size)
             stack.callback(source.close)
+        bundle.verified_artifact("tflite")  # a changed .tflite needs quantize (or its own bundle), not new firmware
         target = make_target(bundle, args, stack, listen=listen)
         summary = stream(bundle, source, target, log_path=args.log, display=display,
                          compare_cpu=args.compare_cpu, answer_timeout=args.timeout, retries=args.retries,

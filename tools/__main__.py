@@ -44,8 +44,8 @@ def dispatch(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     steps = discover_steps()
     if not args or args[0] in ("-h", "--help", "help"):
-        print(usage(steps))
-        return 0 if args else 2
+        print(usage(steps))  # no step given is a request for the list, not an error
+        return 0
     step, rest = args[0], args[1:]
     if step not in steps:
         raise UserError(f"unknown step {step!r}; available steps: {', '.join(steps)}")

@@ -89,7 +89,7 @@ def classify(bundle_path: str | Path, image_paths: Sequence[str], device: str | 
     """Open the bundle's Edge TPU model (or int8 model on the CPU) and classify the image files."""
     bundle = load_bundle(bundle_path)
     images = [(str(p), read_image(p)) for p in image_paths]  # read all first: a bad file fails before loading
-    model = bundle.artifact_path("tflite") if cpu else compiled_model(bundle)
+    model = bundle.verified_artifact("tflite") if cpu else compiled_model(bundle)
     runner = open_runner(model, device=device, runtime=runtime, cpu=cpu)
     check_runner(bundle, runner)
     return runner, classify_images(bundle, runner, images, k)

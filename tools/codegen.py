@@ -749,7 +749,7 @@ def generate(bundle_or_tflite: str | os.PathLike, out_dir: str | os.PathLike | N
     bundle: Bundle | None = None
     if src.is_dir():
         bundle = load_bundle(src)
-        tflite_path = bundle.artifact_path("tflite")
+        tflite_path = bundle.verified_artifact("tflite")
         default_out = bundle.path / "codegen"
     elif src.suffix == ".tflite" or src.exists():
         tflite_path = src

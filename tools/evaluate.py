@@ -112,7 +112,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
         raise UserError(f"--limit must be >= 1, got {limit}")
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
-    tflite_path = Path(tflite) if tflite is not None else bundle.artifact_path("tflite")
+    tflite_path = Path(tflite) if tflite is not None else bundle.verified_artifact("tflite")
     if not tflite_path.is_file():
         raise UserError(f"{tflite_path} does not exist; run python -m tools quantize {bundle.path}")
     model_bytes = tflite_path.read_bytes()
@@ -130,7 +130,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     x = preprocess_batch(data.images, PreprocessSpec.from_bundle(bundle))
     q = quantize_input(x, input_quant)
 
-    float_model = keras.models.load_model(bundle.artifact_path("keras"), compile=False)
+    float_model = keras.models.load_model(bundle.verified_artifact("keras"), compile=False)
     float_pred = np.argmax(float_model.predict(x, batch_size=256, verbose=0), axis=1)
     ref, tflm = ReferenceModel(model_bytes), TflmModel(model_bytes)
     ref_out = np.stack([ref.invoke(frame) for frame in q])

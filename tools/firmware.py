@@ -81,7 +81,7 @@ def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = N
     spec = _port(port)
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
-    tflite = bundle.artifact_path("tflite")
+    tflite = bundle.verified_artifact("tflite")
     _require("make", "make")
     _require(spec.compiler, spec.packages)
     out = build_dir(bundle, port, build_root)

@@ -99,18 +99,16 @@ def quantize_bundle(bundle: Bundle | str | Path, samples: int = DEFAULT_SAMPLES,
     import keras
     from models.reference import ReferenceModel
 
-    model = keras.models.load_model(bundle.artifact_path("keras"), compile=False)
+    model = keras.models.load_model(bundle.verified_artifact("keras"), compile=False)
     if representative is None:
         representative = representative_set(bundle, samples, seed)
     tflite = quantize_keras_model(model, representative, input_dtype)
     check_activation_ranges(tflite)
-    path = bundle.artifact_path("tflite", required=False)
-    path.write_bytes(tflite)
     ref = ReferenceModel(tflite)
     bundle.update("quantization", {"input": TensorQuant.from_litert_detail(ref.input_detail).to_json(),
                                    "output": TensorQuant.from_litert_detail(ref.output_detail).to_json(),
                                    "calibration_samples": int(len(representative)), "seed": seed})
-    bundle.record_artifact("tflite", bytes=len(tflite))
+    path = bundle.write_artifact("tflite", tflite, bytes=len(tflite))
     bundle.save()
     return path
 

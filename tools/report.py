@@ -6,6 +6,12 @@ model against every board in the board table (tools/boards.py, with export's are
 frames through the model's firmware on the emulated Cortex-M4 to count instructions per inference, so the
 comparison covers accuracy, flash, RAM and speed in one table. Nothing is estimated: a figure a step has not
 recorded yet is shown as "-" together with the command that records it.
+
+Every figure is keyed by what it was measured on: evaluate, codegen and the QEMU measurement record the sha256 of
+the .tflite they used, and a figure whose hash is not the bundle's current model_int8.tflite (re-quantized since)
+is not shown but named stale with the command that refreshes it. A .tflite that changed after quantize recorded it
+(corrupt, replaced) gets no size and no board fit. The "evaluated on" column names the split and image count, and
+rows measured on different ones are flagged, as are two bundles with the same name (shown by path).
 """
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ class Row:
     engine_ram: int | None
     instructions: float | None
     fits: dict[str, bool | None]
+    evaluated_on: str | None = None  # "test 1000": the split and image count of the accuracies
+    problems: list[tuple[str, str]] | None = None  # (what is wrong, the command that fixes it)
 
 
 def _get(meta: dict[str, Any], *path: str) -> Any:
@@ -72,7 +80,8 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
                         f"{bundle.model_id[:12]}; rebuild with: python -m tools firmware {bundle.path} --port qemu")
     instructions = sum(r.cycles for r in results) / len(results)
     bundle.update("metrics", {"qemu": {"board": "mps2-an386 (Cortex-M4, icount)", "frames": len(results),
-                                       "instructions_per_inference": instructions, "engine": hello.engine}})
+                                       "instructions_per_inference": instructions, "engine": hello.engine,
+                                       "tflite_sha256": bundle.model_id}})
     bundle.save()
     return instructions
 
@@ -83,9 +92,30 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
     from tools.export import arena_with_margin
 
     meta = bundle.meta
-    evaluation = _get(meta, "metrics", "evaluation") or {}
+    problems: list[tuple[str, str]] = []
     tflite = bundle.artifact_path("tflite", required=False)
-    tflite_bytes = tflite.stat().st_size if tflite.exists() else None
+    tflite_bytes = None
+    if tflite.exists():
+        try:
+            tflite_bytes = bundle.verified_artifact("tflite").stat().st_size
+        except UserError as exc:
+            problems.append((str(exc).split(";")[0], f"python -m tools quantize {bundle.path}"))
+    model_id = _get(meta, "artifacts", "tflite", "sha256") if tflite_bytes is not None else None
+
+    def current(section: dict | None, step: str, command: str) -> dict:
+        """``section`` when it was measured on the current .tflite; else {} and a stale note."""
+        if not isinstance(section, dict) or not section:
+            return {}
+        if model_id is not None and section.get("tflite_sha256") == model_id:
+            return section
+        if model_id is not None:
+            problems.append((f"the {step} figures were measured on another model_int8.tflite (re-quantized since)",
+                             command))
+        return {}
+
+    evaluation = current(_get(meta, "metrics", "evaluation"), "evaluate", f"python -m tools evaluate {bundle.path}")
+    codegen = current(_get(meta, "codegen"), "codegen", f"python -m tools codegen {bundle.path}")
+    qemu = current(_get(meta, "metrics", "qemu"), "QEMU", f"python -m tools report {bundle.path} --measure-qemu")
     arena = _get(evaluation, "tflm_arena_bytes", "total")
     height, width, channels = bundle.input_shape
     fits: dict[str, bool | None] = {}
@@ -94,16 +124,19 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
             fits[name] = None
         else:
             fits[name] = check_fit(board, tflite_bytes, arena_with_margin(arena), height * width * channels).fits
-    instructions = _get(meta, "metrics", "qemu", "instructions_per_inference")
+    instructions = _get(qemu, "instructions_per_inference")
     if measure and tflite_bytes is not None:
         instructions = measure_qemu(bundle, frames)
+        problems[:] = [p for p in problems if "QEMU" not in p[0]]
     return Row(
         name=bundle.name, model=f"{ARCH_NAMES.get(bundle.architecture, bundle.architecture)} {meta.get('width', '?')}",
         input=f"{height}x{width}x{channels}", macs=_get(meta, "metrics", "cost", "macs"),
         params=_get(meta, "metrics", "cost", "params"), float_acc=_get(evaluation, "float", "accuracy"),
         int8_acc=_get(evaluation, "int8_litert_ref", "accuracy"), tflm_acc=_get(evaluation, "int8_tflm", "accuracy"),
-        tflite_bytes=tflite_bytes, tflm_arena=arena, engine_ram=_get(meta, "codegen", "arena_bytes"),
-        instructions=instructions, fits=fits)
+        tflite_bytes=tflite_bytes, tflm_arena=arena, engine_ram=_get(codegen, "arena_bytes"),
+        instructions=instructions, fits=fits,
+        evaluated_on=f"{evaluation['split']} {evaluation['images']}" if "split" in evaluation else None,
+        problems=problems)
 
 
 def _pct(value: float | None) -> str:
@@ -117,23 +150,46 @@ def _kib(value: int | None) -> str:
 def format_rows(rows: list[Row]) -> str:
     """A Markdown table (readable in a terminal too), one row per bundle, boards as columns."""
     boards = list(rows[0].fits) if rows else []
-    head = ["bundle", "model", "input", "MACs", "params", "float acc", "int8 acc", "TFLM acc", ".tflite",
-            "TFLM arena", "engine RAM", "M4 instructions"] + [f"fits {b}" for b in boards]
+    head = ["bundle", "model", "input", "MACs", "params", "float acc", "int8 acc", "TFLM acc", "evaluated on",
+            ".tflite", "TFLM arena", "engine RAM", "M4 instructions"] + [f"fits {b}" for b in boards]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r.name, r.model, r.input, "-" if r.macs is None else f"{r.macs / 1e6:.2f} M",
                  "-" if r.params is None else f"{r.params / 1e3:.0f} k", _pct(r.float_acc), _pct(r.int8_acc),
-                 _pct(r.tflm_acc), _kib(r.tflite_bytes), _kib(r.tflm_arena), _kib(r.engine_ram),
+                 _pct(r.tflm_acc), r.evaluated_on or "-", _kib(r.tflite_bytes), _kib(r.tflm_arena), _kib(r.engine_ram),
                  "-" if r.instructions is None else f"{r.instructions / 1e6:.2f} M"]
         cells += ["-" if r.fits[b] is None else ("yes" if r.fits[b] else "no") for b in boards]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def distinguish(rows: list[Row], bundles: list[Bundle]) -> None:
+    """Two bundles with the same name (a copy) are told apart by their path."""
+    names = [row.name for row in rows]
+    for row, bundle in zip(rows, bundles):
+        if names.count(row.name) > 1:
+            row.name = str(bundle.path)
+
+
+def notes(rows: list[Row]) -> list[str]:
+    """What makes the table's figures not comparable or not trustworthy, one line each, with the fix."""
+    lines = [f"{row.name}: {what}; fix: {command}" for row in rows for what, command in row.problems or []]
+    measured = {row.evaluated_on for row in rows if row.evaluated_on}
+    if len(measured) > 1:
+        lines.append(f"accuracies were measured on different splits or image counts ({', '.join(sorted(measured))}): "
+                     "not comparable; evaluate every bundle with the same --split and --limit")
+    return lines
+
+
 def missing_steps(rows: list[Row], bundles: list[Bundle]) -> list[str]:
-    """The commands that would fill the table's "-" cells."""
+    """The commands that would fill the table's "-" cells, in the order the steps must run."""
     hints = []
     for row, bundle in zip(rows, bundles):
+        if row.tflite_bytes is None and not row.problems:
+            hints.append(f"python -m tools quantize {bundle.path}")
+            continue  # evaluate, codegen and the QEMU count all need the int8 model first
+        if row.tflite_bytes is None:
+            continue  # the problem notes say what to re-run
         if row.int8_acc is None:
             hints.append(f"python -m tools evaluate {bundle.path}")
         if row.engine_ram is None:
@@ -160,10 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
     bundles = [load_bundle(path) for path in args.bundles]
     rows = [collect(b, args.measure_qemu, args.frames) for b in bundles]
+    distinguish(rows, bundles)
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=2))
         return 0
     print(format_rows(rows))
+    for line in notes(rows):
+        print(f"warning: {line}")
     hints = missing_steps(rows, bundles)
     if hints:
         print("\n'-' = not recorded yet; fill in with:\n  " + "\n  ".join(dict.fromkeys(hints)))

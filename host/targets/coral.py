@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from host.targets.base import DeviceInfo, SynchronousTarget
-from models.bundle import Bundle, TensorQuant, sha256_file
+from models.bundle import Bundle, TensorQuant
 from models.errors import UserError
 
 DELEGATE_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
@@ -219,11 +219,8 @@ def open_runner(model_path: str | os.PathLike, device: str | None = None, runtim
 
 def compiled_model(bundle: Bundle) -> Path:
     """The bundle's *_edgetpu.tflite, refused when it was compiled from an older int8 model."""
-    path = bundle.artifact_path("edgetpu")
-    record = bundle.meta.get("artifacts", {}).get("edgetpu", {})
-    source = record.get("source_sha256")
-    if record.get("sha256") and record["sha256"] != sha256_file(path):
-        raise UserError(f"{path} changed after it was compiled; run: python -m tools edgetpu {bundle.path}")
+    path = bundle.verified_artifact("edgetpu")
+    source = bundle.meta["artifacts"]["edgetpu"].get("source_sha256")
     if source and source != bundle.model_id:
         raise UserError(f"{path.name} was compiled from an older {bundle.artifact_path('tflite').name}; "
                         f"run: python -m tools edgetpu {bundle.path}")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import models.quiet  # noqa: F401  (quiet TensorFlow/OpenCV log levels, before a step loads either)
 from models.errors import UserError, run_cli
 
 TOOLS_DIR = Path(__file__).resolve().parent

@@ -27,6 +27,7 @@ from models.bundle import ARTIFACT_FILES, META_FILE, Bundle
 from models.errors import UserError, run_cli
 from models.mobilenet import ARCHITECTURES, build_model, check_args, count_cost
 from models.preprocess import RESIZE_MODES, PreprocessSpec, preprocess_batch
+from models.quiet import import_tensorflow
 from tools.data import FASHION_MNIST, load_splits, report_skipped
 
 CHECKPOINT_DIR = "checkpoint"
@@ -248,7 +249,8 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
                       width_px=config.width_px, channels=config.channels, dropout=config.dropout)
     splits = load_splits(config.dataset, config.val_fraction, config.test_fraction, config.seed, config.limit)
     report_skipped(splits.skipped)
-    import keras  # after the checks above: a user mistake should not wait for TensorFlow to load
+    import_tensorflow()  # after the checks above: a user mistake should not wait for TensorFlow to load
+    import keras
 
     classes = len(splits.class_names)
     steps = -(-len(splits.train) // config.batch_size)

@@ -75,12 +75,16 @@ def _quant_text(q: TensorQuant) -> str:
     return f"{q.dtype} scale={q.scale:.6g} zero_point={q.zero_point}"
 
 
-def check_compatible(bundle: Bundle, info: DeviceInfo, where: str = "the target") -> None:
+FLASH_FIX = "flash firmware built from this bundle (python -m tools export BUNDLE --install, then upload)"
+
+
+def check_compatible(bundle: Bundle, info: DeviceInfo, where: str = "the target", fix: str = FLASH_FIX) -> None:
     """Refuse a target whose model differs from the bundle; the message holds both values and the fix.
 
-    The common real failure is old firmware still flashed on the board, so the fix names the build step.
+    The one compatibility check for boards, the CPU reference, the Coral and ``tools classify``. The common real
+    failure on a board is old firmware still flashed on it, so the default fix names the build step; a model file
+    on this machine names the step that rebuilds it.
     """
-    fix = "flash firmware built from this bundle (python -m tools export BUNDLE --install, then upload)"
     if info.model_id.lower() != bundle.model_id.lower():
         raise UserError(
             f"{where} runs model {info.model_id[:16]}… but bundle {bundle.path} is {bundle.model_id[:16]}…; {fix}"

@@ -89,8 +89,12 @@ def build_model(architecture: str, width: float = 0.25, height: int = 96, width_
     except ValueError as exc:  # Keras rejects unsupported ImageNet configurations
         raise UserError(f"keras.applications cannot build this configuration ({str(exc).splitlines()[0]}); "
                         "change width/input size or train without ImageNet weights") from None
-    except OSError as exc:  # weight download failed
-        raise UserError(f"cannot download ImageNet weights ({exc}); connect to the network or omit weights") from None
+    except Exception as exc:  # the weight download failed: Keras' get_file raises a bare Exception (or OSError)
+        if not isinstance(exc, OSError) and not str(exc).startswith("URL fetch failure"):
+            raise
+        reason = str(exc).split(" -- ")[-1]
+        raise UserError(f"cannot download the ImageNet weights ({reason}); connect to the network (or put the "
+                        "file in ~/.keras/models), or train without --weights imagenet") from None
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM

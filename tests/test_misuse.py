@@ -54,6 +54,11 @@ def _copy(bundle, tmp_path: Path, name: str = "b") -> Path:
     return Path(shutil.copytree(bundle.path, tmp_path / name))
 
 
+def _table_rows(out: str) -> list[str]:
+    """The report's bundle rows (its Markdown table without the header and the rule)."""
+    return [line for line in out.splitlines() if line.startswith("| ")][1:]
+
+
 # ---- #14 item 6 (and every step): corrupt or swapped artifacts -------------------------------------------------
 def _steps():
     from host import stream
@@ -110,7 +115,7 @@ def test_report_gives_a_changed_tflite_no_board_fit(bundle_v1, bundle_v2, tmp_pa
     COUNTS["corrupt_inputs"] += 1
     code, out, err = run_main(capsys, report.main, str(path))
     assert code == 0, err
-    row = [line for line in out.splitlines() if line.startswith("| b ")][0]
+    (row,) = _table_rows(out)
     assert "yes" not in row and "changed after it was recorded" in out
     assert f"python -m tools quantize {path}" in out
 
@@ -128,13 +133,13 @@ def test_report_keys_figures_by_model_and_split(bundle_v1, tmp_path, capsys):
     evaluate_bundle(load_bundle(second), split="test", limit=60)
     code, out, _ = run_main(capsys, report.main, str(first), str(second))
     assert code == 0
-    rows = [line for line in out.splitlines() if line.startswith("| /")]
+    rows = _table_rows(out)
     assert len(rows) == 2 and str(first) in rows[0] and str(second) in rows[1]  # same name: told apart by path
     assert "val 50" in rows[0] and "test 60" in rows[1] and "not comparable" in out
 
     quantize_bundle(load_bundle(second), samples=20, seed=5)  # a new model: its evaluation is now stale
     code, out, _ = run_main(capsys, report.main, str(second))
-    row = [line for line in out.splitlines() if line.startswith("| one ")][0]
+    (row,) = _table_rows(out)
     assert "test 60" not in row and "%" not in row
     assert "measured on another model_int8.tflite" in out and f"python -m tools evaluate {second}" in out
 
@@ -232,12 +237,12 @@ def test_model_json_of_the_wrong_shape_is_one_line_for_every_cli(tmp_path, capsy
         one_line_error(code, err, "model.json", "python -m tools train --out")
 
 
-def test_system_python_outside_the_venv_is_one_line(tmp_path):
+def test_system_python_outside_the_venv_is_one_line(bundle_v1):
     """#14 item 8: the system python3 (no numpy, no TensorFlow) ran into an ImportError traceback."""
     system = shutil.which("python3", path="/usr/bin:/bin")
     if system is None or subprocess.run([system, "-c", "import numpy"], capture_output=True).returncode == 0:
         pytest.skip("no system python3 without numpy on this machine")
-    for argv in (("-m", "tools", "quantize", str(tmp_path)), ("host/stream.py", str(tmp_path), "--cpu")):
+    for argv in (("-m", "tools", "quantize", str(bundle_v1.path)), ("host/stream.py", str(bundle_v1.path), "--cpu")):
         proc = run_command(*argv, python=system)
         one_line_error(proc.returncode, proc.stderr, "no module", ".venv/bin/python")
 

@@ -5,7 +5,7 @@ The first signal is a stop request that the loop honours between two records, so
 boards the host started are stopped. A second signal interrupts at once. Outside the loop,
 :func:`models.errors.run_cli` turns SIGTERM into :class:`models.errors.Terminated`, a KeyboardInterrupt, so every
 ``finally`` and ExitStack still runs. The signals reach the host only: boards it starts run in their own session
-(host/local_boards.py), so a terminal's Ctrl-C to the whole process group does not kill them under the host.
+(tinyml/local_boards.py), so a terminal's Ctrl-C to the whole process group does not kill them under the host.
 """
 from __future__ import annotations
 

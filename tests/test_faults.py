@@ -168,7 +168,7 @@ def account(log: Path) -> dict:
 def qemu_bundle(bundle_v1):
     require_tool("qemu-system-arm")
     require_tool("arm-none-eabi-gcc")
-    from tools import firmware
+    from tinyml import firmware
 
     firmware.build(bundle_v1, "qemu")  # cached; the CLI below finds it built
     return bundle_v1

@@ -2,7 +2,7 @@
 
 The frames go through exactly what every other target gets: models.preprocess.prepare_frame (the bundle's own
 preprocessing and input quantisation), then the raw int8/uint8 output is dequantised with the output scale and
-zero point and ranked. Images are read by tools.data's reader (the one training and stream.py use). ``--cpu`` runs
+zero point and ranked. Images are read by tinyml.data's reader (the one training and stream.py use). ``--cpu`` runs
 the plain int8 model through the same code on the CPU oracle (LiteRT BUILTIN_REF, as ``stream.py --cpu``), so a
 Coral answer can be compared with the reference answer on the same machine.
 
@@ -22,13 +22,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from host.targets.base import check_compatible
-from host.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
+from tinyml.targets.base import check_compatible
+from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.preprocess import prepare_frame
 from models.reference import RUNTIME
-from tools.data import read_image_file
+from tinyml.data import read_image_file
 
 
 @dataclass
@@ -45,7 +45,7 @@ def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[tuple[int, 
 
 
 def check_runner(bundle: Bundle, runner: InterpreterRunner, model_id: str) -> None:
-    """Refuse a model that is not the bundle's: host.targets.base.check_compatible, as for every target."""
+    """Refuse a model that is not the bundle's: tinyml.targets.base.check_compatible, as for every target."""
     check_compatible(bundle, runner.device_info(model_id, runner.runtime), where=f"the {runner.runtime} model",
                      fix=f"re-run python -m tools {'quantize' if runner.runtime == RUNTIME else 'edgetpu'} {bundle.path}")
 

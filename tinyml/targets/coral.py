@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from host.targets.base import DeviceInfo, SynchronousTarget
 from models.bundle import Bundle, TensorQuant
+from tinyml.targets.base import DeviceInfo, SynchronousTarget
 from models.errors import UserError
 
 DELEGATE_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
@@ -199,7 +199,7 @@ class InterpreterRunner:
         return self._interp.get_tensor(self.output_detail["index"]).reshape(-1).copy()
 
     def device_info(self, model_id: str, engine: str, build: str = "") -> DeviceInfo:
-        """What this runner runs, for host.targets.base.check_compatible (the one bundle compatibility check)."""
+        """What this runner runs, for tinyml.targets.base.check_compatible (the one bundle compatibility check)."""
         shape = self.input_shape
         return DeviceInfo(model_id=model_id, input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
                           input_quant=self.input_quant, num_classes=self.num_classes, output_quant=self.output_quant,

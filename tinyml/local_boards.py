@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from models.errors import UserError
 
 if TYPE_CHECKING:
-    from host.protocol import Hello, Result
+    from tinyml.protocol import Hello, Result
 
 APT_HINT = "sudo apt-get install -y {package}  (or run `make test` as root, which installs it)"
 START_TIMEOUT_S = 20.0
@@ -268,7 +268,7 @@ def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> t
     """
     import serial
 
-    from host import protocol as wire
+    from tinyml import protocol as wire
 
     link = serial.serial_for_url(url, timeout=0.05)
     decoder = wire.Decoder()

@@ -327,3 +327,39 @@ def test_step_interrupted_at_random_points_can_be_run_again(bundle_v1, tmp_path,
     from models.bundle import load_bundle
 
     load_bundle(bundle).verify()
+
+
+def _save_in_progress(ckpt: Path) -> bool:
+    """A checkpoint file is being written: anything but the complete ``epoch-NNNN.keras`` and the small JSON files."""
+    if not ckpt.exists():
+        return False
+    for path in ckpt.rglob("*"):
+        if path.is_file() and path.name not in ("config.json", "history.json") and not path.name.endswith(".json.tmp") \
+                and not (path.parent == ckpt and path.name.startswith("epoch-") and path.name.count(".") == 1):
+            return True
+    return False
+
+
+def test_training_killed_during_a_checkpoint_save_resumes(tmp_path):
+    """#14 item 4: a kill while the checkpoint is being saved left epoch-000N.tmp.keras, which matched the resume
+    glob, and every rerun raised ValueError until --restart threw all epochs away."""
+    out = tmp_path / "b"
+    argv = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "300", "--epochs", "4",
+            "--batch-size", "32", "--quiet"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = out / "checkpoint"
+    try:
+        while not (_save_in_progress(ckpt) and (ckpt / "history.json").exists()):  # epoch 2 or later: one done
+            assert proc.poll() is None, "training ended before a checkpoint save could be interrupted"
+            time.sleep(0.0005)
+        proc.kill()
+        COUNTS["kills"] += 1
+    finally:
+        proc.wait()
+    resumed = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    check_no_traceback(resumed.stderr + resumed.stdout)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming at epoch" in resumed.stdout
+    from models.bundle import load_bundle
+
+    assert len(load_bundle(out).meta["metrics"]["train"]["history"]) == 4

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from models.errors import UserError
 
 if TYPE_CHECKING:
-    from tinyml.protocol import Hello, Result
+    from tinyml.protocol import Hello
+    from tinyml.targets.base import Result
 
 APT_HINT = "sudo apt-get install -y {package}  (or run `make test` as root, which installs it)"
 START_TIMEOUT_S = 20.0
@@ -259,51 +260,36 @@ class NativeBoard(LocalBoard):
         return line[4:]
 
 
-def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> tuple["Hello", list["Result"]]:
+def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> tuple[Hello, list[Result]]:
     """Handshake with the board at ``url`` and stream ``frames`` through it, keeping its credit window full.
 
-    A minimal synchronous client (host/stream.py is the full one, with reconnects and loss accounting) for
-    tests and bench scripts. Returns the board's HELLO and one Result per frame, in order; an ERROR, a
-    corrupt reply or ``timeout`` seconds of silence is a RuntimeError naming it.
+    The stream's own protocol client (tinyml.targets.serial_board.SerialBoardTarget) without reconnecting, for
+    tests, bench scripts and report's QEMU count. Returns the board's HELLO and one Result per frame, in order; a
+    frame lost to an ERROR or a corrupt reply is a RuntimeError naming why, ``timeout`` seconds of silence a
+    UserError.
     """
-    import serial
+    import numpy as np
 
-    from tinyml import protocol as wire
+    from tinyml.targets.base import Lost, Notice
+    from tinyml.targets.base import Result as Answer
+    from tinyml.targets.serial_board import SerialBoardTarget
 
-    link = serial.serial_for_url(url, timeout=0.05)
-    decoder = wire.Decoder()
-    pending = list(frames)
-    results: dict[int, wire.Result] = {}
-    hello: wire.Hello | None = None
-    window: wire.CreditWindow | None = None
-    next_frame = 0
+    pending = [np.frombuffer(frame, np.uint8) for frame in frames]
+    target = SerialBoardTarget(url, name=f"board at {url}", hello_timeout=timeout, reconnect_s=0.0,
+                               frame_timeout=timeout)
+    results: dict[int, Answer] = {}
     try:
-        link.write(wire.encode(wire.HelloRequest(), seq=0))
-        deadline = time.monotonic() + timeout
-        while hello is None or len(results) < len(pending):
-            while window is not None and window.can_send and next_frame < len(pending):
-                seq = next_frame + 1
-                link.write(wire.encode(wire.Frame(pending[next_frame]), seq=seq))
-                window.sent(seq)
-                next_frame += 1
-            data = link.read(max(1, link.in_waiting))
-            if data:
-                deadline = time.monotonic() + timeout
-            elif time.monotonic() > deadline:
-                raise RuntimeError(f"board at {url} silent for {timeout} s ({len(results)} of {len(pending)} results)")
-            for event in decoder.feed(data):
-                if isinstance(event, wire.Fault):
-                    raise RuntimeError(f"corrupt reply from the board: {event.name}")
-                msg = event.message()
-                if isinstance(msg, wire.Hello):
-                    if event.seq == 0 and hello is None:
-                        hello, window = msg, wire.CreditWindow(msg.credits)
-                elif isinstance(msg, wire.Result):
-                    assert window is not None
-                    window.answered(event.seq)
-                    results[event.seq] = msg
-                elif isinstance(msg, wire.Error):
-                    raise RuntimeError(f"board answered seq {event.seq} with ERROR {msg.name} (detail {msg.detail})")
+        credits = target.open().credits
+        sent = 0
+        while len(results) < len(pending):
+            while sent < len(pending) and sent - len(results) < credits:
+                sent += 1
+                target.send(sent, pending[sent - 1])
+            for event in target.poll(0.05):
+                if isinstance(event, Lost):
+                    raise RuntimeError(f"frame {event.seq} of {len(pending)} lost: {event.reason}")
+                if not isinstance(event, Notice):
+                    results[event.seq] = event
     finally:
-        link.close()
-    return hello, [results[i + 1] for i in range(len(pending))]
+        target.close()
+    return target.hello, [results[i + 1] for i in range(len(pending))]

@@ -94,6 +94,13 @@ class SerialBoardTarget(Target):
         return self.info
 
     @property
+    def hello(self) -> proto.Hello:
+        """The HELLO of the current connection, as the board sent it."""
+        if self._hello is None:
+            raise RuntimeError(f"{self.name} used before open()")
+        return self._hello
+
+    @property
     def info(self) -> DeviceInfo:
         if self._hello is None:
             raise RuntimeError(f"{self.name} used before open()")

@@ -43,7 +43,7 @@ class StopRequest:
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         self.signum = signum
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for signum in REASONS:
                 self._previous[signum] = signal.signal(signum, self._on_signal)

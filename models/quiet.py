@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's "[ WARN:0@...]" lines about codecs and cameras
@@ -46,7 +46,7 @@ def native_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[Captured]:
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
-            for fd, copy in zip(fds, saved):
+            for fd, copy in zip(fds, saved, strict=True):
                 os.dup2(copy, fd)
                 os.close(copy)
             sink.seek(0)

@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 
 from host.results_log import read_log
-from tests.tooling import require_tool
 from tests.fault_counts import COUNTS, check_no_traceback
+from tests.tooling import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = random.Random(int(os.environ.get("FAULT_SEED", "14")))
@@ -246,7 +246,7 @@ def test_board_killed_mid_stream_is_started_again(qemu_bundle, tmp_path):
         log = tmp_path / f"k{attempt}.jsonl"
         run = _stream(qemu_bundle, log, frames, "--quiet")
         after = RNG.randint(3, 30)
-        _wait_for(lambda: _results(log) >= after, 120, f"{after} results", run)
+        _wait_for(lambda log=log, after=after: _results(log) >= after, 120, f"{after} results", run)
         (board,) = _qemu_children(run)
         os.kill(board, signal.SIGKILL)
         COUNTS["kills"] += 1
@@ -344,8 +344,8 @@ def test_training_killed_during_a_checkpoint_save_resumes(tmp_path):
     """#14 item 4: a kill while the checkpoint is being saved left epoch-000N.tmp.keras, which matched the resume
     glob, and every rerun raised ValueError until --restart threw all epochs away."""
     out = tmp_path / "b"
-    argv = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "300", "--epochs", "4",
-            "--batch-size", "32", "--quiet"]
+    argv = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "200", "--epochs", "3",
+            "--batch-size", "32"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "checkpoint"
     try:
@@ -362,4 +362,9 @@ def test_training_killed_during_a_checkpoint_save_resumes(tmp_path):
     assert "resuming at epoch" in resumed.stdout
     from models.bundle import load_bundle
 
-    assert len(load_bundle(out).meta["metrics"]["train"]["history"]) == 4
+    assert len(load_bundle(out).meta["metrics"]["train"]["history"]) == 3
+    # #14 item 11: output to a pipe has no progress-bar redraws, and the accuracy it prints is rounded
+    assert "\x1b[" not in resumed.stdout and "\r" not in resumed.stdout and "\b" not in resumed.stdout
+    last = resumed.stdout.strip().splitlines()[-1]
+    accuracy = last.rsplit("val accuracy ", 1)[1]
+    assert accuracy.endswith("%") and len(accuracy.split(".")[1]) == 3, last  # e.g. 57.33%

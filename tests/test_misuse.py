@@ -87,9 +87,12 @@ def _damage(path: Path, how: str, other: Path) -> None:
         shutil.copyfile(other, path)
 
 
-@pytest.mark.parametrize("how", ["truncated", "flipped", "swapped"])
-def test_every_step_refuses_a_corrupt_or_swapped_artifact(bundle_v1, bundle_v2, tmp_path, capsys, how):
-    """Every step that reads an artifact checks its sha256 against model.json first (codegen took any .tflite)."""
+DAMAGE = ("truncated", "flipped", "swapped")
+
+
+def test_every_step_refuses_a_corrupt_or_swapped_artifact(bundle_v1, bundle_v2, tmp_path, capsys):
+    """Every step that reads an artifact checks its sha256 against model.json first (codegen took any .tflite);
+    every step gets every kind of damage (each is caught before any heavy work, so this is quick)."""
     import cv2
 
     from models.bundle import ARTIFACT_FILES
@@ -97,13 +100,14 @@ def test_every_step_refuses_a_corrupt_or_swapped_artifact(bundle_v1, bundle_v2, 
     image = tmp_path / "shirt.png"
     cv2.imwrite(str(image), np.full((28, 28), 128, np.uint8))
     for step, (main, extra, kind) in _steps().items():
-        path = _copy(bundle_v1, tmp_path, f"{step}-{how}")
-        _damage(path / ARTIFACT_FILES[kind], how, bundle_v2.path / ARTIFACT_FILES[kind])
-        COUNTS["corrupt_inputs"] += 1
-        argv = [str(path), *(str(image) if a == "IMAGE" else a for a in extra)]
-        code, _, err = run_main(capsys, main, *argv)
-        fix = "quantize" if kind == "tflite" else "train --out"
-        one_line_error(code, err, "changed after it was recorded", f"python -m tools {fix} {path}")
+        for how in DAMAGE:
+            path = _copy(bundle_v1, tmp_path, f"{step}-{how}")
+            _damage(path / ARTIFACT_FILES[kind], how, bundle_v2.path / ARTIFACT_FILES[kind])
+            COUNTS["corrupt_inputs"] += 1
+            argv = [str(path), *(str(image) if a == "IMAGE" else a for a in extra)]
+            code, _, err = run_main(capsys, main, *argv)
+            fix = "quantize" if kind == "tflite" else "train --out"
+            one_line_error(code, err, "changed after it was recorded", f"python -m tools {fix} {path}")
 
 
 def test_report_gives_a_changed_tflite_no_board_fit(bundle_v1, bundle_v2, tmp_path, capsys):
@@ -265,12 +269,18 @@ def test_imagenet_weights_without_network_is_one_line(tmp_path):
     (["--height", "4096"], ["--height and --width-px are pixels"]),
     (["--height", "1024", "--batch-size", "100000"], ["GiB", "lower --batch-size"]),
 ])
-def test_train_bounds_width_and_size_and_estimates_memory(tmp_path, capsys, args, fragments):
-    from tools import train
+def test_train_bounds_width_and_size_and_estimates_memory(tmp_path, args, fragments):
+    """Run under an 8 GiB address-space limit: a version that starts such a run anyway fails fast here instead of
+    taking the machine's memory (the OOM killer then picks whatever process is largest)."""
+    import resource
 
-    code, _, err = run_main(capsys, train.main, "--out", str(tmp_path / "b"), "--limit", "100", "--epochs", "1",
-                            *args)
-    one_line_error(code, err, *fragments)
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    proc = subprocess.run([sys.executable, "-m", "tools", "train", "--out", str(tmp_path / "b"), "--limit", "100",
+                           "--epochs", "1", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit_memory)
+    one_line_error(proc.returncode, proc.stderr, *fragments)
     assert not (tmp_path / "b" / "model.json").exists()
 
 
@@ -328,7 +338,7 @@ def test_classify_cpu_and_stream_cpu_give_one_answer(bundle_v1, tmp_path, capsys
     out_quant = bundle_v1.output_quant
     for name, record in streamed.items():
         scores = out_quant.dequantize(np.asarray(record["output"]))
-        assert {label: float(s) for label, s in zip(bundle_v1.labels, scores)} == classified[name], name
+        assert {label: float(s) for label, s in zip(bundle_v1.labels, scores, strict=True)} == classified[name], name
 
 
 # ---- #14 item 11: noise and small things -----------------------------------------------------------------------
@@ -338,15 +348,6 @@ def test_quantize_prints_no_tensorflow_log_lines(bundle_v1, tmp_path):
     assert proc.returncode == 0, proc.stderr
     noise = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
     assert len(noise) == 1 and noise[0].startswith("wrote "), noise
-
-
-def test_train_output_in_a_log_file_has_no_progress_bars_and_rounded_accuracy(tmp_path):
-    proc = run_command("-m", "tools", "train", "--out", str(tmp_path / "b"), "--limit", "200", "--epochs", "1")
-    assert proc.returncode == 0, proc.stderr
-    assert "\x1b[" not in proc.stdout and "\r" not in proc.stdout and "\b" not in proc.stdout
-    last = proc.stdout.strip().splitlines()[-1]
-    accuracy = last.rsplit("val accuracy ", 1)[1]
-    assert accuracy.endswith("%") and len(accuracy.split(".")[1]) == 3, last  # 57.33%
 
 
 def test_split_for_fashion_mnist_is_not_ignored(bundle_v1, capsys):

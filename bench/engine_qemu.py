@@ -1,7 +1,7 @@
 """Own int8 engine on QEMU Cortex-M4 (mps2-an386): instructions per inference, RAM, flash, and DSP bit-exactness.
 
 For MobileNet V1 0.25 and V2 0.35 at 96x96x1 int8 (or the bundles given with --bundle), this generates the
-engine C (tools/codegen.py), builds tests/c/engine_harness.c in its QEMU mode with the qemu_mps2 port's startup,
+engine C (tools/codegen), builds tests/c/engine_harness.c in its QEMU mode with the qemu_mps2 port's startup,
 linker script and board code (arm-none-eabi-gcc, Cortex-M4F, the real SMLAD/SXTB16 DSP paths), runs it under
 `qemu-system-arm -M mps2-an386 -icount shift=0` on preprocessed Fashion-MNIST test images, and reports:
 

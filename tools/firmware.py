@@ -1,6 +1,6 @@
 """Build the inference firmware for a bundle: the engine's generated C + the portable core, for QEMU or native.
 
-``build(bundle, port)`` runs the code generator (tools/codegen.py) and the port's Makefile
+``build(bundle, port)`` runs the code generator (tools/codegen) and the port's Makefile
 (firmware/ports/<port>/Makefile) and returns the image: an ELF for ``qemu`` (mps2-an386, Cortex-M4F,
 arm-none-eabi-gcc) or a Linux executable for ``native`` (host gcc). Images are cached under
 ``build/<model-id>/<port>/`` and rebuilt only when the model or any firmware source changes, so tests and
@@ -63,7 +63,7 @@ def _require(tool: str, packages: str) -> None:
 def source_digest(port: Port, tflite_sha256: str) -> str:
     """Hash of the model and every file that goes into the image (the cache key)."""
     digest = hashlib.sha256(tflite_sha256.encode())
-    files = [ROOT / "tools" / "codegen.py"]
+    files = sorted((ROOT / "tools" / "codegen").rglob("*.py"))
     for rel in (*SOURCE_DIRS, f"ports/{port.directory}"):
         files += sorted(p for p in (FIRMWARE_DIR / rel).glob("*") if p.is_file())
     for path in files:
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools firmware",
         description="Build the inference firmware for a model bundle: generate the engine's C "
-                    "(tools/codegen.py) and compile it with the portable core. Prints the image path; run it "
+                    "(tools/codegen) and compile it with the portable core. Prints the image path; run it "
                     "with host/stream.py --board PORT, or by hand as docs/firmware.md shows.")
     parser.add_argument("bundle", help="model bundle directory (with model_int8.tflite)")
     parser.add_argument("--port", choices=sorted(PORTS), default="qemu",

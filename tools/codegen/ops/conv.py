@@ -1,0 +1,77 @@
+"""CONV_2D and FULLY_CONNECTED: one kernel, eng_conv2d_s8 (FULLY_CONNECTED is a 1x1 conv over rows)."""
+from __future__ import annotations
+
+import numpy as np
+
+from tools.codegen.arithmetic import activation_range, same_padding
+from tools.codegen.ctext import c_array, c_struct
+from tools.codegen.layer import IN_PLACE_TOKEN, quant, unsupported
+from tools.codegen.ops.weighted import WeightedLayer
+from tools.tflite_graph import Tensor
+
+
+class Conv2D(WeightedLayer):
+    """Weights [out_c][k_h][k_w][in_c] as the .tflite stores them; bias folded with -in_zp * sum(w)."""
+
+    kernel = "conv"
+    single_round = False  # gemmlowp's two-step rounding (CONV_2D); FULLY_CONNECTED rounds once
+
+    def lower(self) -> None:
+        x, w, y = self.int8_weighted()
+        n, ih, iw, ic = x.shape
+        _, oh, ow, oc = y.shape
+        oc_w, kh, kw, ic_w = w.shape
+        if n != 1 or ic_w != ic or oc_w != oc:
+            raise unsupported(self.op, f"batch {n} or grouped convolution")
+        o = self.op.options
+        sh, sw, dh, dw = o["stride_h"], o["stride_w"], o["dilation_h_factor"], o["dilation_w_factor"]
+        same = o["padding"] == "SAME"
+        geom = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw, stride_h=sh, stride_w=sw,
+                    dil_h=dh, dil_w=dw, pad_top=same_padding(ih, oh, kh, sh, dh) if same else 0,
+                    pad_left=same_padding(iw, ow, kw, sw, dw) if same else 0)
+        self.emit(x, w.data.reshape(oc, -1), y, geom, o["fused_activation_function"])
+
+    def emit(self, x: Tensor, w_oc_k: np.ndarray, y: Tensor, geom: dict[str, int], act: str) -> None:
+        w = self.tensor(self.op.inputs[1])
+        mult, shift = self.requant_arrays(x, w, y, geom["out_c"])
+        bias = self.bias(self.optional_input(2), geom["out_c"])
+        _, in_zp = quant(x)
+        out_scale, out_zp = quant(y)
+        lo, hi = activation_range(act, out_scale, out_zp, "int8")
+        folded = bias - in_zp * w_oc_k.astype(np.int64).sum(axis=1)
+        self.check_accumulator(folded, w_oc_k.shape[1])
+        name = self.name
+        decls = (c_array("int8_t", f"{name}_w", w_oc_k) + c_array("int32_t", f"{name}_b", folded)
+                 + c_array("int32_t", f"{name}_m", np.array(mult)) + c_array("int8_t", f"{name}_s", np.array(shift)))
+        self.weight_bytes = int(w_oc_k.size + 9 * len(mult))
+        self.scratch = ("ENG_CONV_SCRATCH_BYTES", (geom["k_h"], geom["k_w"], geom["in_c"]))
+        fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, weights=f"{name}_w", bias=f"{name}_b",
+                      mult=f"{name}_m", shift=f"{name}_s", in_place=IN_PLACE_TOKEN,
+                      single_round=int(self.single_round))
+        self.decls = decls + c_struct("eng_conv_t", name, fields)
+        self.call = f"eng_conv2d_s8(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
+        self.pointwise = (geom["k_h"] == 1 and geom["k_w"] == 1 and geom["stride_h"] == 1 and geom["stride_w"] == 1
+                          and geom["pad_top"] == 0 and geom["pad_left"] == 0
+                          and geom["in_h"] == geom["out_h"] and geom["in_w"] == geom["out_w"])
+
+    def in_place_candidates(self) -> list[int]:
+        """A 1x1 stride-1 conv writes pixel p after reading it (see eng_conv_t.in_place): its own input only."""
+        return self.inputs[:1] if self.pointwise else []
+
+
+class FullyConnected(Conv2D):
+    """LiteRT's FULLY_CONNECTED requantises with one rounding step, CONV_2D with gemmlowp's two."""
+
+    single_round = True
+
+    def lower(self) -> None:
+        x, w, y = self.int8_weighted()
+        if self.op.options.get("weights_format", 0) != 0:
+            raise unsupported(self.op, "shuffled weights")
+        oc, k = w.shape
+        rows = x.size // k
+        if rows * k != x.size or y.size != rows * oc:
+            raise unsupported(self.op, f"input {x.shape} for weights {w.shape}")
+        geom = dict(in_h=rows, in_w=1, in_c=k, out_h=rows, out_w=1, out_c=oc, k_h=1, k_w=1, stride_h=1, stride_w=1,
+                    dil_h=1, dil_w=1, pad_top=0, pad_left=0)
+        self.emit(x, w.data.reshape(oc, k), y, geom, self.op.options["fused_activation_function"])

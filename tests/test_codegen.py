@@ -173,7 +173,8 @@ def test_scratch_sizes_come_from_the_kernel_headers(tmp_path) -> None:
              for _ in range(20)]
     lines = "\n".join(f'  printf("%lu\\n", (unsigned long)({c_call(name, args)}));' for name, args in cases)
     src = tmp_path / "abi.c"
-    src.write_text(f'#include <stdio.h>\n#include "engine.h"\nint main(void) {{\n{lines}\n  return 0;\n}}\n')
+    headers = "".join(f'#include "{h.name}"\n' for h in sorted(ENGINE_DIR.glob("*.h")) if "_SCRATCH_BYTES(" in h.read_text())
+    src.write_text(f'#include <stdio.h>\n{headers}int main(void) {{\n{lines}\n  return 0;\n}}\n')
     exe = tmp_path / "abi"
     subprocess.run([gcc, "-std=c99", f"-I{ENGINE_DIR}", str(src), "-o", str(exe)], check=True)
     printed = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]

@@ -52,6 +52,18 @@ def scratch_bytes(macro: str, args: tuple[int, ...]) -> int:
     return int(value)
 
 
+@functools.lru_cache(maxsize=None)
+def constant(name: str, engine_dir: Path = ENGINE_DIR) -> int:
+    """An integer ``#define NAME value`` from the engine's headers (a kernel limit codegen must respect)."""
+    pattern = re.compile(rf"^\s*#\s*define\s+{re.escape(name)}\s+\(?\s*(\d+)[uU]?\s*\)?\s*(?:/\*.*)?$")
+    for header in sorted(engine_dir.glob("*.h")):
+        for line in header.read_text().splitlines():
+            m = pattern.match(line)
+            if m:
+                return int(m.group(1))
+    raise KeyError(f"{name} is not defined in {engine_dir}/*.h")
+
+
 def c_call(macro: str, args: tuple[int, ...]) -> str:
     """The macro invocation as C text, for the generated _Static_assert."""
     return f"{macro}({', '.join(str(int(a)) for a in args)})"

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.codegen.arithmetic import activation_range, same_padding
+from tools.codegen.arithmetic import activation_range
 from tools.codegen.ctext import c_array, c_struct
 from tools.codegen.layer import IN_PLACE_TOKEN, quant, unsupported
-from tools.codegen.ops.weighted import WeightedLayer
+from tools.codegen.ops.weighted import WeightedLayer, wrap_int32
 from tools.tflite_graph import Tensor
 
 
@@ -14,22 +14,16 @@ class Conv2D(WeightedLayer):
     """Weights [out_c][k_h][k_w][in_c] as the .tflite stores them; bias folded with -in_zp * sum(w)."""
 
     kernel = "conv"
-    single_round = False  # gemmlowp's two-step rounding (CONV_2D); FULLY_CONNECTED rounds once
 
     def lower(self) -> None:
         x, w, y = self.int8_weighted()
-        n, ih, iw, ic = x.shape
-        _, oh, ow, oc = y.shape
+        n, _, _, ic = x.shape
+        oc = y.shape[-1]
         oc_w, kh, kw, ic_w = w.shape
         if n != 1 or ic_w != ic or oc_w != oc:
             raise unsupported(self.op, f"batch {n} or grouped convolution")
-        o = self.op.options
-        sh, sw, dh, dw = o["stride_h"], o["stride_w"], o["dilation_h_factor"], o["dilation_w_factor"]
-        same = o["padding"] == "SAME"
-        geom = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw, stride_h=sh, stride_w=sw,
-                    dil_h=dh, dil_w=dw, pad_top=same_padding(ih, oh, kh, sh, dh) if same else 0,
-                    pad_left=same_padding(iw, ow, kw, sw, dw) if same else 0)
-        self.emit(x, w.data.reshape(oc, -1), y, geom, o["fused_activation_function"])
+        geom = self.window_geometry(x, y, kh, kw)
+        self.emit(x, w.data.reshape(oc, -1), y, geom, self.op.options["fused_activation_function"])
 
     def emit(self, x: Tensor, w_oc_k: np.ndarray, y: Tensor, geom: dict[str, int], act: str) -> None:
         w = self.tensor(self.op.inputs[1])
@@ -39,17 +33,21 @@ class Conv2D(WeightedLayer):
         out_scale, out_zp = quant(y)
         lo, hi = activation_range(act, out_scale, out_zp, "int8")
         folded = bias - in_zp * w_oc_k.astype(np.int64).sum(axis=1)
-        self.check_accumulator(folded, w_oc_k.shape[1])
+        self.fold_dead_channels(w_oc_k, folded, mult, shift, out_zp, lo, hi)
+        # The fast kernel when every accumulator provably stays below 2^30, else the exact wide one.
+        self.wide = not self.fits_fast_kernels(w_oc_k, folded)
+        function, scratch = (("eng_conv2d_s8_wide", "ENG_CONV_WIDE_SCRATCH_BYTES") if self.wide
+                             else ("eng_conv2d_s8", "ENG_CONV_SCRATCH_BYTES"))
         name = self.name
-        decls = (c_array("int8_t", f"{name}_w", w_oc_k) + c_array("int32_t", f"{name}_b", folded)
+        decls = (c_array("int8_t", f"{name}_w", w_oc_k) + c_array("int32_t", f"{name}_b", wrap_int32(folded))
                  + c_array("int32_t", f"{name}_m", np.array(mult)) + c_array("int8_t", f"{name}_s", np.array(shift)))
         self.weight_bytes = int(w_oc_k.size + 9 * len(mult))
-        self.scratch = ("ENG_CONV_SCRATCH_BYTES", (geom["k_h"], geom["k_w"], geom["in_c"]))
+        self.scratch = (scratch, (geom["k_h"], geom["k_w"], geom["in_c"]))
         fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, weights=f"{name}_w", bias=f"{name}_b",
                       mult=f"{name}_m", shift=f"{name}_s", in_place=IN_PLACE_TOKEN,
                       single_round=int(self.single_round))
         self.decls = decls + c_struct("eng_conv_t", name, fields)
-        self.call = f"eng_conv2d_s8(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
+        self.call = f"{function}(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
         self.pointwise = (geom["k_h"] == 1 and geom["k_w"] == 1 and geom["stride_h"] == 1 and geom["stride_w"] == 1
                           and geom["pad_top"] == 0 and geom["pad_left"] == 0
                           and geom["in_h"] == geom["out_h"] and geom["in_w"] == geom["out_w"])

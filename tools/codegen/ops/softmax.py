@@ -1,49 +1,28 @@
-"""SOFTMAX (int8 in, int8 out): eng_softmax_s8."""
+"""SOFTMAX (int8 in, int8 out): eng_softmax_s8, TFLite's reference fixed-point kernel."""
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-
-import numpy as np
-
-from tools.codegen.ctext import c_array, c_float, c_struct
-from tools.codegen.layer import quant
+from tools.codegen.arithmetic import softmax_scaling
+from tools.codegen.ctext import c_struct
+from tools.codegen.layer import quant, unsupported
 from tools.codegen.ops.elementwise import ElementWise
-
-_LIBM = None
-
-
-def _expf(x: np.float32) -> np.float32:
-    """C expf from the system libm, the one LiteRT's softmax table is built with."""
-    global _LIBM
-    if _LIBM is None:
-        _LIBM = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-        _LIBM.expf.restype = ctypes.c_float
-        _LIBM.expf.argtypes = [ctypes.c_float]
-    return np.float32(_LIBM.expf(ctypes.c_float(float(x))))
-
-
-def softmax_table(input_scale: float, beta: float) -> np.ndarray:
-    """LiteRT PopulateSoftmaxLookupTable: table[255 - v] = expf((-input_scale * beta) * v), all in float32."""
-    scale = np.float32(-np.float32(input_scale) * np.float32(beta))
-    table = np.zeros(256, np.float32)
-    for v in range(256):
-        table[255 - v] = _expf(np.float32(scale * np.float32(v)))
-    return table
 
 
 class Softmax(ElementWise):
+    """In place over its input; the constants are the reference Prepare's (arithmetic.softmax_scaling)."""
+
     kernel = "softmax"
 
     def lower(self) -> None:
         x = self.require_dtype(self.op.inputs[0], ("int8",))
-        self.require_dtype(self.op.outputs[0], ("int8",))
+        y = self.require_dtype(self.op.outputs[0], ("int8",))
         in_scale, _ = quant(x)
-        out_scale, out_zp = quant(self.tensor(self.op.outputs[0]))
+        out_scale, out_zp = quant(y)
+        if out_zp != -128 or abs(out_scale - 1 / 256) > 1e-9:
+            # TFLite's Prepare requires exactly this; the reference kernel writes 1/256 units from -128.
+            raise unsupported(self.op, f"output scale {out_scale:g} / zero point {out_zp} (TFLite needs 1/256, -128)")
         depth = x.shape[-1]
-        table = softmax_table(in_scale, float(self.op.options.get("beta", 1.0)))
-        fields = dict(rows=x.size // depth, depth=depth, out_scale=c_float(out_scale), out_zp=out_zp,
-                      table=f"{self.name}_t")
-        self.weight_bytes = 1024
-        self.decls = c_array("float", f"{self.name}_t", table) + c_struct("eng_softmax_t", self.name, fields)
+        mult, shift, diff_min = softmax_scaling(float(self.op.options.get("beta", 1.0)), in_scale)
+        self.fields = dict(rows=x.size // depth, depth=depth, input_multiplier=mult, input_left_shift=shift,
+                           diff_min=diff_min)
+        self.decls = c_struct("eng_softmax_t", self.name, self.fields)
         self.call = f"eng_softmax_s8(&{self.name}, (const int8_t *){{in0}}, (int8_t *){{out0}});"

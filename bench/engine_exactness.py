@@ -24,8 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def reference_outputs(tflite: Path, frames: np.ndarray) -> np.ndarray:
 
 def mismatches(tflite: Path, frames: np.ndarray, expected: np.ndarray, work: Path) -> dict[str, list[int]]:
     """Per build, the indices of the frames whose engine output differs from ``expected`` in any byte."""
-    from tools.codegen import generate
+    from tinyml.codegen import generate
 
     model_dir = work / "codegen"
     generate(tflite, model_dir)
@@ -89,7 +89,7 @@ def fashion_mnist_frames(bundle_dir: Path) -> tuple[Path, np.ndarray]:
     """The bundle's .tflite and all 10,000 Fashion-MNIST test images as the host would send them."""
     from models.bundle import load_bundle
     from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input
-    from tools.data import load_fashion_mnist
+    from tinyml.data import load_fashion_mnist
 
     bundle = load_bundle(bundle_dir)
     images = load_fashion_mnist("test").images

@@ -1,4 +1,5 @@
-"""tools/codegen: TFLite's quantisation arithmetic, the static memory plan, the CLI and its errors."""
+"""tinyml/codegen and its CLI (tools/codegen.py): TFLite's quantisation arithmetic, the static memory plan, the
+scratch sizes tied to the kernel headers, errors."""
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +11,7 @@ import numpy as np
 import pytest
 
 from models.errors import UserError, run_cli
-from tools import codegen
-from tools.codegen import (
+from tinyml.codegen import (
     activation_range,
     generate,
     generate_from_tflite,
@@ -19,8 +19,9 @@ from tools.codegen import (
     plan_memory,
     quantize_multiplier,
 )
-from tools.codegen.layer import nbytes
-from tools.tflite_graph import load_graph
+from tinyml.codegen.layer import nbytes
+from tinyml.tflite_graph import load_graph
+from tools import codegen as codegen_cli
 
 
 def tiny_tflite(activation: str | None = None, add: bool = True) -> bytes:
@@ -133,17 +134,17 @@ def test_unsupported_op_is_one_line_naming_the_op_and_tflm(tmp_path) -> None:
 def test_cli_rejects_a_corrupted_tflite_in_one_line(tiny, tmp_path, capsys) -> None:
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(tiny[: len(tiny) // 2])
-    assert run_cli(codegen.main, [str(bad), "--out", str(tmp_path / "gen")]) == 2
+    assert run_cli(codegen_cli.main, [str(bad), "--out", str(tmp_path / "gen")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "corrupted" in err and "\n" not in err
     assert not (tmp_path / "gen" / "model_engine.c").exists()
-    assert run_cli(codegen.main, [str(tmp_path / "missing")]) == 2
+    assert run_cli(codegen_cli.main, [str(tmp_path / "missing")]) == 2
 
 
 def test_cli_on_a_bundle_records_what_it_generated(bundle_v1, tmp_path, capsys) -> None:
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(bundle_v1.path, bundle_dir)
-    assert run_cli(codegen.main, [str(bundle_dir)]) == 0
+    assert run_cli(codegen_cli.main, [str(bundle_dir)]) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(bundle_dir / "codegen" / "model_engine.h"), str(bundle_dir / "codegen" / "model_engine.c")]
     meta = json.loads((bundle_dir / "model.json").read_text())["codegen"]
@@ -163,7 +164,7 @@ def test_generate_paths_default_next_to_a_bare_tflite(tiny, tmp_path) -> None:
 def test_scratch_sizes_come_from_the_kernel_headers(tmp_path) -> None:
     """kernel_abi evaluates the headers' own ENG_*_SCRATCH_BYTES macros: compiled C gives the same numbers."""
     from tests.tooling import require_tool
-    from tools.codegen.kernel_abi import ENGINE_DIR, c_call, scratch_bytes, scratch_macros
+    from tinyml.codegen.kernel_abi import ENGINE_DIR, c_call, scratch_bytes, scratch_macros
 
     gcc = require_tool("gcc")
     macros = scratch_macros()
@@ -184,7 +185,7 @@ def test_scratch_sizes_come_from_the_kernel_headers(tmp_path) -> None:
 def test_generated_c_refuses_to_compile_with_too_little_scratch(tiny, tmp_path) -> None:
     """The _Static_assert in model_engine.c ties the scratch region to each kernel header's macro."""
     from tests.tooling import require_tool
-    from tools.codegen.kernel_abi import ENGINE_DIR
+    from tinyml.codegen.kernel_abi import ENGINE_DIR
 
     gcc = require_tool("gcc")
     result = generate_from_tflite(tiny, tmp_path)

@@ -19,7 +19,7 @@ import pytest
 from models.reference import ReferenceModel
 from tests.tflite_builder import conv_model, fully_connected_model
 from tests.tooling import require_tool
-from tools.codegen import generate_from_tflite
+from tinyml.codegen import generate_from_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
@@ -96,7 +96,7 @@ def test_conv_depthwise_fc_variants_bit_exact_vs_litert_ref(seed, tmp_path) -> N
         got = np.frombuffer(run.stdout, np.int8)
         assert got.size == want.size
         offset = 0
-        for (name, _, _, out_bytes), exp in zip(linked, expected):
+        for (name, *_), exp in zip(linked, expected, strict=True):
             part = got[offset: offset + exp.size]
             offset += exp.size
             bad = np.flatnonzero(part != exp)

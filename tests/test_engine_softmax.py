@@ -15,9 +15,9 @@ import numpy as np
 from models.reference import ReferenceModel
 from tests.tflite_builder import softmax_model
 from tests.tooling import require_tool
-from tools.codegen.ctext import c_struct
-from tools.codegen.ops.softmax import Softmax
-from tools.tflite_graph import load_graph
+from tinyml.codegen.ctext import c_struct
+from tinyml.codegen.ops.softmax import Softmax
+from tinyml.tflite_graph import load_graph
 
 ENGINE_DIR = Path(__file__).resolve().parents[1] / "firmware" / "lib" / "engine"
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]

@@ -1,7 +1,7 @@
 """``python -m tools <step> [options]``: run one build step.
 
-Steps are discovered, not registered: every module ``tools/<step>.py`` that defines ``main(argv)``, and every
-package ``tools/<step>/`` whose ``__init__.py`` defines or imports one, is a step, so a new step needs no edit here. Discovery reads the source (no import), so listing steps stays fast even though
+Steps are discovered, not registered: every module ``tools/<step>.py`` that defines ``main(argv)`` is a step, so
+a new step needs no edit here. Discovery reads the source (no import), so listing steps stays fast even though
 steps import TensorFlow.
 """
 from __future__ import annotations
@@ -17,42 +17,20 @@ from models.errors import UserError, run_cli
 TOOLS_DIR = Path(__file__).resolve().parent
 
 
-def _step_source(path: Path) -> tuple[str, Path] | None:
-    """(step name, file that must provide main) for a step module or package, else None."""
-    if path.name.startswith("_"):
-        return None
-    if path.is_dir() and (path / "__init__.py").is_file():
-        return path.name, path / "__init__.py"
-    if path.suffix == ".py":
-        return path.stem, path
-    return None
-
-
-def _has_main(tree: ast.Module) -> bool:
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "main":
-            return True
-        if isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == "main" for a in node.names):
-            return True
-    return False
-
-
 def discover_steps() -> dict[str, str]:
-    """Map step name -> first line of its module docstring, for every tools module or package with a main()."""
+    """Map step name -> first line of its module docstring, for every tools module with a top-level main()."""
     steps: dict[str, str] = {}
-    for path in sorted(TOOLS_DIR.iterdir()):
-        found = _step_source(path)
-        if found is None:
+    for path in sorted(TOOLS_DIR.glob("*.py")):
+        if path.stem.startswith("_"):
             continue
-        name, source = found
         try:
-            tree = ast.parse(source.read_text(encoding="utf-8"))
+            tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
             continue
-        if _has_main(tree):
+        if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body):
             doc = ast.get_docstring(tree) or ""
-            steps[name] = doc.strip().splitlines()[0] if doc.strip() else ""
-    return dict(sorted(steps.items()))
+            steps[path.stem] = doc.strip().splitlines()[0] if doc.strip() else ""
+    return steps
 
 
 def usage(steps: dict[str, str]) -> str:

@@ -13,10 +13,12 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
-from models.bundle import Bundle, load_bundle
+from models.bundle import META_FILE, Bundle, load_bundle
 from models.errors import UserError, run_cli
+from tools.boards import BOARDS
 
 KIB = 1024
 ARCH_NAMES = {"mobilenet_v1": "MobileNet V1", "mobilenet_v2": "MobileNet V2"}
@@ -39,6 +41,14 @@ class Row:
     engine_ram: int | None
     instructions: float | None
     fits: dict[str, bool | None]
+    architecture: str = ""
+    path: str = ""
+    input_bytes: int = 0
+    engine_flash: int | None = None  # QEMU firmware text + data (report --measure-qemu)
+    split: str | None = None  # what the accuracies were measured on
+    images: int | None = None
+    model_id: str | None = None  # sha256 of the .tflite the row describes
+    stale: str = ""  # why some figures belong to another .tflite than the bundle's current one ("" = none)
 
 
 def _get(meta: dict[str, Any], *path: str) -> Any:
@@ -55,13 +65,14 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
     Builds the engine firmware (cached), boots it, streams the frames and records the figure in model.json
     ("metrics.qemu"), so later reports need not boot QEMU again.
     """
-    from host.local_boards import QemuBoard, run_frames
+    from tinyml.local_boards import QemuBoard, run_frames
     from models.preprocess import prepare_frame
-    from tools.data import balanced_sample, bundle_splits
-    from tools.firmware import build
+    from tinyml.data import balanced_sample, bundle_splits
+    from tinyml.firmware import build, image_size
 
     images = balanced_sample(bundle_splits(bundle).test, frames, seed=0).images[:frames]  # one per class, then cut
-    board = QemuBoard(build(bundle, "qemu"))
+    elf = build(bundle, "qemu")
+    board = QemuBoard(elf)
     board.start()
     try:
         hello, results = run_frames(board.url, [prepare_frame(img, bundle).tobytes() for img in images])
@@ -71,15 +82,18 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
         raise UserError(f"the QEMU firmware reports model {bytes(hello.model_id).hex()[:12]}, the bundle is "
                         f"{bundle.model_id[:12]}; rebuild with: python -m tools firmware {bundle.path} --port qemu")
     instructions = sum(r.cycles for r in results) / len(results)
+    size = image_size(elf)
     bundle.update("metrics", {"qemu": {"board": "mps2-an386 (Cortex-M4, icount)", "frames": len(results),
-                                       "instructions_per_inference": instructions, "engine": hello.engine}})
+                                       "instructions_per_inference": instructions, "engine": hello.engine,
+                                       "flash_bytes": size["text"] + size["data"],
+                                       "tflite_sha256": bundle.model_id}})
     bundle.save()
     return instructions
 
 
 def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
     """One report row from ``bundle``'s model.json (and a QEMU measurement when ``measure``)."""
-    from tools.boards import BOARDS, check_fit
+    from tools.boards import check_fit
     from tools.export import arena_with_margin
 
     meta = bundle.meta
@@ -94,16 +108,24 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
             fits[name] = None
         else:
             fits[name] = check_fit(board, tflite_bytes, arena_with_margin(arena), height * width * channels).fits
-    instructions = _get(meta, "metrics", "qemu", "instructions_per_inference")
     if measure and tflite_bytes is not None:
-        instructions = measure_qemu(bundle, frames)
+        measure_qemu(bundle, frames)
+    qemu = _get(meta, "metrics", "qemu") or {}
+    model_id = bundle.model_id if tflite_bytes is not None else None
+    stale = [f"{step} figures were recorded for another .tflite (re-run: {cmd})"
+             for step, recorded, cmd in (("evaluate", evaluation.get("tflite_sha256"), f"python -m tools evaluate {bundle.path}"),
+                                         ("codegen", _get(meta, "codegen", "tflite_sha256"), f"python -m tools codegen {bundle.path}"),
+                                         ("QEMU", qemu.get("tflite_sha256"), f"python -m tools report {bundle.path} --measure-qemu"))
+             if recorded is not None and model_id is not None and recorded != model_id]
     return Row(
         name=bundle.name, model=f"{ARCH_NAMES.get(bundle.architecture, bundle.architecture)} {meta.get('width', '?')}",
         input=f"{height}x{width}x{channels}", macs=_get(meta, "metrics", "cost", "macs"),
         params=_get(meta, "metrics", "cost", "params"), float_acc=_get(evaluation, "float", "accuracy"),
         int8_acc=_get(evaluation, "int8_litert_ref", "accuracy"), tflm_acc=_get(evaluation, "int8_tflm", "accuracy"),
         tflite_bytes=tflite_bytes, tflm_arena=arena, engine_ram=_get(meta, "codegen", "arena_bytes"),
-        instructions=instructions, fits=fits)
+        instructions=qemu.get("instructions_per_inference"), fits=fits, architecture=bundle.architecture,
+        path=str(bundle.path), input_bytes=height * width * channels, engine_flash=qemu.get("flash_bytes"),
+        split=evaluation.get("split"), images=evaluation.get("images"), model_id=model_id, stale="; ".join(stale))
 
 
 def _pct(value: float | None) -> str:
@@ -115,19 +137,41 @@ def _kib(value: int | None) -> str:
 
 
 def format_rows(rows: list[Row]) -> str:
-    """A Markdown table (readable in a terminal too), one row per bundle, boards as columns."""
+    """A Markdown table (readable in a terminal too), one row per bundle, boards as columns.
+
+    Each row says what its accuracies were measured on (split and image count) and which .tflite it describes
+    (the first 12 hex digits of its sha256); a row with figures of another .tflite is marked STALE.
+    """
     boards = list(rows[0].fits) if rows else []
-    head = ["bundle", "model", "input", "MACs", "params", "float acc", "int8 acc", "TFLM acc", ".tflite",
-            "TFLM arena", "engine RAM", "M4 instructions"] + [f"fits {b}" for b in boards]
+    head = ["bundle", "model", "input", "MACs", "params", "float acc", "int8 acc", "TFLM acc", "evaluated on",
+            ".tflite", "TFLM arena", "engine RAM", "engine flash", "M4 instructions"] + [f"fits {b}" for b in boards]
+    head += ["model id"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r.name, r.model, r.input, "-" if r.macs is None else f"{r.macs / 1e6:.2f} M",
                  "-" if r.params is None else f"{r.params / 1e3:.0f} k", _pct(r.float_acc), _pct(r.int8_acc),
-                 _pct(r.tflm_acc), _kib(r.tflite_bytes), _kib(r.tflm_arena), _kib(r.engine_ram),
+                 _pct(r.tflm_acc), "-" if r.split is None else f"{r.split} {r.images}", _kib(r.tflite_bytes),
+                 _kib(r.tflm_arena), _kib(r.engine_ram), _kib(r.engine_flash),
                  "-" if r.instructions is None else f"{r.instructions / 1e6:.2f} M"]
         cells += ["-" if r.fits[b] is None else ("yes" if r.fits[b] else "no") for b in boards]
+        cells += [("-" if r.model_id is None else r.model_id[:12]) + (" STALE" if r.stale else "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def expand(paths: Sequence[str]) -> list[Path]:
+    """Bundle directories from the arguments: a bundle itself, or a folder of bundles (a sweep's output)."""
+    out: list[Path] = []
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir() and not (path / META_FILE).exists():
+            inner = sorted(p.parent for p in path.glob(f"*/{META_FILE}")) or sorted(
+                p.parent for p in path.glob(f"*/*/{META_FILE}"))
+            if inner:
+                out.extend(inner)
+                continue
+        out.append(path)
+    return out
 
 
 def missing_steps(rows: list[Row], bundles: list[Bundle]) -> list[str]:
@@ -147,9 +191,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools report",
         description="Compare bundles side by side (accuracy, size, RAM, Cortex-M4 instructions, board fit): "
-                    "MobileNet V1 or V2, on my data, on my board? Example: "
-                    "python -m tools report runs/demo/mobilenet_v1 runs/demo/mobilenet_v2 --measure-qemu")
-    parser.add_argument("bundles", nargs="+", help="bundle directories to compare")
+                    "MobileNet V1 or V2, on my data, on my board? Examples: "
+                    "python -m tools report runs/demo/mobilenet_v1 runs/demo/mobilenet_v2 --measure-qemu; "
+                    "python -m tools report runs/sweep --board nano33ble --out runs/sweep/report; "
+                    "python -m tools report --paper")
+    parser.add_argument("bundles", nargs="*", help="bundle directories, or folders of bundles (e.g. a sweep's output)")
+    parser.add_argument("--paper", action="store_true",
+                        help="rebuild the MobileNet papers' configurations (width 1.0 at 224x224x3, V1 0.25/0.5 at "
+                             "128, V2 0.35/0.5 at 96) and compare their parameters and MACs with the published ones")
+    parser.add_argument("--board", help=f"which V1 and V2 fit this board, per backend ({', '.join(BOARDS)})")
+    parser.add_argument("--ram", help="instead of --board: RAM left for the model, e.g. 176K")
+    parser.add_argument("--flash", help="instead of --board: flash left for the model, e.g. 640K")
+    parser.add_argument("--out", help="also write report.md, report.html (self-contained) and the PNG plots here")
     parser.add_argument("--measure-qemu", action="store_true",
                         help="count instructions per inference on the emulated Cortex-M4 (QEMU mps2-an386) and "
                              "record them in model.json (needs arm-none-eabi-gcc and qemu-system-arm)")
@@ -158,15 +211,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames < 1:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
-    bundles = [load_bundle(path) for path in args.bundles]
+    if not args.bundles and not args.paper:
+        raise UserError("name at least one bundle (or a folder of bundles), or pass --paper")
+    board = None
+    if args.board is not None or args.ram is not None or args.flash is not None:
+        from tools.board_fit import resolve_board
+
+        board = resolve_board(args.board, args.ram, args.flash)
+    if args.paper:
+        from tools.paper_table import format_paper, reproduce
+
+        print(format_paper(reproduce()))
+        if not args.bundles:
+            return 0
+        print()
+    bundles = [load_bundle(path) for path in expand(args.bundles)]
     rows = [collect(b, args.measure_qemu, args.frames) for b in bundles]
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=2))
         return 0
-    print(format_rows(rows))
+    table = format_rows(rows)
+    print(table)
     hints = missing_steps(rows, bundles)
     if hints:
         print("\n'-' = not recorded yet; fill in with:\n  " + "\n  ".join(dict.fromkeys(hints)))
+    if board is not None:
+        from tools.board_fit import best_fits, format_choices
+
+        print()
+        print(format_choices(best_fits(rows, board), board))
+    if args.out:
+        from tools.report_page import write_report
+
+        boards = dict(BOARDS) if board is None or board.name in BOARDS else {**BOARDS, board.name: board}
+        written = write_report(rows, table, args.out, boards)
+        print("\nwrote " + ", ".join(str(p) for p in written.values()))
     return 0
 
 

@@ -26,7 +26,7 @@ from models.bundle import ARTIFACT_FILES, META_FILE, Bundle
 from models.errors import UserError, run_cli
 from models.mobilenet import ARCHITECTURES, build_model, check_args, count_cost
 from models.preprocess import RESIZE_MODES, PreprocessSpec, preprocess_batch
-from tools.data import FASHION_MNIST, load_splits, report_skipped
+from tinyml.data import FASHION_MNIST, load_splits, report_skipped
 
 CHECKPOINT_DIR = "checkpoint"
 SCHEDULES = ("cosine", "constant", "step")
@@ -68,6 +68,7 @@ class TrainConfig:
     limit: int | None = None
     seed: int = 0
     augment: Augment = field(default_factory=Augment)
+    label_smoothing: float = 0.0  # share of each target spread over the other classes (0.1 is the V2 recipe's)
 
     def resolved(self) -> "TrainConfig":
         """Fill dataset-dependent defaults and check ranges (clear errors before any data is loaded)."""
@@ -80,6 +81,8 @@ class TrainConfig:
             raise UserError(f"--epochs and --batch-size must be >= 1 (got {out.epochs}, {out.batch_size})")
         if not out.lr > 0:
             raise UserError(f"--lr must be > 0, got {out.lr}")
+        if not 0.0 <= out.label_smoothing < 1.0:
+            raise UserError(f"--label-smoothing must be in [0, 1), got {out.label_smoothing}; try 0.1")
         if out.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {out.schedule!r}; use one of {', '.join(SCHEDULES)}")
         return out
@@ -121,10 +124,25 @@ def _augmenter(config: TrainConfig):
     return keras.Sequential(layers)
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, first_epoch: int = 0):
-    """Batched tf.data pipeline; a resumed run seeds its shuffle with the epoch so it does not replay epoch 1's order."""
+def _loss(config: TrainConfig):
+    """Cross-entropy on integer labels, or on one-hot targets when label smoothing is on (see _dataset)."""
+    import keras
+
+    if config.label_smoothing > 0:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    return "sparse_categorical_crossentropy"
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, first_epoch: int = 0,
+             classes: int = 0):
+    """Batched tf.data pipeline; a resumed run seeds its shuffle with the epoch so it does not replay epoch 1's order.
+
+    With label smoothing the labels become one-hot vectors of ``classes`` entries (Keras smooths only those).
+    """
     import tensorflow as tf
 
+    if config.label_smoothing > 0:
+        y = np.eye(classes, dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(x), seed=config.seed + first_epoch, reshuffle_each_iteration=True)
@@ -221,7 +239,7 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
     else:
         model = build_model(**build_args, classes=classes, weights=config.weights, batch_size=None)
         model.compile(optimizer=keras.optimizers.Adam(_lr_schedule(config, steps)),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                      loss=_loss(config), metrics=["accuracy"])
         ckpt.start()
 
     class EpochCheckpoint(keras.callbacks.Callback):
@@ -231,8 +249,9 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
 
     started = time.monotonic()
     if done < config.epochs:
-        model.fit(_dataset(x_train, splits.train.labels, config, True, done), epochs=config.epochs, initial_epoch=done,
-                  validation_data=_dataset(x_val, splits.val.labels, config, False) if len(x_val) else None,
+        model.fit(_dataset(x_train, splits.train.labels, config, True, done, classes), epochs=config.epochs,
+                  initial_epoch=done,
+                  validation_data=_dataset(x_val, splits.val.labels, config, False, 0, classes) if len(x_val) else None,
                   callbacks=[EpochCheckpoint()], verbose=verbose, shuffle=False)
     seconds = time.monotonic() - started
 
@@ -291,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shift", type=float, default=0.0, help="augment: random shift, fraction of the size (e.g. 0.1)")
     parser.add_argument("--zoom", type=float, default=0.0, help="augment: random zoom, fraction (e.g. 0.1)")
     parser.add_argument("--brightness", type=float, default=0.0, help="augment: random brightness, fraction (e.g. 0.2)")
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                        help="label smoothing, in [0, 1) (default 0; the MobileNet V2 recipe uses 0.1)")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction, help="validation share of each class (default 0.1)")
     parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
                         help="test share of each class, image folders only (default 0.1)")
@@ -304,7 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          weights=args.weights, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          schedule=args.schedule, warmup_epochs=args.warmup_epochs, val_fraction=args.val_fraction,
                          test_fraction=args.test_fraction, limit=args.limit, seed=args.seed,
-                         augment=Augment(args.flip, args.shift, args.zoom, args.brightness))
+                         augment=Augment(args.flip, args.shift, args.zoom, args.brightness),
+                         label_smoothing=args.label_smoothing)
     bundle = train_bundle(args.out, config, restart=args.restart, verbose=2 if args.quiet else "auto")
     train = bundle.meta["metrics"]["train"]
     cost = bundle.meta["metrics"]["cost"]

@@ -26,6 +26,8 @@ static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) { return __
 /* acc + lo(a)*lo(b) and acc + hi(a)*hi(b). */
 static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+/* acc + lo(a)*hi(b). */
+static inline int32_t eng_smlabt(uint32_t a, uint32_t b, int32_t acc) { return __smlabt((int32_t)a, (int32_t)b, acc); }
 /* Two consecutive words from a 4-byte-aligned address in one LDRD (GCC never pairs the unaligned-safe
  * loads below). The "m" operand tells the compiler which memory the asm reads. */
 typedef struct {
@@ -54,6 +56,7 @@ static inline int32_t eng_smlad(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_lo16(a) * eng_lo16(b); }
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_hi16(a) * eng_hi16(b); }
+static inline int32_t eng_smlabt(uint32_t a, uint32_t b, int32_t acc) { return acc + eng_lo16(a) * eng_hi16(b); }
 static inline void eng_load2x32(const void *p, uint32_t *a, uint32_t *b) {
   memcpy(a, p, 4);
   memcpy(b, (const uint8_t *)p + 4, 4);

@@ -1,0 +1,36 @@
+/* Kernel variants the engine's dispatchers choose between (private to firmware/lib/engine). Each lives
+ * in its own file; a variant that needs scratch states its size here, next to its declaration. */
+#ifndef ENGINE_KERNELS_H
+#define ENGINE_KERNELS_H
+
+#include "engine.h"
+#include "engine_simd.h"
+
+/* First and one-past-last output column whose input span [x0, x0 + k - 1] (x0 = ox * stride - pad) lies
+ * inside an input row of in_w pixels; lo == hi when none does. The row kernels below take such spans. */
+static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, int pad, int *lo, int *hi) {
+  int a = (pad + stride - 1) / stride;
+  int b = in_w >= k ? (in_w - k + pad) / stride + 1 : 0;
+  if (b > out_w) b = out_w;
+  if (a > b) a = b;
+  *lo = a;
+  *hi = b;
+}
+
+#if ENG_DSP
+/* DEPTHWISE_CONV_2D, depth multiplier 1, 3x3, no dilation, any stride (engine_dw3x3_dsp.c): output row
+ * oy, pixels [ox0, ox1), whose windows must lie wholly inside the input. Channels in groups of 4 (codegen's
+ * grouped weight layout, eng_dwconv_t) are the outer loop and the row's pixels the inner one, so each
+ * pixel's nine taps are fixed offsets from one walking pointer. mode: RQ_* of engine_requant.h.
+ * Needs no scratch. */
+void eng_dw3x3_row_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
+
+/* CONV_2D with one input channel and a 3x3 kernel, no dilation, any stride (engine_conv3x3_c1_dsp.c: a
+ * grayscale first layer): output row oy, pixels [ox0, ox1), whose windows plus one byte to the right must lie
+ * inside the input (each kernel row is read as one 32-bit word). No im2col: the three row words are split
+ * by SXTB16 once per pixel and every output channel's weights are read straight from codegen's
+ * [out_c][3][3] array. Needs no scratch. */
+void eng_conv3x3_c1_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
+#endif
+
+#endif /* ENGINE_KERNELS_H */

@@ -1,0 +1,47 @@
+"""``--cpu``: the bundle's int8 model under LiteRT BUILTIN_REF in this process: the reference answer.
+
+BUILTIN_REF is bit-identical to TFLite-Micro's reference kernels (models/reference.py), so a board that disagrees
+with this target on any frame computes something other than what the host evaluated. The DeviceInfo is read from
+the .tflite actually loaded (its sha256 and tensor details), not copied from model.json, so the same
+compatibility check as for a board applies.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyml.targets.base import DeviceInfo, SynchronousTarget
+from models.bundle import Bundle, TensorQuant, sha256_file
+from models.reference import ReferenceModel
+
+
+class CpuTarget(SynchronousTarget):
+    """In-process LiteRT reference interpreter; one frame at a time, latency measured on the host."""
+
+    name = "cpu"
+
+    def __init__(self, bundle: Bundle):
+        super().__init__()
+        self.bundle = bundle
+        self._model: ReferenceModel | None = None
+
+    def open_device(self) -> DeviceInfo:
+        path = self.bundle.artifact_path("tflite")
+        self._model = ReferenceModel(path)
+        shape = self._model.input_shape
+        out = self._model.output_detail
+        import ai_edge_litert
+
+        return DeviceInfo(
+            model_id=sha256_file(path),
+            input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
+            input_quant=TensorQuant.from_litert_detail(self._model.input_detail),
+            num_classes=int(np.prod(out["shape"])),
+            output_quant=TensorQuant.from_litert_detail(out),
+            engine="litert-builtin-ref",
+            credits=1,
+            build=f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}",
+        )
+
+    def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, int | None]:
+        assert self._model is not None, "open() first"
+        return self._model.invoke(tensor), None

@@ -1,6 +1,6 @@
 """Build the inference firmware for a bundle: the engine's generated C + the portable core, for QEMU or native.
 
-``build(bundle, port)`` runs the code generator (tinyml/codegen.py) and the port's Makefile
+``build(bundle, port)`` runs the code generator (tinyml/codegen) and the port's Makefile
 (firmware/ports/<port>/Makefile) and returns the image: an ELF for ``qemu`` (mps2-an386, Cortex-M4F,
 arm-none-eabi-gcc) or a Linux executable for ``native`` (host gcc). The ``arduino`` ports build the sketch the
 PlatformIO boards flash (firmware/src/main.cpp, unchanged) with the engine on the project's Arduino API stand-in

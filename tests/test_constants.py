@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from tinyml import protocol
-from tinyml.codegen import RUNNER_DTYPE
+from tinyml.codegen.emit import RUNNER_DTYPE
 from tools import boards
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"

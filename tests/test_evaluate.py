@@ -11,8 +11,7 @@ from models.errors import UserError
 from models.preprocess import prepare_frame
 from models.reference import ReferenceModel
 from tests.tooling import assert_one_line_error, run_tool
-from tinyml.tflm import TflmModel
-from tools.evaluate import evaluate_bundle
+from tools.evaluate import TflmModel, evaluate_bundle
 
 
 @pytest.fixture(scope="module")

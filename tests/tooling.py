@@ -222,3 +222,16 @@ def check_bit_exact(tflite: Path, frames: np.ndarray, tmp_path: Path) -> None:
         assert mismatched.size == 0, (
             f"{'DSP' if emulate_dsp else 'portable'} path differs from LiteRT-ref on {mismatched.size} of "
             f"{len(frames)} images, first #{mismatched[:1]}: {got[mismatched[:1]]} vs {expected[mismatched[:1]]}")
+SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+
+
+def require_shared_model(name: str) -> Path:
+    """A public reference model from ../shared/models (read in place, never copied into the tree); when it is
+    missing, fail under CI and skip elsewhere."""
+    path = SHARED_MODELS / name
+    if path.is_file():
+        return path
+    message = f"{path} not found (the public reference models live in ../shared/models, see its README)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

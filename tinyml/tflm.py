@@ -1,5 +1,4 @@
-"""TFLite-Micro on this machine: the tflite-micro Python runtime (the reference kernels the boards run) and the
-one measurement of how much tensor arena a model needs.
+"""The one measurement of how much TFLite-Micro tensor arena a model needs (the tflite-micro Python runtime).
 
 Both figures come from the runtime's RecordingMicroAllocator, which reports only through ``print_allocations()`` on
 the C-level stderr, so file descriptor 2 is captured around that call. ``measure_arena`` is the number evaluate
@@ -17,8 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
-
-import numpy as np
 
 from models.errors import UserError
 
@@ -47,37 +44,6 @@ def _allocations(interp: Any) -> dict[str, int]:
     if "total" not in found:
         raise RuntimeError(f"tflite-micro printed no arena report; got: {report[:200]!r}")
     return found
-
-
-class TflmModel:
-    """An int8 .tflite under the tflite-micro Python runtime (TFLM reference kernels), batch 1."""
-
-    def __init__(self, model: bytes, arena_size: int | None = None):
-        from tflite_micro.python.tflite_micro import runtime
-
-        try:
-            self._interp = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
-        except (RuntimeError, ValueError) as exc:
-            lines = str(exc).strip().splitlines()
-            raise UserError(f"TFLite-Micro cannot load the model ({lines[0] if lines else type(exc).__name__}); "
-                            "it uses an op or type TFLM lacks, or needs a larger arena") from None
-        self._invoked = False
-
-    def invoke(self, tensor: np.ndarray) -> np.ndarray:
-        """Run one input (HxWxC or 1xHxWxC, in the model's input dtype); return the flat output."""
-        self._interp.set_input(np.asarray(tensor)[None] if np.ndim(tensor) == 3 else np.asarray(tensor), 0)
-        self._interp.invoke()
-        self._invoked = True
-        return np.asarray(self._interp.get_output(0)).reshape(-1).copy()
-
-    def arena(self) -> dict[str, int]:
-        """Arena bytes recorded: total, head (activations, reused between ops) and tail (persistent); after invoke().
-
-        The total can be below what allocation needs (measure_arena); use that figure to size an arena.
-        """
-        if not self._invoked:
-            raise RuntimeError("TflmModel.arena() needs one invoke() first")
-        return _allocations(self._interp)
 
 
 def measure_arena(tflite_path: str | os.PathLike, timeout: float = 300.0) -> int:

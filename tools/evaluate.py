@@ -6,13 +6,14 @@
 
 For every evaluated image the int8 output vectors of LiteRT-ref and TFLM are compared byte for byte; the result
 (identical on all N images, or the count and first index of mismatches) is printed and stored. The TFLM tensor
-arena is tinyml.tflm's measurement, the one export sizes the firmware with and report checks board fit with
-(``required``), next to the runtime's recorded total/head/tail. Everything lands in model.json under
+arena is measured with the runtime's RecordingMicroAllocator, which reports only through ``print_allocations()``
+on the C-level stderr, so file descriptor 2 is captured around that call. Everything lands in model.json under
 ``metrics.evaluation``.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,19 +23,45 @@ import numpy as np
 from models.bundle import Bundle, TensorQuant, load_bundle, sha256_file
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input
-from tinyml.tflm import TflmModel, measure_arena
+from models.quiet import import_tensorflow, native_output
+from models.scoring import scores
+from tinyml.tflm import measure_arena
 
 SPLITS = ("test", "val", "train")
 
 
-def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
-    matrix = np.zeros((classes, classes), np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix.tolist()
+class TflmModel:
+    """An int8 .tflite under the tflite-micro Python runtime (TFLM reference kernels), batch 1."""
 
+    def __init__(self, model: bytes, arena_size: int | None = None):
+        from tflite_micro.python.tflite_micro import runtime
 
-def _scores(labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, Any]:
-    return {"accuracy": float(np.mean(predicted == labels)), "confusion": _confusion(labels, predicted, classes)}
+        try:
+            self._interp = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+        except (RuntimeError, ValueError) as exc:
+            lines = str(exc).strip().splitlines()
+            raise UserError(f"TFLite-Micro cannot load the model ({lines[0] if lines else type(exc).__name__}); "
+                            "it uses an op or type TFLM lacks, or needs a larger arena") from None
+        self._invoked = False
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Run one input (HxWxC or 1xHxWxC, in the model's input dtype); return the flat output."""
+        self._interp.set_input(np.asarray(tensor)[None] if np.ndim(tensor) == 3 else np.asarray(tensor), 0)
+        self._interp.invoke()
+        self._invoked = True
+        return np.asarray(self._interp.get_output(0)).reshape(-1).copy()
+
+    def arena(self) -> dict[str, int]:
+        """Arena bytes used: total, head (activations, reused between ops) and tail (persistent); after invoke()."""
+        if not self._invoked:
+            raise RuntimeError("TflmModel.arena() needs one invoke() first")
+        with native_output((2,)) as captured:  # the runtime reports only on the C-level stderr
+            self._interp.print_allocations()
+        report = captured.text
+        found = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", report)}
+        if "total" not in found:
+            raise RuntimeError(f"tflite-micro printed no arena report; got: {report[:200]!r}")
+        return found
 
 
 def _check_integer(tflite: bytes, path: Path) -> TensorQuant:
@@ -63,12 +90,13 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
         raise UserError(f"--limit must be >= 1, got {limit}")
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
-    tflite_path = Path(tflite) if tflite is not None else bundle.artifact_path("tflite")
+    tflite_path = Path(tflite) if tflite is not None else bundle.verified_artifact("tflite")
     if not tflite_path.is_file():
         raise UserError(f"{tflite_path} does not exist; run python -m tools quantize {bundle.path}")
     model_bytes = tflite_path.read_bytes()
     input_quant = _check_integer(model_bytes, tflite_path)
 
+    import_tensorflow()
     import keras
 
     from models.reference import ReferenceModel
@@ -82,7 +110,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     x = preprocess_batch(data.images, PreprocessSpec.from_bundle(bundle))
     q = quantize_input(x, input_quant)
 
-    float_model = keras.models.load_model(bundle.artifact_path("keras"), compile=False)
+    float_model = keras.models.load_model(bundle.verified_artifact("keras"), compile=False)
     float_pred = np.argmax(float_model.predict(x, batch_size=256, verbose=0), axis=1)
     ref, tflm = ReferenceModel(model_bytes), TflmModel(model_bytes)
     ref_out = np.stack([ref.invoke(frame) for frame in q])
@@ -90,9 +118,9 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     mismatched = np.flatnonzero(np.any(ref_out != tflm_out, axis=1))
     result: dict[str, Any] = {
         "split": split, "images": int(len(data)), "tflite": tflite_path.name, "tflite_sha256": sha256_file(tflite_path),
-        "float": _scores(data.labels, float_pred, classes),
-        "int8_litert_ref": _scores(data.labels, np.argmax(ref_out, axis=1), classes),
-        "int8_tflm": _scores(data.labels, np.argmax(tflm_out, axis=1), classes),
+        "float": scores(data.labels, float_pred, classes),
+        "int8_litert_ref": scores(data.labels, np.argmax(ref_out, axis=1), classes),
+        "int8_tflm": scores(data.labels, np.argmax(tflm_out, axis=1), classes),
         "ref_tflm_identical": bool(len(mismatched) == 0),
         "ref_tflm_mismatches": int(len(mismatched)),
         "tflm_arena_bytes": {**tflm.arena(), "required": measure_arena(tflite_path)},

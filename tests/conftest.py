@@ -100,3 +100,11 @@ def fmnist_test_samples():
     from tinyml.data import balanced_sample, load_fashion_mnist
 
     return balanced_sample(load_fashion_mnist("test"), 100, seed=0)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault-injection tally (tests/fault_counts.py), when fault tests ran."""
+    from tests.fault_counts import report_lines
+
+    for line in report_lines():
+        terminalreporter.write_line(line)

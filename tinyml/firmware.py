@@ -1,6 +1,6 @@
 """Build the inference firmware for a bundle: the engine's generated C + the portable core, for QEMU or native.
 
-``build(bundle, port)`` runs the code generator (tinyml/codegen.py) and the port's Makefile
+``build(bundle, port)`` runs the code generator (tinyml/codegen) and the port's Makefile
 (firmware/ports/<port>/Makefile) and returns the image: an ELF for ``qemu`` (mps2-an386, Cortex-M4F,
 arm-none-eabi-gcc) or a Linux executable for ``native`` (host gcc). The ``arduino`` ports build the sketch the
 PlatformIO boards flash (firmware/src/main.cpp, unchanged) with the engine on the project's Arduino API stand-in
@@ -116,7 +116,7 @@ def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = N
         raise ValueError(f"the {port} port builds the Arduino sketch: pass model_files (tools.firmware.build does)")
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
-    tflite = bundle.artifact_path("tflite")
+    tflite = bundle.verified_artifact("tflite")
     _require("make", "make")
     _require(spec.compiler, spec.packages)
     out = build_dir(bundle, port, build_root)

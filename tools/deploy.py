@@ -4,7 +4,7 @@ HELLO check and a short labelled self-test on the board.
     python -m tools deploy BUNDLE --board nano33ble [--engine] [--port /dev/ttyACM0]
 
 1. ``tools export --install`` (TFLM): model_data.cc/.h, model_ops.h, model_info.h and the bundle copy into
-   firmware/src/model/; with ``--engine`` also the engine's model_engine.c/.h (tinyml/codegen.py) next to them.
+   firmware/src/model/; with ``--engine`` also the engine's model_engine.c/.h (tinyml/codegen) next to them.
 2. ``pio run -e ENV -t upload`` for the board's environment (``ENV-engine`` with ``--engine``), once PlatformIO's
    platform and toolchain for it are installed. Where they are not (PlatformIO installs them from its registry),
    deploy stops here: one line naming what is missing and how to get it, exit status 2, after saying what step 1

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools firmware",
         description="Build the inference firmware for a model bundle: generate the engine's C "
-                    "(tinyml/codegen.py) and compile it with the portable core. Prints the image path; run it "
+                    "(tinyml/codegen) and compile it with the portable core. Prints the image path; run it "
                     "with host/stream.py --board PORT, or by hand as docs/firmware.md shows.")
     parser.add_argument("bundle", help="model bundle directory (with model_int8.tflite)")
     parser.add_argument("--port", choices=sorted(PORTS), default="qemu",

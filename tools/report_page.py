@@ -190,7 +190,7 @@ def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list
     for bname, board in boards.items():
         per_family = {}
         for c in best_fits(usable, board):
-            if c.row is not None and (c.family not in per_family or c.row.int8_acc > per_family[c.family].row.int8_acc):
+            if c.row is not None and (c.family not in per_family or _rank(c) > _rank(per_family[c.family])):
                 per_family[c.family] = c
         if not per_family:
             out.append(f"{bname}: none of these models fits.")
@@ -208,6 +208,11 @@ def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list
             text += f"; no {FAMILY_STYLE[missing][0]} in this comparison fits"
         out.append(text + ".")
     return [s for s in out if s]
+
+
+def _rank(choice) -> tuple[float, int]:
+    """Accuracy first; at equal accuracy the backend that leaves the board more flash and RAM."""
+    return choice.row.int8_acc, choice.flash_margin + choice.ram_margin
 
 
 def _m(value: float | None) -> str:

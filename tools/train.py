@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -26,6 +27,7 @@ from models.bundle import ARTIFACT_FILES, META_FILE, Bundle
 from models.errors import UserError, run_cli
 from models.mobilenet import ARCHITECTURES, build_model, check_args, count_cost
 from models.preprocess import RESIZE_MODES, PreprocessSpec, preprocess_batch
+from models.quiet import import_tensorflow
 from tinyml.data import FASHION_MNIST, load_splits, report_skipped
 
 CHECKPOINT_DIR = "checkpoint"
@@ -153,8 +155,17 @@ def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, 
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+CHECKPOINT_NAME = re.compile(r"epoch-(\d{4})\.keras")
+PARTIAL_DIR = "partial"
+
+
 class _Checkpointer:
-    """Atomic per-epoch checkpoints: ``epoch-NNNN.keras`` (model + optimizer) and ``history.json``."""
+    """Atomic per-epoch checkpoints: ``epoch-NNNN.keras`` (model + optimizer) and ``history.json``.
+
+    A checkpoint is written under ``partial/`` and renamed into place only when complete, so a kill during the save
+    leaves a stray file there, never a half-written ``epoch-NNNN.keras``; resuming deletes ``partial/`` and reads
+    only names that match :data:`CHECKPOINT_NAME` exactly.
+    """
 
     def __init__(self, directory: Path, config: dict[str, Any]):
         self.dir = directory
@@ -168,12 +179,13 @@ class _Checkpointer:
         if saved != self.config:
             raise UserError(f"{self.dir} holds a checkpoint of a different training configuration; "
                             "re-run with the same options to resume, or pass --restart to start over")
-        files = sorted(self.dir.glob("epoch-*.keras"))
+        shutil.rmtree(self.dir / PARTIAL_DIR, ignore_errors=True)  # a save the last run did not finish
+        files = sorted(f for f in self.dir.iterdir() if CHECKPOINT_NAME.fullmatch(f.name))
         if not files:
             return 0, None, []
         history_path = self.dir / "history.json"
         history = json.loads(history_path.read_text()) if history_path.exists() else []
-        epoch = int(files[-1].stem.split("-")[1])
+        epoch = int(CHECKPOINT_NAME.fullmatch(files[-1].name).group(1))
         return epoch, files[-1], history[:epoch]
 
     def start(self) -> None:
@@ -181,13 +193,42 @@ class _Checkpointer:
         _write_atomic(self.dir / "config.json", json.dumps(self.config, indent=2))
 
     def save(self, model, epoch: int, history: list[dict[str, float]]) -> None:
-        tmp = self.dir / f"epoch-{epoch:04d}.tmp.keras"
-        model.save(tmp)
+        name = f"epoch-{epoch:04d}.keras"
+        (self.dir / PARTIAL_DIR).mkdir(exist_ok=True)
+        model.save(self.dir / PARTIAL_DIR / name)
         _write_atomic(self.dir / "history.json", json.dumps(history))
-        os.replace(tmp, self.dir / f"epoch-{epoch:04d}.keras")
-        for old in self.dir.glob("epoch-*.keras"):
-            if old.name != f"epoch-{epoch:04d}.keras":
+        os.replace(self.dir / PARTIAL_DIR / name, self.dir / name)
+        for old in self.dir.iterdir():
+            if CHECKPOINT_NAME.fullmatch(old.name) and old.name != name:
                 old.unlink()
+
+
+def training_memory_bytes(model, batch_size: int) -> int:
+    """A lower bound on what fitting ``model`` needs: every layer's output kept for the backward pass plus its
+    gradient (float32, per batch), and weights with their gradient and Adam's two moments."""
+    activations = sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers)
+    return 2 * 4 * activations * batch_size + 4 * 4 * model.count_params()
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(model, config: TrainConfig) -> None:
+    """Refuse a run that cannot fit in this machine's memory before it starts (instead of an OOM kill later)."""
+    needed, available = training_memory_bytes(model, config.batch_size), available_memory_bytes()
+    if available is not None and needed > available:
+        gib = 1024 ** 3
+        raise UserError(f"training this model needs at least {needed / gib:.1f} GiB (batch {config.batch_size}, input "
+                        f"{config.height}x{config.width_px}, width {config.width:g}) but {available / gib:.1f} GiB "
+                        "are available; lower --batch-size, --height/--width-px or --width")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -226,11 +267,11 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
                       width_px=config.width_px, channels=config.channels, dropout=config.dropout)
     splits = load_splits(config.dataset, config.val_fraction, config.test_fraction, config.seed, config.limit)
     report_skipped(splits.skipped)
-    import keras  # after the checks above: a user mistake should not wait for TensorFlow to load
+    import_tensorflow()  # after the checks above: a user mistake should not wait for TensorFlow to load
+    import keras
 
     classes = len(splits.class_names)
-    x_train, x_val = preprocess_batch(splits.train.images, spec), preprocess_batch(splits.val.images, spec)
-    steps = -(-len(x_train) // config.batch_size)
+    steps = -(-len(splits.train) // config.batch_size)
 
     keras.utils.set_random_seed(config.seed)
     if ckpt_file is not None:
@@ -238,9 +279,12 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
         model = keras.models.load_model(ckpt_file)
     else:
         model = build_model(**build_args, classes=classes, weights=config.weights, batch_size=None)
+    check_memory(model, config)
+    if ckpt_file is None:
         model.compile(optimizer=keras.optimizers.Adam(_lr_schedule(config, steps)),
                       loss=_loss(config), metrics=["accuracy"])
         ckpt.start()
+    x_train, x_val = preprocess_batch(splits.train.images, spec), preprocess_batch(splits.val.images, spec)
 
     class EpochCheckpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -327,11 +371,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                          test_fraction=args.test_fraction, limit=args.limit, seed=args.seed,
                          augment=Augment(args.flip, args.shift, args.zoom, args.brightness),
                          label_smoothing=args.label_smoothing)
-    bundle = train_bundle(args.out, config, restart=args.restart, verbose=2 if args.quiet else "auto")
+    # Progress bars only on a terminal: in a log file or a pipe their ANSI redraws become noise.
+    verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
+    bundle = train_bundle(args.out, config, restart=args.restart, verbose=verbose)
     train = bundle.meta["metrics"]["train"]
     cost = bundle.meta["metrics"]["cost"]
-    print(f"wrote {bundle.path}: {bundle.architecture} width {config.width} input {bundle.input_shape}, "
-          f"{cost['params']} params, {cost['macs']} MACs, val accuracy {train['val_accuracy']}")
+    val = train["val_accuracy"]
+    print(f"wrote {bundle.path}: {bundle.architecture} width {config.width:g} input {bundle.input_shape}, "
+          f"{cost['params']} params, {cost['macs']} MACs, "
+          f"val accuracy {'-' if val is None else f'{100 * val:.2f}%'}")
     return 0
 
 

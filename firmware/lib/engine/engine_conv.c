@@ -53,7 +53,8 @@ static void im2col_pixel(const eng_conv_t *p, const int8_t *in, int oy, int ox, 
     for (int kx = 0; kx < k_w; kx++) {
       const int ix = x0 + kx * dil_w;
       const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
-      const int8_t *src = in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)c;
+      /* no pointer is formed for a padding tap (it would lie outside the tensor: undefined behaviour) */
+      const int8_t *src = inside ? in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)c : in;
       if (c >= 16) { /* library calls pay off only for longer runs (1- and 3-channel first layers) */
         if (inside) {
           memcpy(col, src, (size_t)c);

@@ -1,4 +1,5 @@
-/* The engine's non-convolution kernels, each with TFLite int8 reference semantics (see engine.h). */
+/* The engine's non-convolution kernels, each with TFLite int8 reference semantics (see engine.h);
+ * SOFTMAX is in engine_softmax.c. */
 #include <math.h>
 #include <string.h>
 
@@ -103,24 +104,6 @@ void eng_pad(const eng_pad_t *p, const void *in, void *out) {
         memcpy(dst + o * e, src, (size_t)p->in_c * e);
         src += (size_t)p->in_c * e;
       }
-}
-
-void eng_softmax_s8(const eng_softmax_t *p, const int8_t *in, int8_t *out) {
-  for (int r = 0; r < p->rows; r++) {
-    int32_t max_val = INT8_MIN;
-    for (int j = 0; j < p->depth; j++) max_val = in[j] > max_val ? in[j] : max_val;
-    /* LiteRT's quantized softmax: exp() of the distance to the row maximum from a float table. */
-    const float *t = p->table + 255 - max_val;
-    float sum = 0.0f;
-    for (int j = 0; j < p->depth; j++) sum += t[in[j]];
-    const float inv = 1.0f / (sum * p->out_scale);
-    for (int j = 0; j < p->depth; j++) {
-      const int32_t q = (int32_t)roundf(t[in[j]] * inv) + p->out_zp;
-      out[j] = (int8_t)eng_clamp(q, INT8_MIN, INT8_MAX);
-    }
-    in += p->depth;
-    out += p->depth;
-  }
 }
 
 void eng_requant8(const eng_requant_t *p, const void *in, void *out) {

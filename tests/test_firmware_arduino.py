@@ -211,4 +211,4 @@ def test_sketch_cross_compiles_for_the_nano_33_ble_and_boots_on_qemu(bundle_v1, 
         hello, results = run_frames(board.url, [t.tobytes() for t in tensors])
     reference = ReferenceModel(bundle_v1.artifact_path("tflite"))
     assert hello.model_id.hex() == bundle_v1.model_id and hello.build.startswith("arduino engine ")
-    assert [r.output for r in results] == [reference.invoke(t).tobytes() for t in tensors]
+    assert [r.output.tobytes() for r in results] == [reference.invoke(t).tobytes() for t in tensors]

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import engine_exactness
 from models.preprocess import prepare_frame
 from models.reference import ReferenceModel
-from tests.tooling import require_shared_model, require_tool
+from tests.tooling import check_bit_exact, require_shared_model, require_tool
 from tinyml.codegen import generate
-
-ROOT = Path(__file__).resolve().parents[1]
 
 IMAGES = 2000  # per trained model: a 1-in-2,000 fault shows up
 EXTRA_IMAGES = 500  # per random-init configuration (shapes and dtypes; LiteRT-ref is the slow side)
@@ -58,39 +57,12 @@ def random_init_tflite(architecture: str, width: float, height: int, width_px: i
     return quantize_keras_model(model, batch, input_dtype)
 
 
-def build_harness(model_dir: Path, exe: Path, emulate_dsp: bool = False) -> Path:
-    """Compile the native harness against a generated model directory (bench/engine_exactness.py's build)."""
-    return _bench_module("engine_exactness").build_native(model_dir, exe, emulate_dsp, gcc=require_tool("gcc"))
-
-
-def run_harness(exe: Path, frames: np.ndarray, out_dtype: np.dtype, work: Path) -> np.ndarray:
-    return _bench_module("engine_exactness").run_native(exe, frames, out_dtype, work)
-
-
 @pytest.fixture(scope="module")
 def test_images():
     """2,000 class-balanced raw Fashion-MNIST test images (uint8 28x28x1): a 1-in-2,000 fault shows up."""
     from tinyml.data import balanced_sample, load_fashion_mnist
 
     return balanced_sample(load_fashion_mnist("test"), IMAGES, seed=3).images
-
-
-def check_bit_exact(tflite: Path, frames: np.ndarray, tmp_path: Path, distinct: bool = True) -> None:
-    out_dir = tmp_path / "codegen"
-    generate(tflite, out_dir)
-    reference = ReferenceModel(tflite)
-    assert frames.dtype == reference.input_dtype
-    expected = np.stack([reference.invoke(frame) for frame in frames])
-    # Non-degenerate: the images must not all give the same answer, or equality would prove little.
-    assert len({row.tobytes() for row in expected}) > (len(frames) // 2 if distinct else 10)
-    assert len(set(expected.argmax(axis=1).tolist())) >= min(3, expected.shape[1])
-    for emulate_dsp in (False, True):
-        exe = build_harness(out_dir, tmp_path / f"harness{'_dsp' if emulate_dsp else ''}", emulate_dsp)
-        got = run_harness(exe, frames, reference.output_dtype, tmp_path)
-        mismatched = np.flatnonzero((got != expected).any(axis=1))
-        assert mismatched.size == 0, (
-            f"{'DSP' if emulate_dsp else 'portable'} path differs from LiteRT-ref on {mismatched.size} of "
-            f"{len(frames)} images, first #{mismatched[:1]}: {got[mismatched[:1]]} vs {expected[mismatched[:1]]}")
 
 
 @pytest.mark.parametrize("fixture", ["bundle_v1", "bundle_v2"])
@@ -133,26 +105,13 @@ def test_runner_reports_the_model(bundle_v1, tmp_path) -> None:
     assert f".out_len = {len(bundle_v1.labels)}" in source
 
 
-def _bench_module(name: str = "engine_qemu"):
-    """A bench/ script (not a package) as a module: its build and run helpers, reused rather than copied."""
-    import importlib.util
-    import sys
-
-    key = f"{name}_bench"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, ROOT / "bench" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
 @pytest.mark.parametrize("fixture", ["bundle_v1", "bundle_v2"])
 def test_cortex_m4_dsp_build_bit_exact_on_qemu(fixture, request, test_images, tmp_path) -> None:
     """The real SMLAD/SXTB16 paths (arm-none-eabi-gcc, Cortex-M4F) under QEMU mps2-an386 give LiteRT-ref's bytes."""
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
-    bench = _bench_module()
+    from bench import engine_qemu as bench
+
     bundle = request.getfixturevalue(fixture)
     frames = np.stack([prepare_frame(image, bundle) for image in test_images[:20]])
     generate(bundle.artifact_path("tflite"), tmp_path / "codegen")
@@ -165,7 +124,7 @@ def test_cortex_m4_dsp_build_bit_exact_on_qemu(fixture, request, test_images, tm
 
 def vww_frames(count: int, seed: int = 0) -> tuple[Path, np.ndarray]:
     vww = require_shared_model("vww_96_int8.tflite")
-    return vww, _bench_module("engine_exactness").random_frames(vww, count, seed)
+    return vww, engine_exactness.random_frames(vww, count, seed)
 
 
 def test_vww_reference_model_bit_exact_on_1000_random_inputs(tmp_path) -> None:
@@ -178,7 +137,8 @@ def test_vww_reference_model_bit_exact_on_qemu(tmp_path) -> None:
     """The real Cortex-M4 DSP build of the VWW model under QEMU, 20 random inputs."""
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
-    bench = _bench_module()
+    from bench import engine_qemu as bench
+
     vww, frames = vww_frames(20, seed=1)
     generate(vww, tmp_path / "codegen")
     runs = bench.run_qemu(bench.build_elf(tmp_path / "codegen", frames, tmp_path), len(frames), timeout=600)

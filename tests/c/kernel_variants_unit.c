@@ -53,14 +53,14 @@ typedef struct {
 
 /* Random per-channel requantisation in one of the three modes. */
 static void random_stage(stage_t *q, int n) {
-  const int mode = rnd_in(0, 2);
+  const int mode = rnd_in(0, 3);
   q->out_zp = rnd_in(-128, 127);
   q->lo = -128;
   q->hi = 127;
   if (mode == 1) q->lo = q->out_zp; /* a ReLU's range */
   for (int c = 0; c < n; c++) {
     q->mult[c] = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu));
-    q->shift[c] = (int8_t)(mode == 2 && c == n - 1 ? rnd_in(0, 1) : rnd_in(-12, -1));
+    q->shift[c] = (int8_t)(mode == 2 && c == n - 1 ? rnd_in(0, 1) : (mode == 3 && c == 0 ? rnd_in(-31, -20) : rnd_in(-12, -1)));
   }
 }
 

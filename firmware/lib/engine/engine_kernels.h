@@ -31,6 +31,11 @@ void eng_dw3x3_row_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
  * by SXTB16 once per pixel and every output channel's weights are read straight from codegen's
  * [out_c][3][3] array. Needs no scratch. */
 void eng_conv3x3_c1_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
+
+/* The same with 3 input channels (engine_conv3x3_c3_dsp.c: an RGB first layer); each kernel row is read as
+ * three words, so the windows plus one pixel to the right must lie inside the input. Needs no scratch
+ * (the pixel's 15 widened words live on the stack). */
+void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
 #endif
 
 #endif /* ENGINE_KERNELS_H */

@@ -12,13 +12,17 @@ APT_PROBES   := /usr/bin/arm-none-eabi-gcc /usr/lib/arm-none-eabi/lib/libc.a /us
                 /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/bin/clang /usr/bin/g++ \
                 /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 
-.PHONY: demo test setup system-deps python-deps clean
+.PHONY: demo test lint setup system-deps python-deps clean
 
 demo: setup
 	$(VPY) -m tools demo
 
-test: setup
+test: lint
 	$(VPY) -m pytest
+
+# Static checks `make test` runs first: the import layers (docs/architecture.md; contracts in pyproject.toml).
+lint: setup
+	$(VENV)/bin/lint-imports --no-cache
 
 setup: system-deps python-deps
 

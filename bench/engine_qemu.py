@@ -1,7 +1,7 @@
 """Own int8 engine on QEMU Cortex-M4 (mps2-an386): instructions per inference, RAM, flash, and DSP bit-exactness.
 
 For MobileNet V1 0.25 and V2 0.35 at 96x96x1 int8 (or the bundles given with --bundle), this generates the
-engine C (tools/codegen.py), builds tests/c/engine_harness.c in its QEMU mode with the qemu_mps2 port's startup,
+engine C (tinyml/codegen.py), builds tests/c/engine_harness.c in its QEMU mode with the qemu_mps2 port's startup,
 linker script and board code (arm-none-eabi-gcc, Cortex-M4F, the real SMLAD/SXTB16 DSP paths), runs it under
 `qemu-system-arm -M mps2-an386 -icount shift=0` on preprocessed Fashion-MNIST test images, and reports:
 
@@ -42,8 +42,8 @@ from models.errors import UserError, run_cli  # noqa: E402
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input  # noqa: E402
 from models.reference import ReferenceModel  # noqa: E402
 from models.bundle import TensorQuant, load_bundle  # noqa: E402
-from tools.codegen import generate_from_tflite  # noqa: E402
-from tools.tflite_graph import load_graph  # noqa: E402
+from tinyml.codegen import generate_from_tflite  # noqa: E402
+from tinyml.tflite_graph import load_graph  # noqa: E402
 
 PORT_DIR = ROOT / "firmware" / "ports" / "qemu_mps2"
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if shutil.which(tool) is None:
             raise UserError(f"{tool} not found; install: sudo apt-get install -y gcc-arm-none-eabi "
                             "libnewlib-arm-none-eabi qemu-system-arm make")
-    from tools.data import balanced_sample, load_fashion_mnist
+    from tinyml.data import balanced_sample, load_fashion_mnist
 
     test = balanced_sample(load_fashion_mnist("test"), args.images, seed=5).images
     work_root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="engine_qemu_"))

@@ -7,7 +7,7 @@ the code host/stream.py runs:
               stream.py asks a camera for when the model input fits, host.sources.camera_capture_size) and at
               640x480 (a camera without that mode)
 - preprocess: the bundle's preprocessing + input quantisation (StreamSession.prepare = models.preprocess)
-- encode:     the FRAME message (host.protocol.encode)
+- encode:     the FRAME message (tinyml.protocol.encode)
 - write:      SerialLink.write into a real pty whose other end a separate `cat` process drains
 
 Wall-clock medians depend on how busy the machine is; the "CPU" column (process CPU time per frame over the whole
@@ -33,11 +33,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host import protocol as proto  # noqa: E402
+from tinyml import protocol as proto  # noqa: E402
 from host.session import StreamSession  # noqa: E402
 from host.sources import ArraySource  # noqa: E402
-from host.targets.cpu import CpuTarget  # noqa: E402
-from host.transport import SerialLink  # noqa: E402
+from tinyml.targets.cpu import CpuTarget  # noqa: E402
+from tinyml.transport import SerialLink  # noqa: E402
 from models.bundle import Bundle  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """QEMU mps2-an386 UART link: bytes per second each way and round-trip latency, with and without TCP_NODELAY.
 
 Boots the port's self-test program (firmware/ports/qemu_mps2/smoke.c) under the same command line as
-host/local_boards.QemuBoard and measures, over pyserial ``socket://``:
+tinyml/local_boards.QemuBoard and measures, over pyserial ``socket://``:
 
 * host -> device: one long line the device reads byte by byte and answers with two bytes;
 * host -> device -> host: lines echoed back (the output direction dominates without nodelay);
@@ -28,7 +28,7 @@ import serial
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from host.local_boards import QemuBoard  # noqa: E402
+from tinyml.local_boards import QemuBoard  # noqa: E402
 from models.errors import run_cli  # noqa: E402
 
 PORT_DIR = ROOT / "firmware" / "ports" / "qemu_mps2"

@@ -4,7 +4,7 @@ The host keeps ``credits`` frames in flight so the link carries frame n+1 while 
 that overlap the stream should reach the slower of the two rates (goal: >= 0.95 of it). Each run streams through
 the real stack (StreamSession -> SerialBoardTarget -> pyserial socket://) into host.link_relay.LinkRelay, which
 paces both directions to baud/10 bytes/s like an 8N1 UART, and on to a simulated board: a Python device speaking
-the wire protocol (host.protocol) that holds ``credits`` frames and spends a fixed inference time on each. The
+the wire protocol (tinyml.protocol) that holds ``credits`` frames and spends a fixed inference time on each. The
 simulated device is what lets the bench set the device rate; everything on the host side is the real code.
 
     ideal fps = min( (baud/10) / (frame bytes + 16 protocol bytes),  1 / inference time )
@@ -35,12 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from host_overhead import synthetic_bundle  # noqa: E402
 
-from host import protocol as proto  # noqa: E402
+from tinyml import protocol as proto  # noqa: E402
 from host.link_relay import LinkRelay  # noqa: E402
 from host.results_log import ResultsLog, read_log  # noqa: E402
 from host.session import StreamSession  # noqa: E402
 from host.sources import ArraySource  # noqa: E402
-from host.targets.serial_board import SerialBoardTarget  # noqa: E402
+from tinyml.targets.serial_board import SerialBoardTarget  # noqa: E402
 from models.bundle import Bundle  # noqa: E402
 
 

@@ -7,7 +7,7 @@ RESULT returns its frame's credit), so nothing else crosses the wire. Two payloa
 - payload:  all message payloads (pixels, RESULT's timing fields and scores, HELLO contents)
 - useful:   only the pixels and the output tensor (the same numerator for every encoding compared)
 
-Our byte counts come from encoding the stream with host/protocol.py and decoding it back (the C encoders
+Our byte counts come from encoding the stream with tinyml/protocol.py and decoding it back (the C encoders
 produce the same bytes: tests/data/protocol/golden.json). The other encodings are modelled from their
 documented formats, counting every byte they put on the wire:
 
@@ -44,7 +44,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from host import protocol as P  # noqa: E402
+from tinyml import protocol as P  # noqa: E402
 from models.errors import UserError, run_cli  # noqa: E402
 
 MLPERF_CHUNK = 31  # bytes per "db" command in the MLPerf Tiny runner (26 with an energy monitor)
@@ -63,7 +63,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def ours(frames: int, shape: tuple[int, int, int], classes: int, seed: int = 0) -> dict:
-    """Encode a real session with host/protocol.py, decode it back, count bytes in both directions."""
+    """Encode a real session with tinyml/protocol.py, decode it back, count bytes in both directions."""
     rng = random.Random(seed)
     h, w, c = shape
     n = h * w * c
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{r['encoding']:26} {r['wire_to_device']:11d} {r['wire_to_host']:10d} {payload_eff:>11} "
               f"{r['efficiency_useful']:10.4f} {r['s_per_frame']:8.3f} {r['pixel_kB_s']:10.2f}")
     ours_row = rows[0]
-    print(f"host/protocol.py Decoder: {ours_row['decode_MB_s']:.0f} MB/s on this machine, fed {READ_CHUNK}-byte reads")
+    print(f"tinyml/protocol.py Decoder: {ours_row['decode_MB_s']:.0f} MB/s on this machine, fed {READ_CHUNK}-byte reads")
     if args.m4:
         with tempfile.TemporaryDirectory() as tmp:
             cost = m4_cost(Path(tmp))

@@ -1,1 +1,1 @@
-"""Host side of the run flow: stream.py, the wire protocol, frame sources and targets."""
+"""The run flow's command line: stream.py and what only it uses (session loop, frame sources, display, log)."""

@@ -29,7 +29,7 @@ from typing import Callable
 
 import serial
 
-from host.transport import selectable_handle, set_nodelay
+from tinyml.transport import selectable_handle, set_nodelay
 
 _CHUNK = 4096
 

@@ -25,7 +25,7 @@ import numpy as np
 from host.display import Status
 from host.results_log import ResultsLog
 from host.sources import Frame, LatestFrame, Source
-from host.targets.base import DeviceInfo, Lost, Notice, Result, Target, check_compatible
+from tinyml.targets.base import DeviceInfo, Lost, Notice, Result, Target, check_compatible
 from models.bundle import Bundle
 from models.errors import UserError
 from models.preprocess import PreprocessSpec, preprocess, quantize_input

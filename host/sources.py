@@ -12,7 +12,7 @@ The source spec on the command line is parsed by :func:`open_source`:
     rtsp://..., http://...            network camera / stream URL
     fashion-mnist[:test|:train]       the Debian Fashion-MNIST split, labelled
     DIR                               image folder; one subfolder per class makes it a labelled dataset
-                                      (--split train|val|test as tools.data splits it, default all)
+                                      (--split train|val|test as tinyml.data splits it, default all)
     FILE.mp4 / .avi / .mkv / ...      video file
     FILE.png / .jpg / ...             a single image
 """
@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from models.errors import UserError
-from tools.data import IMAGE_EXTENSIONS as IMAGE_EXTS  # what training reads
+from tinyml.data import IMAGE_EXTENSIONS as IMAGE_EXTS  # what training reads
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 STREAM_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -98,7 +98,7 @@ class FileListSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         import sys
 
-        from tools.data import read_image
+        from tinyml.data import read_image
 
         index = 0
         for i, path in enumerate(self.files):
@@ -252,9 +252,9 @@ def _map_labels(data, bundle_labels: list[str], where: str, fix: str) -> np.ndar
 
 
 def _folder_source(path: Path, bundle_labels: list[str], split: str, split_args: dict) -> Source:
-    """A folder with class subfolders is a labelled dataset (``split`` as tools.data splits it for training with
+    """A folder with class subfolders is a labelled dataset (``split`` as tinyml.data splits it for training with
     ``split_args`` = val_fraction/test_fraction/seed, or ``all``); a flat folder is a list of unlabelled images."""
-    from tools import data
+    from tinyml import data
 
     if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
         if split == "all":
@@ -273,7 +273,7 @@ def _folder_source(path: Path, bundle_labels: list[str], split: str, split_args:
 
 
 def _dataset_source(spec: str, bundle_labels: list[str]) -> Source:
-    from tools import data
+    from tinyml import data
 
     _, _, split = spec.partition(":")
     split = split or "test"
@@ -312,7 +312,7 @@ def open_source(spec: str, bundle_labels: list[str], start: int = 0, count: int 
                 capture_size: tuple[int, int] | None = None) -> Source:
     """Turn the command-line source spec (see module docstring) into a Source.
 
-    ``split`` picks a split of an image-folder dataset the way tools.data splits it for training
+    ``split`` picks a split of an image-folder dataset the way tinyml.data splits it for training
     (``split_args``: val_fraction, test_fraction, seed; see :func:`training_split_args`). ``capture_size``
     (width, height) is requested from a camera (see :func:`camera_capture_size`).
     ``start``/``count`` select a slice (labelled slices for quick checks). ``realtime_fps`` plays an exhaustive source (video, folder, dataset) at that rate as a live source; a video

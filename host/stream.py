@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="serial board at any pyserial URL: /dev/ttyUSB0, /dev/ttyACM0, COM5, "
                            "socket://HOST:PORT, rfc2217://HOST:PORT")
     excl.add_argument("--board", choices=("qemu", "native"),
-                      help="build the firmware for this bundle (tools/firmware.py) and run it locally: qemu = "
+                      help="build the firmware for this bundle (tinyml/firmware.py) and run it locally: qemu = "
                            "Cortex-M4 mps2-an386 under qemu-system-arm, native = Linux process on a pty")
     excl.add_argument("--cpu", action="store_true",
                       help="run the int8 model in this process with LiteRT's reference kernels (the answer a "
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--limit", type=int, metavar="N", help="stream at most N frames (e.g. a quick labelled slice)")
     src.add_argument("--start", type=int, default=0, metavar="N", help="skip the first N frames (default 0)")
     src.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
-                     help="for a labelled image folder: stream this split, made exactly as tools.data splits it "
+                     help="for a labelled image folder: stream this split, made exactly as tinyml.data splits it "
                           "for training (default all)")
     src.add_argument("--seed", type=int,
                      help="split seed for --split (default: the seed the bundle was trained with)")
@@ -132,23 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
 def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.ExitStack, listen: bool = False):
     """The Target the options name; local boards are built, started and registered on ``stack`` for cleanup."""
     if args.cpu:
-        from host.targets.cpu import CpuTarget
+        from tinyml.targets.cpu import CpuTarget
 
         return CpuTarget(bundle)
     if args.coral is not None:
         try:
-            from host.targets.coral import CoralTarget
+            from tinyml.targets.coral import CoralTarget
         except ImportError as exc:
             raise UserError(f"Coral support is not available ({exc}); see docs/coral.md") from None
         return CoralTarget(bundle, device=args.coral or None)
-    from host.targets.serial_board import SerialBoardTarget
+    from tinyml.targets.serial_board import SerialBoardTarget
 
     height, width, channels = bundle.input_shape
     serial_kwargs = dict(hello_timeout=args.hello_timeout, reconnect_s=args.reconnect,
                          frame_timeout=args.frame_timeout, frame_bytes=height * width * channels, listen=listen)
     if args.board:
-        from host import local_boards
-        from tools import firmware
+        from tinyml import local_boards
+        from tinyml import firmware
 
         image = firmware.build(bundle, args.board)
         board_cls = local_boards.QemuBoard if args.board == "qemu" else local_boards.NativeBoard
@@ -165,7 +165,7 @@ def choose_port(args: argparse.Namespace) -> None:
     """With no target named, use the one USB serial board found; none or several is an error naming the options."""
     if args.port or args.board or args.cpu or args.coral is not None:
         return
-    from host.transport import list_serial_ports
+    from tinyml.transport import list_serial_ports
 
     found = list_serial_ports()
     if len(found) == 1:

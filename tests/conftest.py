@@ -12,7 +12,7 @@ Fixture API (stable; other test modules rely on it):
     -> Bundle: a factory for other configurations (non-square, RGB, uint8 input, other widths). Tiny training budget
     (1 epoch on 1000 images): use it for shape/dtype/plumbing checks, not for accuracy. Results are cached per
     session by arguments, so asking twice costs nothing.
-``fmnist_test_samples`` -> tools.data.Dataset
+``fmnist_test_samples`` -> tinyml.data.Dataset
     100 class-balanced raw Fashion-MNIST test images (uint8 28x28x1) with labels, never seen in training.
 
 All bundles live in a session temporary directory; treat them as read-only (copy one with shutil.copytree before
@@ -81,6 +81,6 @@ def make_bundle(_bundle_root) -> Callable[..., object]:
 @pytest.fixture(scope="session")
 def fmnist_test_samples():
     """100 class-balanced raw Fashion-MNIST test images (uint8 28x28x1) and labels."""
-    from tools.data import balanced_sample, load_fashion_mnist
+    from tinyml.data import balanced_sample, load_fashion_mnist
 
     return balanced_sample(load_fashion_mnist("test"), 100, seed=0)

@@ -1,4 +1,4 @@
-"""tools/codegen.py: TFLite's quantisation arithmetic, the static memory plan, the CLI and its errors."""
+"""tinyml/codegen.py and its CLI (tools/codegen.py): TFLite's quantisation arithmetic, the static memory plan, errors."""
 from __future__ import annotations
 
 import hashlib
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from models.errors import UserError, run_cli
-from tools import codegen
-from tools.codegen import activation_range, generate, generate_from_tflite, live_operators, plan_memory, quantize_multiplier
-from tools.tflite_graph import load_graph
+from tinyml import codegen
+from tools import codegen as codegen_cli
+from tinyml.codegen import activation_range, generate, generate_from_tflite, live_operators, plan_memory, quantize_multiplier
+from tinyml.tflite_graph import load_graph
 
 
 def tiny_tflite(activation: str | None = None, add: bool = True) -> bytes:
@@ -125,17 +126,17 @@ def test_unsupported_op_is_one_line_naming_the_op_and_tflm(tmp_path) -> None:
 def test_cli_rejects_a_corrupted_tflite_in_one_line(tiny, tmp_path, capsys) -> None:
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(tiny[: len(tiny) // 2])
-    assert run_cli(codegen.main, [str(bad), "--out", str(tmp_path / "gen")]) == 2
+    assert run_cli(codegen_cli.main, [str(bad), "--out", str(tmp_path / "gen")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "corrupted" in err and "\n" not in err
     assert not (tmp_path / "gen" / "model_engine.c").exists()
-    assert run_cli(codegen.main, [str(tmp_path / "missing")]) == 2
+    assert run_cli(codegen_cli.main, [str(tmp_path / "missing")]) == 2
 
 
 def test_cli_on_a_bundle_records_what_it_generated(bundle_v1, tmp_path, capsys) -> None:
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(bundle_v1.path, bundle_dir)
-    assert run_cli(codegen.main, [str(bundle_dir)]) == 0
+    assert run_cli(codegen_cli.main, [str(bundle_dir)]) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(bundle_dir / "codegen" / "model_engine.h"), str(bundle_dir / "codegen" / "model_engine.c")]
     meta = json.loads((bundle_dir / "model.json").read_text())["codegen"]

@@ -1,4 +1,4 @@
-"""host/targets/coral.py and tools/classify.py: runtime selection, the missing-runtime paths, and the shared
+"""tinyml/targets/coral.py and tools/classify.py: runtime selection, the missing-runtime paths, and the shared
 pre/post-processing run through the very same runner on LiteRT's CPU interpreter.
 
 No Edge TPU and no libedgetpu exist here; the tests that need their absence skip where they are installed.
@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from host.targets.base import check_compatible
-from host.targets.coral import (CoralTarget, compiled_model, cpu_interpreter, delegate_library, edgetpu_interpreter,
+from tinyml.targets.base import check_compatible
+from tinyml.targets.coral import (CoralTarget, compiled_model, cpu_interpreter, delegate_library, edgetpu_interpreter,
                                 InterpreterRunner, open_runner, parse_device)
 from models.bundle import load_bundle
 from models.errors import UserError
@@ -224,7 +224,7 @@ def test_classify_cli_bad_inputs(bundle_v1, tmp_path):
 
 def test_cpu_interpreter_info_passes_the_stream_compatibility_check(bundle_v1, cpu_runner):
     """What CoralTarget announces is built from the runner exactly like this; the host's check accepts it."""
-    from host.targets.base import DeviceInfo
+    from tinyml.targets.base import DeviceInfo
 
     shape = cpu_runner.input_shape
     info = DeviceInfo(bundle_v1.model_id, (shape[1], shape[2], shape[3]), cpu_runner.input_quant,

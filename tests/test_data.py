@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.errors import UserError
-from tools.data import (FASHION_MNIST_LABELS, balanced_sample, load_fashion_mnist, load_image_folder, load_splits,
+from tinyml.data import (FASHION_MNIST_LABELS, balanced_sample, load_fashion_mnist, load_image_folder, load_splits,
                         stratified_split)
 
 

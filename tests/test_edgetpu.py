@@ -18,7 +18,7 @@ from models.errors import UserError
 from tools import edgetpu
 from tools.edgetpu import (COMPILER16_MAX_VERSION, CompilerLogError, parse_compiler_output, parse_size,
                            precheck_graph, precheck_model)
-from tools.tflite_graph import load_graph
+from tinyml.tflite_graph import load_graph
 
 DATA = Path(__file__).parent / "data" / "edgetpu"
 

@@ -18,7 +18,7 @@ import pytest
 from models.preprocess import prepare_frame
 from models.reference import ReferenceModel
 from tests.tooling import require_tool
-from tools.codegen import generate
+from tinyml.codegen import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
@@ -83,7 +83,7 @@ def run_harness(exe: Path, frames: np.ndarray, out_dtype: np.dtype, work: Path) 
 @pytest.fixture(scope="module")
 def test_images():
     """300 class-balanced raw Fashion-MNIST test images (uint8 28x28x1)."""
-    from tools.data import balanced_sample, load_fashion_mnist
+    from tinyml.data import balanced_sample, load_fashion_mnist
 
     return balanced_sample(load_fashion_mnist("test"), 300, seed=3).images
 
@@ -121,7 +121,7 @@ def test_trained_models_bit_exact_on_300_test_images(fixture, request, test_imag
 def test_more_widths_shapes_and_dtypes_bit_exact(config, test_images, tmp_path) -> None:
     from models.bundle import TensorQuant
     from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input
-    from tools.tflite_graph import load_graph
+    from tinyml.tflite_graph import load_graph
 
     tflite = tmp_path / "model.tflite"
     tflite.write_bytes(random_init_tflite(**config, images=test_images[-64:]))

@@ -38,8 +38,8 @@ def op_coverage_tflite(images: np.ndarray, input_dtype: str) -> bytes:
 def test_pad_pool_add_reshape_dense_softmax_bit_exact(input_dtype, tmp_path) -> None:
     from models.bundle import TensorQuant
     from models.preprocess import quantize_input
-    from tools.data import balanced_sample, load_fashion_mnist
-    from tools.tflite_graph import load_graph
+    from tinyml.data import balanced_sample, load_fashion_mnist
+    from tinyml.tflite_graph import load_graph
 
     images = balanced_sample(load_fashion_mnist("test"), 200, seed=5).images.reshape(-1, 28, 28, 1)
     tflite = tmp_path / "ops.tflite"

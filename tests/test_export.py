@@ -18,7 +18,7 @@ from models.errors import UserError
 from tests.tooling import require_tool
 from tools import export
 from tools.boards import BOARDS, KIB, check_fit, get_board
-from tools.tflite_graph import load_graph
+from tinyml.tflite_graph import load_graph
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER_H_DIR = REPO / "firmware" / "lib" / "app"

@@ -1,5 +1,5 @@
 """The native Linux port: the real firmware (app loop + protocol + engine + generated model) as a process on a
-pty or stdin/stdout, driven with host/protocol.py; plus tools/firmware.py's build cache and errors."""
+pty or stdin/stdout, driven with tinyml/protocol.py; plus tinyml/firmware.py's build cache and errors."""
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import serial
 
-from host import protocol as wire
-from host.local_boards import NativeBoard, QemuBoard, require_executable, run_frames
+from tinyml import protocol as wire
+from tinyml.local_boards import NativeBoard, QemuBoard, require_executable, run_frames
 from models.errors import UserError
 from tests.tooling import require_tool
 
@@ -24,7 +24,7 @@ NATIVE_FRAMES = 300
 def native(request: pytest.FixtureRequest):
     """(bundle, firmware executable) for each fixture bundle, built once through the cache."""
     require_tool("gcc", "sudo apt-get install -y gcc")
-    from tools import firmware
+    from tinyml import firmware
 
     bundle = request.getfixturevalue(request.param)
     return bundle, firmware.build(bundle, "native")
@@ -33,7 +33,7 @@ def native(request: pytest.FixtureRequest):
 @pytest.fixture(scope="module")
 def test_frames(bundle_v1):
     from models.preprocess import prepare_frame
-    from tools.data import load_fashion_mnist
+    from tinyml.data import load_fashion_mnist
 
     images = load_fashion_mnist("test").images[:NATIVE_FRAMES]
     return lambda bundle: [prepare_frame(image, bundle) for image in images]
@@ -128,9 +128,9 @@ def test_killed_board_restarts_on_a_new_pty(native, test_frames) -> None:
     assert board.url is None and not board.running
 
 
-# ---- tools/firmware.py ----------------------------------------------------------------------------------
+# ---- tinyml/firmware.py ----------------------------------------------------------------------------------
 def test_build_is_cached(native) -> None:
-    from tools import firmware
+    from tinyml import firmware
 
     bundle, exe = native
     stamp = exe.stat().st_mtime_ns
@@ -141,7 +141,7 @@ def test_build_is_cached(native) -> None:
 
 
 def test_build_errors_are_one_line(bundle_v1, tmp_path) -> None:
-    from tools import firmware
+    from tinyml import firmware
 
     with pytest.raises(UserError, match="unknown firmware port 'esp32'; choose one of: qemu, native"):
         firmware.build(bundle_v1, "esp32")
@@ -167,7 +167,7 @@ def test_sanitized_firmware_survives_a_random_damaged_stream(bundle_v1, test_fra
     UBSan, fed intact frames interleaved with noise, truncations and bit flips: no sanitizer report, a clean
     exit, and every intact frame answered with the reference's bytes."""
     from models.reference import ReferenceModel
-    from tools import firmware
+    from tinyml import firmware
 
     firmware.build(bundle_v1, "native")  # generates (or reuses) the model C next to the cached image
     model_dir = firmware.build_dir(bundle_v1, "native") / "model"

@@ -12,8 +12,9 @@ import pytest
 
 from host.results_log import ResultsLog, check_accounted, read_log
 from host.sources import ArraySource, LatestFrame, PacedSource, camera_capture_size, open_source
-from host.targets.base import DeviceInfo, check_compatible
-from host.transport import SerialLink
+from tinyml.protocol import Hello
+from tinyml.targets.base import DeviceInfo, check_compatible
+from tinyml.transport import SerialLink
 from models.bundle import Bundle, TensorQuant
 from models.errors import UserError
 
@@ -39,6 +40,15 @@ def _info(bundle: Bundle, **changes) -> DeviceInfo:
                   num_classes=len(bundle.labels), output_quant=bundle.output_quant, engine="engine", credits=2)
     fields.update(changes)
     return DeviceInfo(**fields)
+
+
+def test_device_info_from_hello() -> None:
+    hello = Hello(bytes(range(32)), (96, 96, 1), "int8", 0.0078125, -1, 10, "int8", 0.00390625, -128,
+                  "engine", "native test", credits=2, max_payload=9216)
+    info = DeviceInfo.from_hello(hello)
+    assert info.model_id == bytes(range(32)).hex() and info.credits == 2 and info.input_shape == (96, 96, 1)
+    assert info.input_quant == TensorQuant("int8", 0.0078125, -1) and info.output_quant.zero_point == -128
+    assert (info.engine, info.build, info.max_payload, info.num_classes) == ("engine", "native test", 9216, 10)
 
 
 def test_compatible_board_accepted(meta_bundle):
@@ -160,7 +170,7 @@ def test_help_documents_every_option_with_examples():
 
 
 def test_no_target_and_no_board_names_the_options(meta_bundle):
-    from host.transport import list_serial_ports
+    from tinyml.transport import list_serial_ports
 
     if list_serial_ports():
         pytest.skip("this machine has a USB serial port; stream.py would use it")
@@ -208,9 +218,9 @@ def test_listen_mode_records_what_a_camera_board_sends(meta_bundle, tmp_path):
     import threading
     import tty
 
-    from host import protocol as proto
+    from tinyml import protocol as proto
     from host.stream import stream
-    from host.targets.serial_board import SerialBoardTarget
+    from tinyml.targets.serial_board import SerialBoardTarget
 
     master, slave = os.openpty()
     tty.setraw(slave)
@@ -262,7 +272,7 @@ def test_handshake_timeout_says_whether_anything_arrived():
     import threading
     import tty
 
-    from host.targets.serial_board import HandshakeTimeout, SerialBoardTarget
+    from tinyml.targets.serial_board import HandshakeTimeout, SerialBoardTarget
 
     for chatter, expected in ((b"Guru Meditation Error: Core 1 panic'ed\r\n", "bytes arrived but none formed a valid"),
                               (b"", "nothing arrived")):

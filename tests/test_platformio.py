@@ -82,3 +82,12 @@ def test_installed_default_model_is_consistent(config):
     assert hashlib.sha256(tflite).hexdigest() == model_id
     assert f"g_model_data_size = {len(tflite)};" in (model_dir / "model_data.h").read_text()
     assert re.search(r"#define MODEL_OP_COUNT \d+", (model_dir / "model_ops.h").read_text())
+
+
+def test_engine_model_goes_where_the_build_looks(config):
+    """platformio.ini and the README name one place for the engine's generated model: the include_dir, which src/
+    compiles and every library sees (so main.cpp and runner_engine find model_engine.h)."""
+    include_dir = Path(config.get("platformio", "include_dir")).relative_to(REPO).as_posix()
+    pattern = r"python -m tools codegen BUNDLE --out (\S+?)[`)]"
+    for text in (INI.read_text(), (REPO / "README.md").read_text()):
+        assert re.findall(pattern, text) == [include_dir]

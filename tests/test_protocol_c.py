@@ -1,5 +1,5 @@
 """The C protocol (firmware/lib/protocol) built with the host gcc under ASan/UBSan: unit checks, the golden
-vectors, the damaged 1,000-frame stream (same events as host/protocol.py), and a CI-sized libFuzzer run."""
+vectors, the damaged 1,000-frame stream (same events as tinyml/protocol.py), and a CI-sized libFuzzer run."""
 from __future__ import annotations
 
 import importlib.util

@@ -8,7 +8,7 @@ from models.errors import UserError
 from models.preprocess import PreprocessSpec, prepare_frame, preprocess_batch
 from models.reference import ReferenceModel
 from test_data import assert_one_line_error, run_tool
-from tools.tflite_graph import load_graph
+from tinyml.tflite_graph import load_graph
 
 BATCH_PLUMBING = {"SHAPE", "STRIDED_SLICE", "PACK"}
 

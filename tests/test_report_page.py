@@ -18,7 +18,7 @@ def measured(bundle_v1, bundle_v2, tmp_path_factory):
     """Copies of the V1 and V2 fixtures with every figure recorded: evaluate, codegen and a QEMU count."""
     require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")
     require_tool("arm-none-eabi-gcc", "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    from tools.codegen import generate
+    from tinyml.codegen import generate
     from tools.evaluate import evaluate_bundle
     from tools.report import measure_qemu
 

@@ -19,7 +19,7 @@ from host.link_relay import LinkRelay
 from host.results_log import check_accounted, read_log
 from host.sources import open_source
 from host.stream import stream
-from host.targets.serial_board import SerialBoardTarget
+from tinyml.targets.serial_board import SerialBoardTarget
 from models.errors import UserError
 from tests.tooling import require_tool
 
@@ -31,14 +31,14 @@ FRAMES = 48
 def qemu_elf(bundle_v1):
     require_tool("qemu-system-arm")
     require_tool("arm-none-eabi-gcc")
-    from tools import firmware
+    from tinyml import firmware
 
     return firmware.build(bundle_v1, "qemu")
 
 
 @pytest.fixture
 def qemu_board(qemu_elf):
-    from host.local_boards import QemuBoard
+    from tinyml.local_boards import QemuBoard
 
     board = QemuBoard(qemu_elf)
     board.start()

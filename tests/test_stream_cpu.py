@@ -14,7 +14,7 @@ import numpy as np
 from host.results_log import check_accounted, read_log
 from models.preprocess import prepare_frame
 from models.reference import ReferenceModel
-from tools.data import load_fashion_mnist
+from tinyml.data import load_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -1,4 +1,4 @@
-"""tools/tflite_graph.py: the one .tflite reader decodes real converter output and rejects broken files."""
+"""tinyml/tflite_graph.py: the one .tflite reader decodes real converter output and rejects broken files."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.errors import UserError
-from tools.tflite_graph import load_graph
+from tinyml.tflite_graph import load_graph
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

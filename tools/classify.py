@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from host.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
+from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.preprocess import prepare_frame

@@ -69,8 +69,8 @@ def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
     stream.py builds the firmware (engine code generator + arm-none-eabi-gcc), boots QEMU, checks the board's HELLO
     against the bundle and compares every answer with the CPU reference; its JSON-lines log gives the figures.
     """
-    from tools.codegen import generate
-    from tools.firmware import build, image_size
+    from tinyml.codegen import generate
+    from tinyml.firmware import build, image_size
 
     generate(bundle_dir)  # BUNDLE/codegen/: the C the firmware links; records arena and weight bytes in model.json
     log = bundle_dir / "qemu.jsonl"

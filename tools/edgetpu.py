@@ -3,7 +3,7 @@
 Why a pre-check: the compiler is x86-64 Linux only, closed source, and silently moves everything after the
 first unsupported op to the CPU (it maps one contiguous Edge TPU segment). It also refuses the whole model when
 a newer TensorFlow wrote an op version its built-in TFLite (about TF 2.5) does not know ("Didn't find op for
-builtin opcode 'QUANTIZE' version '3'"). The pre-check reads the int8 .tflite with tools.tflite_graph and
+builtin opcode 'QUANTIZE' version '3'"). The pre-check reads the int8 .tflite with tinyml.tflite_graph and
 applies Coral's documented rules op by op, so the cut point and version blockers are known before (and without)
 the compiler. When ``edgetpu_compiler`` is on PATH it is then run and its own report is parsed and recorded.
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from models.bundle import load_bundle
 from models.errors import UserError, run_cli
-from tools.tflite_graph import Graph, Operator, Tensor, load_graph
+from tinyml.tflite_graph import Graph, Operator, Tensor, load_graph
 
 COMPILER = "edgetpu_compiler"
 RULES = "edgetpu_compiler 16.0"

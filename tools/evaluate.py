@@ -104,7 +104,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     ``tflite`` evaluates another int8 .tflite of the same model instead of the bundle's model_int8.tflite.
     Returns the ``metrics.evaluation`` dict that is also saved into model.json.
     """
-    from tools.data import balanced_sample, bundle_splits
+    from tinyml.data import balanced_sample, bundle_splits
 
     if split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")

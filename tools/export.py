@@ -38,7 +38,7 @@ from models.bundle import Bundle, load_bundle, sha256_file
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess, quantize_input
 from tools.boards import BOARDS, Fit, check_fit, get_board
-from tools.tflite_graph import Graph, load_graph
+from tinyml.tflite_graph import Graph, load_graph
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_DIR = REPO_ROOT / "firmware" / "src" / "model"

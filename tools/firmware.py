@@ -1,134 +1,22 @@
-"""Build the inference firmware for a bundle: the engine's generated C + the portable core, for QEMU or native.
-
-``build(bundle, port)`` runs the code generator (tools/codegen.py) and the port's Makefile
-(firmware/ports/<port>/Makefile) and returns the image: an ELF for ``qemu`` (mps2-an386, Cortex-M4F,
-arm-none-eabi-gcc) or a Linux executable for ``native`` (host gcc). Images are cached under
-``build/<model-id>/<port>/`` and rebuilt only when the model or any firmware source changes, so tests and
-``host/stream.py --board`` can call it freely; a file lock lets parallel callers share one build.
+"""Build the inference firmware for a bundle, for QEMU or native (the builder is tinyml/firmware.py).
 
     python -m tools firmware BUNDLE --port qemu      # prints the image path
 """
 from __future__ import annotations
 
 import argparse
-import fcntl
-import hashlib
-import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from models.bundle import Bundle, load_bundle
-from models.errors import UserError, run_cli
-
-ROOT = Path(__file__).resolve().parents[1]
-FIRMWARE_DIR = ROOT / "firmware"
-DEFAULT_BUILD_ROOT = ROOT / "build"
-# Everything the image is made of: a change in any of these files rebuilds it.
-SOURCE_DIRS = ("lib/app", "lib/protocol", "lib/engine")
-
-
-@dataclass(frozen=True)
-class Port:
-    """A firmware port this machine can build: its directory, image name, compiler and Debian packages."""
-
-    name: str
-    directory: str
-    image: str
-    compiler: str
-    packages: str
-    build_id: str
-
-
-PORTS = {
-    "qemu": Port("qemu", "qemu_mps2", "firmware.elf", "arm-none-eabi-gcc",
-                 "gcc-arm-none-eabi libnewlib-arm-none-eabi", "qemu-mps2-an386"),
-    "native": Port("native", "native", "firmware", "gcc", "gcc", "native-linux"),
-}
-
-
-def _port(name: str) -> Port:
-    if name not in PORTS:
-        raise UserError(f"unknown firmware port {name!r}; choose one of: {', '.join(PORTS)}")
-    return PORTS[name]
-
-
-def _require(tool: str, packages: str) -> None:
-    if shutil.which(tool) is None:
-        raise UserError(f"{tool} not found on PATH; install it with: sudo apt-get install -y {packages} "
-                        "(or run `make test` as root, which installs it)")
-
-
-def source_digest(port: Port, tflite_sha256: str) -> str:
-    """Hash of the model and every file that goes into the image (the cache key)."""
-    digest = hashlib.sha256(tflite_sha256.encode())
-    files = [ROOT / "tools" / "codegen.py"]
-    for rel in (*SOURCE_DIRS, f"ports/{port.directory}"):
-        files += sorted(p for p in (FIRMWARE_DIR / rel).glob("*") if p.is_file())
-    for path in files:
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def build_dir(bundle: Bundle, port: str, build_root: Path | None = None) -> Path:
-    """Where build() puts the image for this bundle and port: build/<model-id>/<port>/."""
-    return Path(build_root or DEFAULT_BUILD_ROOT) / bundle.model_id[:16] / _port(port).name
-
-
-def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = None, force: bool = False) -> Path:
-    """Generate the model's engine C and build the firmware image for ``port``; returns the image path."""
-    spec = _port(port)
-    if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle)
-    tflite = bundle.artifact_path("tflite")
-    _require("make", "make")
-    _require(spec.compiler, spec.packages)
-    out = build_dir(bundle, port, build_root)
-    out.mkdir(parents=True, exist_ok=True)
-    image = out / spec.image
-    with open(out / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        tflite_bytes = tflite.read_bytes()
-        key = source_digest(spec, hashlib.sha256(tflite_bytes).hexdigest())
-        stamp = out / "stamp"
-        if not force and image.exists() and stamp.exists() and stamp.read_text() == key:
-            return image
-        from tools.codegen import generate_from_tflite  # TensorFlow-free, but keep `--help` instant
-
-        model_dir = out / "model"
-        generate_from_tflite(tflite_bytes, model_dir)
-        image.unlink(missing_ok=True)
-        cmd = ["make", "-C", str(FIRMWARE_DIR / "ports" / spec.directory), f"MODEL_DIR={model_dir}",
-               f"OUT={image}", f"BUILD_ID={spec.build_id} {bundle.model_id[:12]}"]
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        (out / "build.log").write_text(" ".join(cmd) + "\n" + run.stdout + run.stderr)
-        if run.returncode != 0:
-            errors = [line for line in run.stderr.splitlines() if "error" in line] or run.stderr.splitlines()[-1:]
-            raise UserError(f"the {port} firmware build failed ({errors[0].strip() if errors else 'no output'}); "
-                            f"full log: {out / 'build.log'}")
-        stamp.write_text(key)
-    return image
-
-
-def image_size(elf: Path) -> dict[str, int]:
-    """text/data/bss of an ARM ELF (arm-none-eabi-size): flash = text + data, static RAM = data + bss."""
-    _require("arm-none-eabi-size", "binutils-arm-none-eabi")
-    run = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True)
-    sections = {}
-    for line in run.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
-            sections[parts[0]] = int(parts[1])
-    text = sections.get(".text", 0) + sections.get(".ARM.exidx", 0)
-    return {"text": text, "data": sections.get(".data", 0), "bss": sections.get(".bss", 0)}
+from models.errors import run_cli
+from tinyml.firmware import DEFAULT_BUILD_ROOT, PORTS, build, image_size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools firmware",
         description="Build the inference firmware for a model bundle: generate the engine's C "
-                    "(tools/codegen.py) and compile it with the portable core. Prints the image path; run it "
+                    "(tinyml/codegen.py) and compile it with the portable core. Prints the image path; run it "
                     "with host/stream.py --board PORT, or by hand as docs/firmware.md shows.")
     parser.add_argument("bundle", help="model bundle directory (with model_int8.tflite)")
     parser.add_argument("--port", choices=sorted(PORTS), default="qemu",

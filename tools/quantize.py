@@ -63,7 +63,7 @@ def quantize_keras_model(model, representative: np.ndarray, input_dtype: str = "
 
 def check_activation_ranges(tflite: bytes) -> None:
     """Refuse a model whose calibration collapsed an activation tensor to (almost) a single value."""
-    from tools.tflite_graph import load_graph
+    from tinyml.tflite_graph import load_graph
 
     for tensor in load_graph(tflite).tensors:
         quant = tensor.quantization
@@ -79,7 +79,7 @@ def check_activation_ranges(tflite: bytes) -> None:
 
 def representative_set(bundle: Bundle, samples: int, seed: int) -> np.ndarray:
     """``samples`` class-balanced training images of the bundle's dataset, preprocessed as in training."""
-    from tools.data import balanced_sample, bundle_splits
+    from tinyml.data import balanced_sample, bundle_splits
 
     chosen = balanced_sample(bundle_splits(bundle, with_training_limit=True).train, samples, seed)
     return preprocess_batch(chosen.images, PreprocessSpec.from_bundle(bundle))

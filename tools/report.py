@@ -65,10 +65,10 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
     Builds the engine firmware (cached), boots it, streams the frames and records the figure in model.json
     ("metrics.qemu"), so later reports need not boot QEMU again.
     """
-    from host.local_boards import QemuBoard, run_frames
+    from tinyml.local_boards import QemuBoard, run_frames
     from models.preprocess import prepare_frame
-    from tools.data import balanced_sample, bundle_splits
-    from tools.firmware import build, image_size
+    from tinyml.data import balanced_sample, bundle_splits
+    from tinyml.firmware import build, image_size
 
     images = balanced_sample(bundle_splits(bundle).test, frames, seed=0).images[:frames]  # one per class, then cut
     elf = build(bundle, "qemu")

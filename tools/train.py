@@ -26,7 +26,7 @@ from models.bundle import ARTIFACT_FILES, META_FILE, Bundle
 from models.errors import UserError, run_cli
 from models.mobilenet import ARCHITECTURES, build_model, check_args, count_cost
 from models.preprocess import RESIZE_MODES, PreprocessSpec, preprocess_batch
-from tools.data import FASHION_MNIST, load_splits, report_skipped
+from tinyml.data import FASHION_MNIST, load_splits, report_skipped
 
 CHECKPOINT_DIR = "checkpoint"
 SCHEDULES = ("cosine", "constant", "step")

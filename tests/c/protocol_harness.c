@@ -1,5 +1,5 @@
 /* Decode a byte file with the C parser and print every event as one JSON line, so pytest can compare the
- * C implementation with the golden vectors and with host/protocol.py.
+ * C implementation with the golden vectors and with tinyml/protocol.py.
  *
  *   protocol_harness [--chunk N] [--max-payload M] [--reencode] [--flush] FILE
  *

@@ -1,6 +1,6 @@
 /* The project's int8 inference engine: C99 kernels with TFLite int8 semantics.
  *
- * tools/codegen.py turns a .tflite into model_engine.c: constant weights, per-layer parameter structs
+ * tinyml/codegen.py turns a .tflite into model_engine.c: constant weights, per-layer parameter structs
  * (requantisation multipliers/shifts and zero-point-folded biases precomputed in Python) and a straight
  * sequence of calls to the kernels below over a statically planned activation arena. There is no
  * interpreter, no heap and no op resolver at run time.

@@ -1,6 +1,6 @@
-/* Wire protocol between the host (host/protocol.py) and a board: frame format, parser, encoders.
+/* Wire protocol between the host (tinyml/protocol.py) and a board: frame format, parser, encoders.
  *
- * The specification is docs/protocol.md; this header and host/protocol.py implement the same thing and
+ * The specification is docs/protocol.md; this header and tinyml/protocol.py implement the same thing and
  * are checked against the same golden vectors (tests/data/protocol/golden.json).
  *
  * Frame on the wire (all integers little endian):
@@ -49,7 +49,7 @@ extern "C" {
 #define PROTO_RESULT_FIXED_LEN 12u /* inference_us u32 + cycles u64, then the output tensor */
 #define PROTO_ERROR_LEN 6u
 
-/* Message types. One table: docs/protocol.md "Messages"; host/protocol.py MsgType. */
+/* Message types. One table: docs/protocol.md "Messages"; tinyml/protocol.py MsgType. */
 enum proto_type {
   PROTO_HELLO_REQ = 0x01, /* host -> device: u32 host max payload, u8 host protocol version */
   PROTO_HELLO = 0x02,     /* device -> host: proto_hello_t (at boot with seq 0, and per HELLO_REQ) */

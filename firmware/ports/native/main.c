@@ -1,6 +1,6 @@
 /* Inference firmware as a Linux process: the portable app loop driving the engine runner over a pty
  * (default) or stdin/stdout (--stdio).
- * Buffers are sized by the generated model_engine.h (tools/codegen.py). */
+ * Buffers are sized by the generated model_engine.h (tinyml/codegen.py). */
 #include <stdint.h>
 #include <stdio.h>
 
@@ -23,7 +23,7 @@ int main(int argc, char **argv) {
                             sizeof tx};
   status = app_init(&app, engine_runner(), &cfg);
   if (status != APP_OK) {
-    fprintf(stderr, "error: firmware buffers do not fit the model (app_init %d); rebuild with tools/firmware.py\n",
+    fprintf(stderr, "error: firmware buffers do not fit the model (app_init %d); rebuild with tinyml/firmware.py\n",
             status);
     return 3;
   }

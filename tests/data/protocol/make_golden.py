@@ -4,7 +4,7 @@ Run from the repository root after a deliberate protocol change, review the diff
 
     .venv/bin/python tests/data/protocol/make_golden.py
 
-The good frames' bytes are built here by hand (struct, zlib, binascii: no code from host/protocol.py), and
+The good frames' bytes are built here by hand (struct, zlib, binascii: no code from tinyml/protocol.py), and
 every expected event list is written out explicitly, so the vectors test both implementations instead of
 recording what one of them does.
 """

@@ -225,7 +225,7 @@ def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> t
     """
     import serial
 
-    from host import protocol as wire
+    from tinyml import protocol as wire
 
     link = serial.serial_for_url(url, timeout=0.05)
     decoder = wire.Decoder()

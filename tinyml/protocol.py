@@ -2,7 +2,7 @@
 
 docs/protocol.md is the specification; firmware/lib/protocol/protocol.{h,c} is the C implementation. Both are
 checked against tests/data/protocol/golden.json, so they cannot drift. The transport (pyserial, a pty, QEMU's
-socket UART) lives in host/transport.py: this module only turns messages into bytes and bytes into messages.
+socket UART) lives in tinyml/transport.py: this module only turns messages into bytes and bytes into messages.
 
 Frame (little endian)::
 
@@ -183,18 +183,6 @@ class Hello:
             raise ProtocolError("HELLO announces 0 credits")
         return cls(bytes(model_id), (h, w, c), DTYPES[in_dt], in_scale, in_zp, classes, DTYPES[out_dt], out_scale,
                    out_zp, engine, build, credits, max_payload, arena, version)
-
-    def device_info(self):
-        """The :class:`host.targets.base.DeviceInfo` this HELLO describes (what stream.py checks)."""
-        from host.targets.base import DeviceInfo
-        from models.bundle import TensorQuant
-
-        return DeviceInfo(
-            model_id=self.model_id.hex(), input_shape=self.input_shape,
-            input_quant=TensorQuant(self.in_dtype, float(self.in_scale), int(self.in_zero_point)),
-            num_classes=self.num_classes,
-            output_quant=TensorQuant(self.out_dtype, float(self.out_scale), int(self.out_zero_point)),
-            engine=self.engine, credits=self.credits, build=self.build, max_payload=self.max_payload)
 
 
 @dataclass(frozen=True)

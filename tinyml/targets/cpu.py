@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from host.targets.base import DeviceInfo, SynchronousTarget
+from tinyml.targets.base import DeviceInfo, SynchronousTarget
 from models.bundle import Bundle, TensorQuant, sha256_file
 from models.reference import ReferenceModel
 

@@ -1,6 +1,6 @@
 """The byte link to a board: any pyserial URL (/dev/tty*, COM*, socket://host:port, rfc2217://, loop://).
 
-Separate from the protocol (host/protocol.py has no I/O) so the same codec runs over a USB-serial adapter, a pty
+Separate from the protocol (tinyml/protocol.py has no I/O) so the same codec runs over a USB-serial adapter, a pty
 of the native board or QEMU's TCP UART. The link reports every failure as :class:`LinkError` (port unplugged,
 remote closed, read/write error) so the serial-board target can tell "the link broke, reconnect" (:meth:`SerialLink.connect`) from
 "the user named a port that does not exist" (:class:`models.errors.UserError` from :meth:`SerialLink.open`).

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from host.targets.base import DeviceInfo, SynchronousTarget
+from tinyml.targets.base import DeviceInfo, SynchronousTarget
 from models.bundle import Bundle, TensorQuant, sha256_file
 from models.errors import UserError
 

@@ -3,9 +3,9 @@
 Handshake: on connect the target waits briefly for the boot HELLO and otherwise requests one (HELLO_REQ, repeated
 each second because a board that resets when the port opens misses the first request; the second request is
 preceded by zeros that complete a FRAME the device may still be waiting for, because the last host or the cable
-died mid-frame), then the stream loop checks it against the bundle (host.targets.base.check_compatible).
+died mid-frame), then the stream loop checks it against the bundle (tinyml.targets.base.check_compatible).
 
-Flow control: at most ``credits`` FRAMEs in flight (host.protocol.CreditWindow). The device answers in order, so an
+Flow control: at most ``credits`` FRAMEs in flight (tinyml.protocol.CreditWindow). The device answers in order, so an
 answer to a later request proves that an earlier, unanswered frame was lost in transit; a PING is a barrier that
 flushes such frames when the stream stalls.
 
@@ -27,9 +27,9 @@ from typing import Callable
 
 import numpy as np
 
-from host import protocol as proto
-from host.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target
-from host.transport import DEFAULT_BAUD, LinkError, SerialLink
+from tinyml import protocol as proto
+from tinyml.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target
+from tinyml.transport import DEFAULT_BAUD, LinkError, SerialLink
 from models.errors import UserError
 
 class HandshakeTimeout(UserError):
@@ -42,7 +42,7 @@ IDLE_FLUSH_S = 0.2  # no byte for this long: a frame in progress was truncated (
 
 
 class SerialBoardTarget(Target):
-    """The protocol over a :class:`host.transport.SerialLink` (see module docstring)."""
+    """The protocol over a :class:`tinyml.transport.SerialLink` (see module docstring)."""
 
     def __init__(self, url: str | Callable[[], str | None], baudrate: int = DEFAULT_BAUD, name: str | None = None,
                  hello_timeout: float = 10.0, reconnect_s: float = 20.0, frame_timeout: float = 5.0,
@@ -99,7 +99,7 @@ class SerialBoardTarget(Target):
     def info(self) -> DeviceInfo:
         if self._hello is None:
             raise RuntimeError(f"{self.name} used before open()")
-        return self._hello.device_info()
+        return DeviceInfo.from_hello(self._hello)
 
     @property
     def in_flight(self) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 
 from models.bundle import Bundle, TensorQuant
 from models.errors import UserError
+from tinyml.protocol import Hello
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,16 @@ class DeviceInfo:
     credits: int                       # frames the target can hold at once (flow-control window)
     build: str = ""                    # firmware build string or runtime version
     max_payload: int = 0               # largest payload the target accepts (0: unknown / unlimited)
+
+    @classmethod
+    def from_hello(cls, hello: Hello) -> "DeviceInfo":
+        """What a board's HELLO announces, in the terms the stream loop checks (the codec knows no targets)."""
+        return cls(
+            model_id=hello.model_id.hex(), input_shape=hello.input_shape,
+            input_quant=TensorQuant(hello.in_dtype, float(hello.in_scale), int(hello.in_zero_point)),
+            num_classes=hello.num_classes,
+            output_quant=TensorQuant(hello.out_dtype, float(hello.out_scale), int(hello.out_zero_point)),
+            engine=hello.engine, credits=hello.credits, build=hello.build, max_payload=hello.max_payload)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,15 @@ class Layer:
     in_place: bool = False
 
 
+def conv_scratch_bytes(k_h: int, k_w: int, in_c: int, out_c: int) -> int:
+    """ENG_CONV_SCRATCH_BYTES of engine.h: the im2col kernels' 5 bytes per receptive-field element, or the narrow
+    pointwise kernel's 16-byte constants record per output channel (1x1, 8 input channels) if more."""
+    im2col = 5 * k_h * k_w * in_c + 16
+    if k_h == 1 and k_w == 1 and in_c == 8:
+        return max(im2col, 16 * out_c)
+    return im2col
+
+
 def _unsupported(op: Operator, why: str) -> UserError:
     return UserError(f"op #{op.index} {op.name} ({why}) is not supported by the engine's code generator; {TFLM_HINT}")
 
@@ -238,9 +247,8 @@ class _Builder:
         _check_accumulator(op, folded, w_oc_k.shape[1])
         decls = (_c_array("int8_t", f"{name}_w", w_oc_k) + _c_array("int32_t", f"{name}_b", folded)
                  + _c_array("int32_t", f"{name}_m", np.array(mult)) + _c_array("int8_t", f"{name}_s", np.array(shift)))
-        k = geom["k_h"] * geom["k_w"] * geom["in_c"]
         layer = Layer(op, "conv", [op.inputs[0]], [op.outputs[0]], weight_bytes=int(w_oc_k.size + 9 * len(mult)),
-                      scratch=5 * k + 16)  # ENG_CONV_SCRATCH_BYTES
+                      scratch=conv_scratch_bytes(geom["k_h"], geom["k_w"], geom["in_c"], geom["out_c"]))
         fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, weights=f"{name}_w", bias=f"{name}_b",
                       mult=f"{name}_m", shift=f"{name}_s", in_place=IN_PLACE_TOKEN,
                       single_round=int(single_round))

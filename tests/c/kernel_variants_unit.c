@@ -3,8 +3,10 @@
  * MultiplyByQuantizedMultiplier), on random shapes and parameters chosen so every variant is reached:
  * 3x3 depthwise (the DSP row kernel for inside-the-image pixels, the per-pixel path for the border, channel
  * counts with and without a remainder of 4), other depthwise kernels, and convolutions with 1 and 3 input
- * channels (the first-layer kernel) and wider ones (the im2col path). Each requantisation mode is drawn:
- * negative shifts with the full int8 range (SSAT), with a ReLU range, and a shift >= 0 (exact path).
+ * channels (the first-layer kernels), pointwise ones with 8 (the narrow kernel) and others (the
+ * im2col and 2-pixel paths). Each requantisation mode is drawn:
+ * negative shifts with the full int8 range (SSAT), with a ReLU range, a shift >= 0 and a shift below -22
+ * (both the exact path).
  *
  * Built by tests/test_engine_kernels.py portable and with ENG_EMULATE_DSP, under ASan/UBSan.
  * Usage: kernel_variants_unit [cases] [seed]; prints the number of cases checked, exit 1 on a mismatch. */
@@ -133,8 +135,10 @@ static int check_dwconv(int case_no) {
 }
 
 static int check_conv(int case_no) {
-  const int k = rnd_in(0, 2) ? 3 : rnd_in(1, 4), stride = rnd_in(1, 2), same = rnd_in(0, 3) != 0;
-  const int pick = rnd_in(0, 2), in_c = pick == 0 ? 1 : (pick == 1 ? 3 : rnd_in(2, 20));
+  const int pick = rnd_in(0, 3), narrow = pick == 3; /* 3: pointwise with 8 input channels */
+  const int k = narrow ? 1 : (rnd_in(0, 2) ? 3 : rnd_in(1, 4)), stride = narrow ? 1 : rnd_in(1, 2);
+  const int same = rnd_in(0, 3) != 0;
+  const int in_c = pick == 0 ? 1 : (pick == 1 ? 3 : (narrow ? 8 : rnd_in(2, 20)));
   const int in_h = rnd_in(k, 14), in_w = rnd_in(k, 14), out_c = rnd_in(1, 13);
   const int out_h = same ? (in_h + stride - 1) / stride : (in_h - k) / stride + 1;
   const int out_w = same ? (in_w + stride - 1) / stride : (in_w - k) / stride + 1;
@@ -158,7 +162,7 @@ static int check_conv(int case_no) {
                         .pad_top = pad_top, .pad_left = pad_left, .in_place = 0, .single_round = 0,
                         .in_zp = in_zp, .out_zp = q.out_zp, .act_min = q.lo, .act_max = q.hi, .weights = w,
                         .bias = folded, .mult = q.mult, .shift = q.shift};
-  void *scratch = malloc(ENG_CONV_SCRATCH_BYTES(k, k, in_c));
+  void *scratch = malloc(ENG_CONV_SCRATCH_BYTES(k, k, in_c, out_c));
   eng_conv2d_s8(&p, in, out, scratch);
   int bad = 0;
   for (int oy = 0; oy < out_h && !bad; oy++)

@@ -154,8 +154,16 @@ void ENG_LAYER_HOOK(int op_index);
 #define ENG_AFTER_LAYER(op_index) ((void)0)
 #endif
 
-/* Scratch bytes eng_conv2d_s8 needs for a layer (codegen sizes one shared scratch area from this rule). */
-#define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 16u)
+/* Scratch bytes eng_conv2d_s8 needs for a layer (codegen sizes one shared scratch area from this rule):
+ * the im2col/widened-column kernels' 5 bytes per receptive-field element, or for a pointwise layer with 8
+ * input channels (engine_pw_narrow_dsp.c) 16 bytes of constants per output channel if that is more. */
+#define ENG_IM2COL_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 16u)
+#define ENG_PW_NARROW_SCRATCH_BYTES(out_c) (16u * (uint32_t)(out_c))
+#define ENG_PW_NARROW(k_h, k_w, in_c) ((k_h) == 1 && (k_w) == 1 && (in_c) == 8)
+#define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c, out_c)                                                              \
+  (ENG_PW_NARROW(k_h, k_w, in_c) && ENG_PW_NARROW_SCRATCH_BYTES(out_c) > ENG_IM2COL_SCRATCH_BYTES(k_h, k_w, in_c) \
+       ? ENG_PW_NARROW_SCRATCH_BYTES(out_c)                                                                        \
+       : ENG_IM2COL_SCRATCH_BYTES(k_h, k_w, in_c))
 #define ENG_DWCONV_SCRATCH_BYTES(out_c) (4u * (uint32_t)(out_c))
 
 void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);

@@ -31,6 +31,8 @@ static ENG_INLINE void conv3x3_c3_row_body(const eng_conv_t *p, const int8_t *in
   const int8_t *shift = p->shift, *weights = p->weights;
   const int8_t *x = in + (size_t)(oy * p->stride_h - p->pad_top) * row + (size_t)(ox0 * p->stride_w - p->pad_left) * 3;
   int8_t *o = out + ((size_t)oy * p->out_w + (size_t)ox0) * out_c;
+  rq_chan_t q[ENG_FIRST_LAYER_MAX_OC]; /* folded requantisation constants, once per row */
+  for (size_t oc = 0; mode != RQ_EXACT && oc < out_c; oc++) q[oc] = rq_chan(mult[oc], shift[oc], zp);
   uint32_t xw[15];
   for (int ox = ox0; ox < ox1; ox++, x += step, o += out_c) {
     for (int ky = 0; ky < 3; ky++) {
@@ -47,19 +49,23 @@ static ENG_INLINE void conv3x3_c3_row_body(const eng_conv_t *p, const int8_t *in
       int32_t acc = c3_row(xw, w, bias[oc]);
       acc = c3_row(xw + 5, w + 9, acc);
       acc = c3_row(xw + 10, w + 18, acc);
-      o[oc] = dsp_out(acc, mult[oc], shift[oc], zp, lo, hi, mode);
+      if (mode == RQ_EXACT) {
+        o[oc] = dsp_out(acc, mult[oc], shift[oc], zp, lo, hi, RQ_EXACT);
+      } else {
+        o[oc] = rq_fold_out(acc, q[oc].mult, q[oc].rz, q[oc].r, lo, hi, mode);
+      }
     }
   }
 }
 
 ENG_NOINLINE static void conv3x3_c3_row_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
                                             int ox1) {
-  conv3x3_c3_row_body(p, in, out, oy, ox0, ox1, RQ_SMMULR_SAT);
+  conv3x3_c3_row_body(p, in, out, oy, ox0, ox1, RQ_FOLD_SAT);
 }
 
-ENG_NOINLINE static void conv3x3_c3_row_fast(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
+ENG_NOINLINE static void conv3x3_c3_row_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
                                              int ox1) {
-  conv3x3_c3_row_body(p, in, out, oy, ox0, ox1, RQ_SMMULR);
+  conv3x3_c3_row_body(p, in, out, oy, ox0, ox1, RQ_FOLD);
 }
 
 ENG_NOINLINE static void conv3x3_c3_row_exact(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
@@ -69,10 +75,10 @@ ENG_NOINLINE static void conv3x3_c3_row_exact(const eng_conv_t *p, const int8_t 
 
 void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1,
                             int mode) {
-  if (mode == RQ_SMMULR_SAT) {
+  if (mode == RQ_FOLD_SAT) {
     conv3x3_c3_row_sat(p, in, out, oy, ox0, ox1);
-  } else if (mode == RQ_SMMULR) {
-    conv3x3_c3_row_fast(p, in, out, oy, ox0, ox1);
+  } else if (mode == RQ_FOLD) {
+    conv3x3_c3_row_clamp(p, in, out, oy, ox0, ox1);
   } else {
     conv3x3_c3_row_exact(p, in, out, oy, ox0, ox1);
   }

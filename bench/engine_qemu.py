@@ -1,7 +1,8 @@
 """Own int8 engine on QEMU Cortex-M4 (mps2-an386): instructions per inference, RAM, flash, and DSP bit-exactness.
 
-For MobileNet V1 0.25 and V2 0.35 at 96x96x1 int8 (or the bundles given with --bundle), this generates the
-engine C (tinyml/codegen.py), builds tests/c/engine_harness.c in its QEMU mode with the qemu_mps2 port's startup,
+For MobileNet V1 0.25 and V2 0.35 at 96x96x1 int8 (or the bundles given with --bundle, or bare .tflite files
+such as the MLPerf Tiny VWW model given with --tflite), this generates the
+engine C (tinyml/codegen), builds tests/c/engine_harness.c in its QEMU mode with the qemu_mps2 port's startup,
 linker script and board code (arm-none-eabi-gcc, Cortex-M4F, the real SMLAD/SXTB16 DSP paths), runs it under
 `qemu-system-arm -M mps2-an386 -icount shift=0` on preprocessed Fashion-MNIST test images, and reports:
 
@@ -17,6 +18,7 @@ alive) and calibrated on Fashion-MNIST: instruction counts depend on shapes, not
 
     python bench/engine_qemu.py                 # print the figures (about 2-4 minutes)
     python bench/engine_qemu.py --record        # ... and rewrite the "Own int8 engine" section of docs/benchmarks.md
+    python bench/engine_qemu.py --tflite ../shared/models/vww_96_int8.tflite --profile   # per-layer table
 """
 from __future__ import annotations
 
@@ -92,17 +94,34 @@ def random_init_tflite(architecture: str, width: float, size: int, channels: int
     return quantize_keras_model(model, batch, "int8")
 
 
+def op_macs(graph, op) -> int:
+    """Multiply-accumulates of one conv/depthwise/dense layer, from the graph shapes (0 for other ops)."""
+    if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        return 0
+    out = graph.tensors[op.outputs[0]]
+    w = graph.tensors[op.inputs[1]]
+    per_output = int(np.prod(w.shape[1:])) if op.name != "DEPTHWISE_CONV_2D" else int(np.prod(w.shape[1:3]))
+    return out.size * per_output
+
+
 def model_macs(tflite: bytes) -> int:
     """Multiply-accumulates of the conv/depthwise/dense layers, from the graph shapes."""
     graph = load_graph(tflite)
-    macs = 0
-    for op in graph.operators:
-        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            out = graph.tensors[op.outputs[0]]
-            w = graph.tensors[op.inputs[1]]
-            per_output = int(np.prod(w.shape[1:])) if op.name != "DEPTHWISE_CONV_2D" else int(np.prod(w.shape[1:3]))
-            macs += out.size * per_output
-    return macs
+    return sum(op_macs(graph, op) for op in graph.operators)
+
+
+def profile_table(name: str, graph, layers: dict[int, int]) -> str:
+    """Markdown table of one inference's instructions per layer, with MACs and instructions per MAC."""
+    total = sum(layers.values())
+    lines = [f"Per-layer instructions, {name} (one inference, total {total / 1e6:.2f} M):", "",
+             "| op | kind | output | MACs | instructions | instr/MAC | share |", "|---|---|---|---|---|---|---|"]
+    for op, count in layers.items():
+        o = graph.operators[op]
+        macs = op_macs(graph, o)
+        per_mac = f"{count / macs:.2f}" if macs else ""
+        lines.append(f"| #{op} | {o.name} | {'x'.join(map(str, graph.tensors[o.outputs[0]].shape[1:]))} | "
+                     f"{macs / 1e6:.3f} M | {count / 1e6:.3f} M | {per_mac} | {100 * count / total:.1f}% |")
+    return "\n".join(lines)
 
 
 def frames_for(tflite: bytes, images: np.ndarray) -> np.ndarray:
@@ -176,12 +195,7 @@ def measure(name: str, tflite: bytes, images: np.ndarray, work: Path, timeout: f
     if profile:
         layers: dict[int, int] = {}
         run_qemu(build_elf(model_dir, frames[:1], work / "profile", profile=True), 1, timeout, layers)
-        graph = load_graph(tflite)
-        print(f"per-layer instructions, {name}:", file=sys.stderr)
-        for op, count in layers.items():
-            o = graph.operators[op]
-            print(f"  #{op:3d} {o.name:18s} {str(graph.tensors[o.outputs[0]].shape):18s} {count / 1e6:8.3f} M",
-                  file=sys.stderr)
+        print(profile_table(name, load_graph(tflite), layers), file=sys.stderr)
     engine_flash, model_flash = object_flash(model_dir, work)
     try:
         tflm_arena = measure_tflm_arena(work / "model.tflite")
@@ -240,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bundle", action="append", default=[],
                         help="bundle directory to measure (repeatable); default: random-init V1 0.25 and V2 0.35 at "
                              "96x96x1 int8")
+    parser.add_argument("--tflite", action="append", default=[],
+                        help="a bare int8 .tflite to measure (repeatable), e.g. ../shared/models/vww_96_int8.tflite; "
+                             "it runs Fashion-MNIST test images converted to its input shape")
     parser.add_argument("--models", default="v1,v2",
                         help="default models to measure, comma-separated from v1 (V1 0.25), v2 (V2 0.35); default v1,v2")
     parser.add_argument("--size", type=int, default=96, help="input height=width of the default models (default 96)")
@@ -261,11 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     work_root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="engine_qemu_"))
     figures = []
     try:
+        for t in args.tflite:
+            if not Path(t).is_file():
+                raise UserError(f"{t} does not exist; pass an int8 .tflite file to --tflite")
+        models = [(Path(t).name, Path(t).read_bytes()) for t in args.tflite]
         if args.bundle:
-            models = [(load_bundle(b).name, load_bundle(b).artifact_path("tflite").read_bytes()) for b in args.bundle]
-        else:
+            models += [(load_bundle(b).name, load_bundle(b).artifact_path("tflite").read_bytes()) for b in args.bundle]
+        elif not models:
             train = balanced_sample(load_fashion_mnist("train"), 64, seed=0).images
-            models = [(f"{arch[-2:].upper()} {width:g} {args.size}x{args.size}x1 int8 (random-init)",
+            models += [(f"{arch[-2:].upper()} {width:g} {args.size}x{args.size}x1 int8 (random-init)",
                        random_init_tflite(arch, width, args.size, 1, train)) for arch, width in DEFAULT_MODELS
                       if arch[-2:] in args.models.split(",")]
         for i, (name, tflite) in enumerate(models):

@@ -40,16 +40,23 @@ class ResultsLog:
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path is not None else None
         self._fh = None
-        if self.path is not None:
+        if self.path is not None:  # checked now, created at the first record: a run that never starts leaves no file
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot write log {self.path} ({exc.strerror}); choose another --log path") from None
+            if self.path.is_dir() or not os.access(self.path.parent, os.W_OK):
+                raise UserError(f"cannot write log {self.path} (a folder, or no write permission); "
+                                "choose another --log path")
+
+    def write(self, record_type: str, **fields: Any) -> None:
+        if self.path is None:
+            return
+        if self._fh is None:
+            try:
                 self._fh = open(self.path, "w", encoding="utf-8")
             except OSError as exc:
                 raise UserError(f"cannot write log {self.path} ({exc.strerror}); choose another --log path") from None
-
-    def write(self, record_type: str, **fields: Any) -> None:
-        if self._fh is None:
-            return
         record = {"type": record_type, "t": round(time.time(), 6), **fields}
         self._fh.write(json.dumps(record, default=_jsonable) + "\n")
         self._fh.flush()
@@ -57,7 +64,7 @@ class ResultsLog:
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
-            self._fh = None
+        self._fh, self.path = None, None
 
     def __enter__(self) -> "ResultsLog":
         return self

@@ -155,7 +155,9 @@ def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.Exit
         board = board_cls(image)
         board.start()
         stack.callback(board.stop)
-        return SerialBoardTarget(lambda: board.url, name=f"{args.board} board", **serial_kwargs)
+        # The host started this board, so it can start it again: a reconnect asks live_url(), which restarts a
+        # board process that died (killed, crashed) instead of waiting for a port that will never come back.
+        return SerialBoardTarget(board.live_url, name=f"{args.board} board", **serial_kwargs)
     if not args.port:
         raise UserError(f"no target named; use one of {TARGET_HELP}")
     return SerialBoardTarget(args.port, baudrate=args.baud, name=args.port, **serial_kwargs)
@@ -227,13 +229,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--{name} must be >= 0 (got {value})")
     if args.timeout <= 0 or args.hello_timeout <= 0 or args.frame_timeout <= 0 or args.reconnect < 0:
         raise UserError("--timeout, --hello-timeout and --frame-timeout must be > 0 and --reconnect >= 0")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import models.quiet  # noqa: F401  (quiet TensorFlow/OpenCV log levels, before either loads)
     bundle = load_bundle(args.bundle)
     choose_port(args)
     from host.sources import camera_capture_size, open_source, training_split_args
 
     capture_size = _parse_size(args.camera_size) if args.camera_size else camera_capture_size(bundle.input_shape)
 
+    if args.split != "all" and args.source.lower().startswith(("fashion-mnist", "fashion_mnist")):
+        raise UserError(f"--split {args.split} picks a split of an image folder; Fashion-MNIST names its split in the "
+                        "source: fashion-mnist:test or fashion-mnist:train")
     listen = args.source.lower() == "board"
     if listen and (args.cpu or args.coral is not None):
         raise UserError("source 'board' listens to a camera-mode board over serial; use it with --port URL")
@@ -245,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  realtime_fps=args.realtime, split=args.split,
                                  split_args=training_split_args(bundle.meta, args.seed), capture_size=capture_size)
             stack.callback(source.close)
+        bundle.verified_artifact("tflite")  # a changed .tflite needs quantize (or its own bundle), not new firmware
         target = make_target(bundle, args, stack, listen=listen)
         summary = stream(bundle, source, target, log_path=args.log, display=display,
                          compare_cpu=args.compare_cpu, answer_timeout=args.timeout, retries=args.retries,

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +29,22 @@ from models.errors import UserError
 SCHEMA_VERSION = 1
 META_FILE = "model.json"
 
-# Artifact kinds and their file names inside the bundle.
+# Artifact kinds and their file names inside the bundle, and the step (with its arguments) that writes each.
 ARTIFACT_FILES = {
     "keras": "model.keras",
     "tflite": "model_int8.tflite",
     "edgetpu": "model_int8_edgetpu.tflite",
     "labels": "labels.txt",
 }
+_WRITTEN_BY = {"keras": "train --out {path}", "tflite": "quantize {path}", "edgetpu": "edgetpu {path}",
+               "labels": "train --out {path}"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+QUANT_DTYPES = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+def fix_command(kind: str, path: Path) -> str:
+    """The command that (re)writes artifact ``kind`` of the bundle at ``path``."""
+    return "python -m tools " + _WRITTEN_BY[kind].format(path=path)
 
 
 def sha256_file(path: Path) -> str:
@@ -151,8 +162,25 @@ class Bundle:
         """Path of an artifact (see ARTIFACT_FILES); a missing required one is a UserError naming the step."""
         path = self.path / ARTIFACT_FILES[kind]
         if required and not path.exists():
-            step = {"keras": "train", "tflite": "quantize", "edgetpu": "edgetpu", "labels": "train"}[kind]
-            raise UserError(f"bundle {self.path} has no {path.name}; run: python -m tools {step} {self.path}")
+            raise UserError(f"bundle {self.path} has no {path.name}; run: {fix_command(kind, self.path)}")
+        return path
+
+    def verified_artifact(self, kind: str) -> Path:
+        """Path of an artifact whose sha256 is the one model.json recorded: what every step that reads one uses.
+
+        A file replaced or edited after its step ran (another model's .tflite copied in, a truncated download)
+        would otherwise be compiled, flashed or evaluated under this bundle's name and model id.
+        """
+        path = self.artifact_path(kind)
+        entry = self.meta.get("artifacts", {}).get(kind)
+        if entry is None:
+            raise UserError(f"{path} is not recorded in {self.path / META_FILE} (not written by the tools?); "
+                            f"run: {fix_command(kind, self.path)}")
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise UserError(f"{path} was changed after it was recorded (sha256 {actual[:12]}… on disk, "
+                            f"{str(entry['sha256'])[:12]}… in model.json); re-run: {fix_command(kind, self.path)}, "
+                            "or put back the file that belongs to this bundle")
         return path
 
     def artifact_sha256(self, kind: str) -> str:
@@ -167,6 +195,17 @@ class Bundle:
         path = self.artifact_path(kind)
         self.meta.setdefault("artifacts", {})[kind] = {"file": path.name, "sha256": sha256_file(path), **extra}
 
+    def write_artifact(self, kind: str, data: bytes, **extra: Any) -> Path:
+        """Write an artifact atomically (a kill leaves the old file or the new one, never half of one) and record
+        it (call save() afterwards). Until save(), the old model.json names the old hash, so a run killed in
+        between is caught by :meth:`verified_artifact` and fixed by re-running the step."""
+        path = self.artifact_path(kind, required=False)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        self.record_artifact(kind, **extra)
+        return path
+
     def update(self, section: str, data: dict[str, Any]) -> None:
         """Merge ``data`` into top-level ``section`` of model.json (call save() afterwards)."""
         current = self.meta.setdefault(section, {})
@@ -174,12 +213,8 @@ class Bundle:
 
     def verify(self) -> None:
         """Check every recorded artifact still matches its recorded sha256."""
-        for kind, entry in self.meta.get("artifacts", {}).items():
-            path = self.path / entry["file"]
-            if not path.exists() or sha256_file(path) != entry["sha256"]:
-                raise UserError(
-                    f"{path} is missing or was changed after it was recorded; re-run the step that writes it"
-                )
+        for kind in self.meta.get("artifacts", {}):
+            self.verified_artifact(kind)
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
@@ -196,7 +231,78 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{meta_path} is not valid JSON ({exc}); re-run python -m tools train") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path} holds a JSON {type(meta).__name__}, not a model description; "
+                        f"re-create the bundle with: python -m tools train --out {bundle_dir}")
     schema = meta.get("schema")
     if schema != SCHEMA_VERSION:
         raise UserError(f"{meta_path} has schema {schema!r}, this version reads schema {SCHEMA_VERSION}; re-train or upgrade")
+    problem = _schema_problem(meta)
+    if problem:
+        raise UserError(f"{meta_path} is not a valid model description ({problem}); re-create the bundle with: "
+                        f"python -m tools train --out {bundle_dir}, or restore its model.json")
     return Bundle(bundle_dir, meta)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _quant_problem(where: str, quant: Any) -> str | None:
+    if not isinstance(quant, dict):
+        return f"{where} is not an object"
+    if quant.get("dtype") not in QUANT_DTYPES:
+        return f"{where}.dtype must be one of {', '.join(QUANT_DTYPES)}"
+    if not _is_number(quant.get("scale")) or not quant["scale"] > 0:
+        return f"{where}.scale must be a positive number"
+    low, high = QUANT_DTYPES[quant["dtype"]]
+    if not _is_int(quant.get("zero_point")) or not low <= quant["zero_point"] <= high:
+        return f"{where}.zero_point must be an integer in {low}..{high}"
+    return None
+
+
+def _schema_problem(meta: dict[str, Any]) -> str | None:
+    """The first field of model.json (schema 1) that every step relies on and that is missing or of the wrong
+    type; None when the description is sound. Sections a step adds later (metrics, codegen, ...) may be absent."""
+    if not isinstance(meta.get("architecture"), str):
+        return "architecture must be a string"
+    if "name" in meta and not isinstance(meta["name"], str):
+        return "name must be a string"
+    if "width" in meta and (not _is_number(meta["width"]) or not meta["width"] > 0):
+        return "width must be a positive number"
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(v, str) and v for v in labels):
+        return "labels must be a non-empty list of class names"
+    inp = meta.get("input")
+    if not isinstance(inp, dict) or not all(_is_int(inp.get(k)) and inp[k] >= 1 for k in ("height", "width")):
+        return "input must hold positive integers height and width"
+    if inp.get("channels") not in (1, 3) or not _is_int(inp["channels"]):
+        return "input.channels must be 1 or 3"
+    pre = meta.get("preprocessing", {})
+    if not isinstance(pre, dict):
+        return "preprocessing is not an object"
+    if "resize" in pre and not isinstance(pre["resize"], str):
+        return "preprocessing.resize must be a string"
+    if "range" in pre and (not isinstance(pre["range"], list) or len(pre["range"]) != 2
+                           or not all(_is_number(v) for v in pre["range"]) or not pre["range"][0] < pre["range"][1]):
+        return "preprocessing.range must be [low, high] with low < high"
+    for section in ("quantization", "artifacts", "metrics", "dataset", "training", "codegen", "export"):
+        if section in meta and not isinstance(meta[section], dict):
+            return f"{section} is not an object"
+    for which in ("input", "output"):
+        if which in meta.get("quantization", {}):
+            problem = _quant_problem(f"quantization.{which}", meta["quantization"][which])
+            if problem:
+                return problem
+    for kind, entry in meta.get("artifacts", {}).items():
+        if kind not in ARTIFACT_FILES:
+            return f"artifacts.{kind} is not an artifact kind ({', '.join(ARTIFACT_FILES)})"
+        if not isinstance(entry, dict) or entry.get("file") != ARTIFACT_FILES[kind]:
+            return f"artifacts.{kind}.file must be {ARTIFACT_FILES[kind]!r}"
+        if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+            return f"artifacts.{kind}.sha256 must be 64 hex digits"
+    return None

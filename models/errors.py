@@ -6,7 +6,10 @@ exits non-zero, so no Python traceback ever reaches a user for their own mistake
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Callable, Sequence
 
 
@@ -16,16 +19,52 @@ class UserError(Exception):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: every ``finally`` runs (summaries written, child processes stopped); exit 143."""
+
+    exit_code = 143
+
+
+PROJECT_PACKAGES = ("models", "tools", "host", "tinyml", "tests", "bench")
+VENV_HINT = ("run it with the project's environment: .venv/bin/python (or `source .venv/bin/activate` first); "
+             "`make setup` creates it")
+
+
+def _missing_dependency(exc: ModuleNotFoundError) -> str | None:
+    """The one-line error for a third-party package this Python lacks (the system python3 outside the venv)."""
+    name = (exc.name or "").split(".")[0]
+    if not name or name in PROJECT_PACKAGES:
+        return None
+    return f"{sys.executable} has no module {name!r}, which this project needs; {VENV_HINT}"
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run ``main(argv)``; print a UserError as one line on stderr and return its exit code.
 
-    KeyboardInterrupt exits 130 quietly (the caller has already printed its summary if it has one).
+    A third-party package missing from this Python (the system python3 instead of .venv) is such a mistake too.
+    KeyboardInterrupt exits 130 quietly and SIGTERM 143 (the caller has already printed its summary if it has
+    one); both unwind the stack, so partial files are cleaned up and child processes stopped.
     """
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
     try:
         return int(main(argv) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
+    except ModuleNotFoundError as exc:
+        message = _missing_dependency(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return UserError.exit_code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

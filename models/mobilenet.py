@@ -25,6 +25,8 @@ from models.errors import UserError
 ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2")
 BN_MOMENTUM = 0.9
 MIN_INPUT = 32  # keras.applications' minimum, and below it V1/V2 downsample (x32) to nothing useful
+MAX_INPUT = 1024  # pixels; far beyond any microcontroller (a 1024x1024x3 int8 frame alone is 3 MB)
+MAX_WIDTH = 2.0  # alpha; published MobileNets stop at 1.4, and V1 at alpha 2 already has 13 M parameters
 
 
 def check_args(architecture: str, width: float, height: int, width_px: int, channels: int, classes: int,
@@ -34,10 +36,16 @@ def check_args(architecture: str, width: float, height: int, width_px: int, chan
         raise UserError(f"unknown architecture {architecture!r}; use one of: {', '.join(ARCHITECTURES)}")
     if not width > 0:
         raise UserError(f"width multiplier must be > 0 (got {width}); try 0.25, 0.35, 0.5 or 1.0")
+    if width > MAX_WIDTH:
+        raise UserError(f"width multiplier {width:g} is too large: --width is alpha, the channel scale "
+                        f"(0.25, 0.35, 0.5, 1.0; at most {MAX_WIDTH:g}), not pixels; the input size is --height/--width-px")
     if architecture == "mobilenet_v1" and int(32 * width) < 1:
         raise UserError(f"width {width} leaves MobileNet V1's first layer with no filters; use a width >= {1 / 32}")
     if height < MIN_INPUT or width_px < MIN_INPUT:
         raise UserError(f"input {height}x{width_px} is too small; height and width must be >= {MIN_INPUT} pixels")
+    if height > MAX_INPUT or width_px > MAX_INPUT:
+        raise UserError(f"input {height}x{width_px} is too large; --height and --width-px are pixels, at most "
+                        f"{MAX_INPUT} (microcontroller models use 32..224)")
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     if classes < 2:
@@ -81,8 +89,12 @@ def build_model(architecture: str, width: float = 0.25, height: int = 96, width_
     except ValueError as exc:  # Keras rejects unsupported ImageNet configurations
         raise UserError(f"keras.applications cannot build this configuration ({str(exc).splitlines()[0]}); "
                         "change width/input size or train without ImageNet weights") from None
-    except OSError as exc:  # weight download failed
-        raise UserError(f"cannot download ImageNet weights ({exc}); connect to the network or omit weights") from None
+    except Exception as exc:  # the weight download failed: Keras' get_file raises a bare Exception (or OSError)
+        if not isinstance(exc, OSError) and not str(exc).startswith("URL fetch failure"):
+            raise
+        reason = str(exc).split(" -- ")[-1]
+        raise UserError(f"cannot download the ImageNet weights ({reason}); connect to the network (or put the "
+                        "file in ~/.keras/models), or train without --weights imagenet") from None
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM

@@ -9,27 +9,38 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from models.errors import UserError
 
 
+RUNTIME = "litert-builtin-ref"
+
+
+def reference_interpreter(model: str | os.PathLike | bytes) -> Any:
+    """A LiteRT Interpreter on the BUILTIN_REF kernels, tensors allocated: the one CPU oracle (``--cpu`` of
+    stream.py and of ``tools classify``, evaluate, the bit-exact tests all run through it)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kwargs = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    if "model_path" in kwargs and not Path(kwargs["model_path"]).exists():
+        raise UserError(f"model file {kwargs['model_path']} does not exist; run: python -m tools quantize BUNDLE")
+    try:
+        interpreter = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_REF, **kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot load the .tflite model ({first_line}); re-create it with python -m tools quantize") from None
+    return interpreter
+
+
 class ReferenceModel:
     """A .tflite model under LiteRT BUILTIN_REF, one input and one output tensor, batch 1."""
 
     def __init__(self, model: str | os.PathLike | bytes):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        kwargs = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-        if "model_path" in kwargs and not Path(kwargs["model_path"]).exists():
-            raise UserError(f"model file {kwargs['model_path']} does not exist; run: python -m tools quantize BUNDLE")
-        try:
-            self._interp = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_REF, **kwargs)
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"cannot load the .tflite model ({first_line}); re-create it with python -m tools quantize") from None
+        self._interp = reference_interpreter(model)
         self.input_detail = self._interp.get_input_details()[0]
         self.output_detail = self._interp.get_output_details()[0]
 

@@ -17,16 +17,32 @@ Fixture API (stable; other test modules rely on it):
 
 All bundles live in a session temporary directory; treat them as read-only (copy one with shutil.copytree before
 modifying it). Fashion-MNIST comes from Debian's dataset-fashion-mnist (``make test`` installs it).
+
+Options for a real board (tests/test_board_real.py; skipped without ``--board-port``; docs/boards.md):
+``--board-port PORT`` (e.g. /dev/ttyACM0), ``--board-env ENV`` (the platformio.ini environment it was flashed
+with, e.g. nano33ble or nano33ble-engine), ``--board-bundle DIR`` (default firmware/src/model/bundle).
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("board", "a real flashed board (tests/test_board_real.py, docs/boards.md)")
+    group.addoption("--board-port", default=None, metavar="PORT",
+                    help="serial port of a board flashed with this tree's firmware (e.g. /dev/ttyACM0): runs the "
+                         "on-device accuracy, fidelity and fault tests on it")
+    group.addoption("--board-env", default=None, metavar="ENV",
+                    help="the PlatformIO environment the board was flashed with, e.g. nano33ble or "
+                         "esp32-s3-devkitc-1-engine (sets the baud rate and the expected runner)")
+    group.addoption("--board-bundle", default=None, metavar="DIR",
+                    help="the bundle the board runs (default: firmware/src/model/bundle, the tree's model)")
+
 
 FIXTURE_TRAINING = dict(limit=3000, epochs=3, batch_size=32, lr=5e-3)
 FACTORY_TRAINING = dict(limit=1000, epochs=1, batch_size=32, lr=5e-3)
@@ -84,3 +100,11 @@ def fmnist_test_samples():
     from tinyml.data import balanced_sample, load_fashion_mnist
 
     return balanced_sample(load_fashion_mnist("test"), 100, seed=0)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault-injection tally (tests/fault_counts.py), when fault tests ran."""
+    from tests.fault_counts import report_lines
+
+    for line in report_lines():
+        terminalreporter.write_line(line)

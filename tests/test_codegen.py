@@ -1,18 +1,27 @@
-"""tinyml/codegen.py and its CLI (tools/codegen.py): TFLite's quantisation arithmetic, the static memory plan, errors."""
+"""tinyml/codegen and its CLI (tools/codegen.py): TFLite's quantisation arithmetic, the static memory plan, the
+scratch sizes tied to the kernel headers, errors."""
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
 from models.errors import UserError, run_cli
-from tinyml import codegen
-from tools import codegen as codegen_cli
-from tinyml.codegen import activation_range, generate, generate_from_tflite, live_operators, plan_memory, quantize_multiplier
+from tinyml.codegen import (
+    activation_range,
+    generate,
+    generate_from_tflite,
+    lower_graph,
+    plan_memory,
+    quantize_multiplier,
+)
+from tinyml.codegen.layer import nbytes
 from tinyml.tflite_graph import load_graph
+from tools import codegen as codegen_cli
 
 
 def tiny_tflite(activation: str | None = None, add: bool = True) -> bytes:
@@ -69,10 +78,9 @@ def test_activation_range_in_the_quantised_domain() -> None:
 
 def test_memory_plan_never_overlaps_live_tensors(tiny) -> None:
     graph = load_graph(tiny)
-    builder = codegen._Builder(graph)
-    layers = [builder.build(op) for op in live_operators(graph)]
+    layers = lower_graph(graph)
     plan = plan_memory(graph, layers)
-    size = {t: codegen._nbytes(graph.tensors[t]) for t in plan.offsets}
+    size = {t: nbytes(graph.tensors[t]) for t in plan.offsets}
     last_use = {t: i for i, layer in enumerate(layers) for t in layer.inputs}
     produced = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
     # Tensors deliberately sharing a buffer (alias or in-place output with any of its inputs), closed transitively.
@@ -151,3 +159,44 @@ def test_generate_paths_default_next_to_a_bare_tflite(tiny, tmp_path) -> None:
     model.write_bytes(tiny)
     paths = generate(model)
     assert paths == [tmp_path / "m_codegen" / "model_engine.h", tmp_path / "m_codegen" / "model_engine.c"]
+
+
+def test_scratch_sizes_come_from_the_kernel_headers(tmp_path) -> None:
+    """kernel_abi evaluates the headers' own ENG_*_SCRATCH_BYTES macros: compiled C gives the same numbers."""
+    from tests.tooling import require_tool
+    from tinyml.codegen.kernel_abi import ENGINE_DIR, c_call, scratch_bytes, scratch_macros
+
+    gcc = require_tool("gcc")
+    macros = scratch_macros()
+    assert {"ENG_CONV_SCRATCH_BYTES", "ENG_DWCONV_SCRATCH_BYTES"} <= set(macros)
+    rng = np.random.default_rng(1)
+    cases = [(name, tuple(int(v) for v in rng.integers(1, 300, len(params)))) for name, (params, _) in macros.items()
+             for _ in range(20)]
+    lines = "\n".join(f'  printf("%lu\\n", (unsigned long)({c_call(name, args)}));' for name, args in cases)
+    src = tmp_path / "abi.c"
+    headers = "".join(f'#include "{h.name}"\n' for h in sorted(ENGINE_DIR.glob("*.h")) if "_SCRATCH_BYTES(" in h.read_text())
+    src.write_text(f'#include <stdio.h>\n{headers}int main(void) {{\n{lines}\n  return 0;\n}}\n')
+    exe = tmp_path / "abi"
+    subprocess.run([gcc, "-std=c99", f"-I{ENGINE_DIR}", str(src), "-o", str(exe)], check=True)
+    printed = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
+    assert printed == [scratch_bytes(name, args) for name, args in cases]
+
+
+def test_generated_c_refuses_to_compile_with_too_little_scratch(tiny, tmp_path) -> None:
+    """The _Static_assert in model_engine.c ties the scratch region to each kernel header's macro."""
+    from tests.tooling import require_tool
+    from tinyml.codegen.kernel_abi import ENGINE_DIR
+
+    gcc = require_tool("gcc")
+    result = generate_from_tflite(tiny, tmp_path)
+    source = tmp_path / "model_engine.c"
+    text = source.read_text()
+    assert text.count("_Static_assert(MODEL_ENGINE_SCRATCH_BYTES >= ENG_") >= 2
+    app = ENGINE_DIR.parents[1] / "lib" / "app"
+    cmd = [gcc, "-std=c99", "-Wall", "-Werror", "-c", f"-I{ENGINE_DIR}", f"-I{app}", f"-I{tmp_path}", str(source),
+           "-o", str(tmp_path / "m.o")]
+    subprocess.run(cmd, check=True)
+    source.write_text(text.replace(f"#define MODEL_ENGINE_SCRATCH_BYTES {result.scratch_bytes}u",
+                                   f"#define MODEL_ENGINE_SCRATCH_BYTES {result.scratch_bytes - 8}u"))
+    failed = subprocess.run(cmd, capture_output=True, text=True)
+    assert failed.returncode != 0 and "scratch region smaller than its kernel needs" in failed.stderr

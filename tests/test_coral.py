@@ -21,6 +21,7 @@ from models.bundle import load_bundle
 from models.errors import UserError
 from models.preprocess import prepare_frame
 from tools import classify
+from tinyml.data import read_image_file
 
 
 def _libedgetpu_installed() -> bool:
@@ -157,16 +158,16 @@ def cpu_runner(bundle_v1) -> InterpreterRunner:
 
 
 def test_runner_reports_load_cost_and_bundle_quantisation(cpu_runner, bundle_v1):
-    assert cpu_runner.runtime == "litert-cpu"
+    assert cpu_runner.runtime == "litert-builtin-ref"
     assert cpu_runner.load_cost.load_ms > 0 and cpu_runner.load_cost.first_invoke_ms > 0
     assert cpu_runner.input_quant == bundle_v1.input_quant and cpu_runner.output_quant == bundle_v1.output_quant
-    classify.check_runner(bundle_v1, cpu_runner)
+    classify.check_runner(bundle_v1, cpu_runner, bundle_v1.model_id)
     with pytest.raises(UserError, match="input dtype uint8 does not match"):
         cpu_runner.invoke(np.zeros(bundle_v1.input_shape, np.uint8))
 
 
 def test_classify_uses_the_bundle_preprocessing_and_output_quantisation(cpu_runner, bundle_v1, images):
-    pairs = [(str(p), classify.read_image(p)) for p in images]
+    pairs = [(str(p), read_image_file(p)) for p in images]
     predictions = classify.classify_images(bundle_v1, cpu_runner, pairs, k=3)
     quant = bundle_v1.output_quant
     for (name, image), pred in zip(pairs, predictions):
@@ -201,12 +202,12 @@ def test_classify_agrees_with_the_float_model(bundle_v1, fmnist_test_samples):
 def test_classify_cli_on_cpu(bundle_v1, images, capsys):
     assert classify.main([str(bundle_v1.path), *map(str, images), "--cpu", "--top-k", "2", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["runtime"] == "litert-cpu" and doc["load_cost"]["load_ms"] > 0
+    assert doc["runtime"] == "litert-builtin-ref" and doc["load_cost"]["load_ms"] > 0
     assert [p["image"] for p in doc["predictions"]] == [str(p) for p in images]
     assert all(len(p["top"]) == 2 and p["top"][0][2] >= p["top"][1][2] for p in doc["predictions"])
     assert classify.main([str(bundle_v1.path), str(images[0]), "--cpu"]) == 0
     text = capsys.readouterr().out
-    assert "runtime litert-cpu: model load" in text and "mean latency" in text
+    assert "runtime litert-builtin-ref: model load" in text and "mean latency" in text
 
 
 def test_classify_cli_bad_inputs(bundle_v1, tmp_path):
@@ -231,7 +232,7 @@ def test_cpu_interpreter_info_passes_the_stream_compatibility_check(bundle_v1, c
                       cpu_runner.num_classes, cpu_runner.output_quant, "edgetpu", 1)
     check_compatible(bundle_v1, info, "the Coral")
     interpreter, name = cpu_interpreter(bundle_v1.artifact_path("tflite"))
-    assert name == "litert-cpu" and interpreter.get_input_details()[0]["shape"].tolist() == [1, *bundle_v1.input_shape]
+    assert name == "litert-builtin-ref" and interpreter.get_input_details()[0]["shape"].tolist() == [1, *bundle_v1.input_shape]
 
 
 # ---- the stream target -----------------------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""The engine's convolution kernel variants, one by one, against a plain-C loop of TFLite's reference arithmetic.
+"""The engine's kernels, one by one, against plain-C loops of TFLite's reference arithmetic (CMSIS-NN style).
 
-tests/c/kernel_variants_unit.c draws random shapes and parameters that reach every variant (3x3 depthwise row
-kernel and border path, other depthwise kernels, first-layer and im2col convolutions, all requantisation modes)
-and compares each output byte with the literal reference. It is built portable and with ENG_EMULATE_DSP (the
-DSP paths' layout and loop structure) under ASan/UBSan; the real intrinsics run in test_engine_native.py's
-QEMU test.
+* tests/c/kernel_variants_unit.c draws random shapes and parameters that reach every convolution variant (3x3
+  depthwise row kernel and border path, other depthwise kernels, first-layer and im2col convolutions, all
+  requantisation modes) and compares each output byte with the literal reference.
+* tests/c/engine_kernels/test_*.c, one beside each kernel family (conv and the wide exact conv, depthwise and
+  the wide exact depthwise with multipliers 1-4 and more than 25 taps, pooling / ADD / MEAN / QUANTIZE / PAD),
+  do the same over thousands of random cases with the reference written out in kernel_ref.h; their scratch
+  buffers are malloc'd at exactly the header macro's size, so an overrun is an ASan error.
+
+Everything is built portable and with ENG_EMULATE_DSP (the DSP paths' layout and loop structure) under ASan and
+UBSan (any report aborts); the real intrinsics run in test_engine_native.py's QEMU tests.
 """
 from __future__ import annotations
 
@@ -18,19 +23,34 @@ from tests.tooling import require_tool
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
 UNIT = ROOT / "tests" / "c" / "kernel_variants_unit.c"
+FAMILY_TESTS = ROOT / "tests" / "c" / "engine_kernels"
 KERNELS = sorted(p for p in ENGINE_DIR.glob("engine_*.c"))
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+
+def build(cc: str, source: Path, exe: Path, emulate_dsp: bool) -> Path:
+    cmd = [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-O1", *SANITIZE,
+           *(["-DENG_EMULATE_DSP"] if emulate_dsp else []), f"-I{ENGINE_DIR}", str(source), *map(str, KERNELS), "-lm",
+           "-o", str(exe)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return exe
 
 
 @pytest.mark.parametrize("emulate_dsp", [False, True], ids=["portable", "emulated-dsp"])
 def test_kernel_variants_match_the_reference_arithmetic(emulate_dsp, tmp_path) -> None:
-    gcc = require_tool("gcc")
-    exe = tmp_path / "kernel_variants_unit"
-    cmd = [gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-O1", "-fsanitize=address,undefined",
-           "-fno-sanitize-recover=all", *(["-DENG_EMULATE_DSP"] if emulate_dsp else []), f"-I{ENGINE_DIR}",
-           str(UNIT), *map(str, KERNELS), "-lm", "-o", str(exe)]
-    build = subprocess.run(cmd, capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
+    exe = build(require_tool("gcc"), UNIT, tmp_path / "kernel_variants_unit", emulate_dsp)
     for seed in (1, 2):
         run = subprocess.run([str(exe), "500", str(seed)], capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-        assert int(run.stdout.strip().splitlines()[-1]) == 1000
+        assert int(run.stdout.strip().splitlines()[-1]) == 1500
+
+
+@pytest.mark.parametrize("emulate_dsp", [False, True], ids=["portable", "emulated-dsp"])
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+@pytest.mark.parametrize("test", sorted(p.name for p in FAMILY_TESTS.glob("test_*.c")))
+def test_kernel_family_matches_the_reference_arithmetic(test, compiler, emulate_dsp, tmp_path) -> None:
+    exe = build(require_tool(compiler), FAMILY_TESTS / test, tmp_path / Path(test).stem, emulate_dsp)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "match the reference" in run.stdout

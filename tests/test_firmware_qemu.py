@@ -116,7 +116,7 @@ def test_qemu_results_equal_litert_reference(qemu_run) -> None:
     bundle, frames, _, results = qemu_run
     reference = ReferenceModel(bundle.artifact_path("tflite"))
     mismatched = [i for i, (frame, result) in enumerate(zip(frames, results))
-                  if result.output != reference.invoke(frame).tobytes()]
+                  if result.output.tobytes() != reference.invoke(frame).tobytes()]
     assert len(results) == QEMU_FRAMES
     assert not mismatched, f"{len(mismatched)} of {QEMU_FRAMES} RESULTs differ from LiteRT BUILTIN_REF, first {mismatched[:5]}"
 
@@ -142,7 +142,7 @@ def test_qemu_reports_instruction_count_and_virtual_time(qemu_run) -> None:
     assert min(cycles) > 100_000 and all(c % 40 == 0 for c in cycles), (min(cycles), max(cycles))
     assert max(cycles) - min(cycles) < 0.05 * min(cycles), (min(cycles), max(cycles))
     # each is a difference of two truncated readings taken a few instructions apart: within 2 us of each other
-    off = [(r.inference_us, r.cycles) for r in results if abs(r.inference_us - r.cycles / 1000) >= 2]
+    off = [(r.latency_us, r.cycles) for r in results if abs(r.latency_us - r.cycles / 1000) >= 2]
     assert not off, f"inference_us disagrees with cycles / 1000: {off[:5]}"
 
 

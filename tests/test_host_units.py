@@ -312,3 +312,14 @@ def test_port_held_by_another_program_is_named():
         first.close()
         os.close(master)
         os.close(slave)
+
+
+def test_summary_text_shows_reconnects_of_a_stream_not_only_of_listen_mode():
+    """#15: an operator-precedence slip attached the reconnect count to the listen-mode line only."""
+    from host.summary import Summary
+
+    streamed = Summary(["a", "b"], "qemu board", "engine", "fashion-mnist:test", sent=10, answered=10, reconnects=2)
+    listened = Summary(["a", "b"], "board", "engine", "the board's camera", answered=5, reconnects=1)
+    assert "2 reconnect(s)" in streamed.text().splitlines()[0]
+    assert "1 reconnect(s)" in listened.text().splitlines()[0]
+    assert "reconnect" not in Summary(["a"], "cpu", "ref", "x", sent=1, answered=1).text()

@@ -71,6 +71,21 @@ def test_board_specific_settings(config):
     assert "FIRMWARE_RUNNER_ENGINE" in engine and "FIRMWARE_RUNNER_TFLM" not in engine
 
 
+def test_engine_environments_mirror_their_board(config):
+    """Each *-engine environment is its board's environment with the engine runner instead of TFLM (issue #10
+    asks for the Nano 33 BLE's: the Cortex-M4F the engine's DSP paths target)."""
+    for board_env in ("esp32-s3-devkitc-1", "nano33ble"):
+        env = f"{board_env}-engine"
+        assert env in config.envs()
+        for option in ("platform", "board", "monitor_speed"):
+            assert config.get(f"env:{env}", option) == config.get(f"env:{board_env}", option), (env, option)
+        flags, board_flags = _flags(config, env), _flags(config, board_env)
+        assert "FIRMWARE_RUNNER_ENGINE" in flags and "FIRMWARE_RUNNER_TFLM" not in flags
+        for name in ("FIRMWARE_BAUD", "FIRMWARE_RX_BUFFER"):
+            assert flags[name] == board_flags[name], (env, name)
+    assert config.get("env:nano33ble-engine", "lib_deps") == []  # no TFLM library in the engine build
+
+
 def test_installed_default_model_is_consistent(config):
     """The committed model files agree with each other: the array is the model whose id the header announces."""
     model_dir = Path(config.get("platformio", "include_dir"))
@@ -82,6 +97,22 @@ def test_installed_default_model_is_consistent(config):
     assert hashlib.sha256(tflite).hexdigest() == model_id
     assert f"g_model_data_size = {len(tflite)};" in (model_dir / "model_data.h").read_text()
     assert re.search(r"#define MODEL_OP_COUNT \d+", (model_dir / "model_ops.h").read_text())
+
+
+def test_installed_bundle_is_the_installed_model(config):
+    """firmware/src/model/bundle is the bundle of the committed model (what host/stream.py needs to talk to a freshly
+    flashed board): it loads, verifies, and its model id and labels are the headers'."""
+    from models.bundle import load_bundle
+
+    model_dir = Path(config.get("platformio", "include_dir"))
+    bundle = load_bundle(model_dir / "bundle")
+    bundle.verify()
+    info = (model_dir / "model_info.h").read_text()
+    assert f'#define MODEL_ID_HEX               "{bundle.model_id}"' in info
+    assert hashlib.sha256(bundle.artifact_path("tflite").read_bytes()).hexdigest() == bundle.model_id
+    labels = re.search(r"#define MODEL_LABELS \{(.*?)\}", info, re.S).group(1)
+    assert re.findall(r'"([^"]+)"', labels) == bundle.labels
+    assert not bundle.artifact_path("keras", required=False).exists()  # the bundle stays small: no Keras model
 
 
 def test_engine_model_goes_where_the_build_looks(config):

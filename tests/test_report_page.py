@@ -7,9 +7,9 @@ import re
 import shutil
 
 import pytest
+from test_data import assert_one_line_error, run_tool
 
 from models.bundle import load_bundle
-from test_data import assert_one_line_error, run_tool
 from tests.tooling import require_tool
 
 

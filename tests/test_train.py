@@ -78,6 +78,7 @@ def test_killed_training_resumes_at_next_epoch(tmp_path):
     (["--height", "31"], "too small"),
     (["--data", "/nonexistent/images"], "does not exist"),
     (["--epochs", "0"], "--epochs"),
+    (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1)"),
 ])
 def test_train_cli_bad_input(tmp_path, args, fragment):
     assert_one_line_error(run_tool("train", "--out", str(tmp_path / "b"), *args), fragment)
@@ -88,3 +89,24 @@ def test_train_cli_help_explains_options():
     assert proc.returncode == 0
     for option in ("--arch", "--width", "--height", "--channels", "--schedule", "--shift", "--restart", "--limit"):
         assert option in proc.stdout
+
+
+def test_label_smoothing_spreads_the_targets_and_trains(tmp_path):
+    import keras
+
+    from tools.train import TrainConfig, _dataset, _loss, train_bundle
+
+    config = TrainConfig(label_smoothing=0.3).resolved()
+    x, y = np.zeros((4, 32, 32, 1), np.float32), np.array([0, 3, 9, 3])
+    _, targets = next(iter(_dataset(x, y, config, False, classes=10)))
+    assert targets.shape == (4, 10) and np.argmax(targets, axis=1).tolist() == y.tolist()
+    # Keras smooths one-hot targets to 0.73 / 0.03; the loss of predicting exactly that is its entropy
+    smoothed = np.full((4, 10), 0.03, np.float32)
+    smoothed[np.arange(4), y] = 0.73
+    entropy = -(0.73 * np.log(0.73) + 9 * 0.03 * np.log(0.03))
+    assert float(_loss(config)(targets, smoothed)) == pytest.approx(entropy, rel=1e-3)
+    assert isinstance(_loss(config), keras.losses.CategoricalCrossentropy)
+
+    bundle = train_bundle(tmp_path / "ls", TrainConfig(limit=200, epochs=1, batch_size=32, label_smoothing=0.1),
+                          verbose=0)
+    assert bundle.meta["training"]["label_smoothing"] == 0.1 and bundle.meta["metrics"]["train"]["epochs"] == 1

@@ -25,7 +25,7 @@ FASHION_MNIST = "fashion_mnist"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_LABELS = ["t-shirt_top", "trouser", "pullover", "dress", "coat",
                         "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what OpenCV decodes
 APT_HINT = "sudo apt-get install dataset-fashion-mnist"
 
 
@@ -105,6 +105,17 @@ def read_image(path: Path) -> np.ndarray | None:
     if bgr is None:
         return None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """:func:`read_image` for a file the user named: a missing or undecodable one is a UserError."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"image {p} does not exist")
+    image = read_image(p)
+    if image is None:
+        raise UserError(f"cannot decode {p} as an image; use {', '.join(IMAGE_EXTENSIONS)}")
+    return image
 
 
 def load_image_folder(root: str | Path) -> tuple[Dataset, list[tuple[str, str]]]:

@@ -7,19 +7,33 @@ mid-stream with :meth:`restart`. Use as a context manager so the process never o
 
     with QemuBoard(elf) as board:
         link = serial.serial_for_url(board.url, timeout=2)
+
+A board is the host's child, not part of the user's terminal job: it runs in its own session, so a Ctrl-C that
+the terminal sends to the whole foreground process group reaches the host only, which then ends the stream
+cleanly and stops the board itself. It is also tied to the host's life (``PR_SET_PDEATHSIG``): a host killed with
+SIGKILL takes its board with it instead of leaving it re-parented to init. A board that died under a running
+host (killed, crashed) is started again by :meth:`LocalBoard.live_url`, which the stream's reconnect asks for
+the port.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from models.errors import UserError
+
+if TYPE_CHECKING:
+    from tinyml.protocol import Hello
+    from tinyml.targets.base import Result
 
 APT_HINT = "sudo apt-get install -y {package}  (or run `make test` as root, which installs it)"
 START_TIMEOUT_S = 20.0
@@ -40,6 +54,23 @@ def _free_tcp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: a forked child must not load libraries
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A pre-exec hook: SIGKILL the child when ``parent`` dies (Linux), so a killed host leaves no board behind.
+
+    The kernel ties the signal to the *thread* that forked, so only the main thread (which lives as long as
+    the process) asks for it; a board started from a short-lived helper thread only gets its own session.
+    """
+    def hook() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+    return hook
+
+
 class LocalBoard:
     """A firmware process with start/stop/restart; subclasses say how to launch it and where its UART is."""
 
@@ -48,6 +79,7 @@ class LocalBoard:
         if not self.image.is_file():
             raise UserError(f"firmware image {self.image} does not exist; build it with: python -m tools firmware BUNDLE")
         self.url: str | None = None
+        self.restarts = 0  # times live_url() started the board again after it died
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr = None  # a file, not a pipe: a chatty process must never block on a full pipe
 
@@ -90,6 +122,16 @@ class LocalBoard:
         self.stop()
         return self.start()
 
+    def live_url(self) -> str | None:
+        """The url of the running board, starting it again first if its process died (killed, crashed).
+
+        A board stopped on purpose (:meth:`stop`) stays stopped: the url is None then.
+        """
+        if self._proc is not None and self._proc.poll() is not None:
+            self.restarts += 1
+            return self.restart()
+        return self.url
+
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the firmware to exit by itself (QEMU: semihosting exit) and return its status."""
         if self._proc is None:
@@ -122,7 +164,9 @@ class LocalBoard:
 
     def _popen(self, cmd: list[str], stdout: int) -> subprocess.Popen[bytes]:
         self._stderr = tempfile.TemporaryFile()
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._stderr)
+        hook = _die_with_parent(os.getpid()) if threading.current_thread() is threading.main_thread() else None
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._stderr,
+                                start_new_session=True, preexec_fn=hook)
 
     def _stderr_text(self) -> str:
         """The process's stderr so far, on one line (the last 300 characters)."""
@@ -216,51 +260,36 @@ class NativeBoard(LocalBoard):
         return line[4:]
 
 
-def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> tuple["Hello", list["Result"]]:
+def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> tuple[Hello, list[Result]]:
     """Handshake with the board at ``url`` and stream ``frames`` through it, keeping its credit window full.
 
-    A minimal synchronous client (host/stream.py is the full one, with reconnects and loss accounting) for
-    tests and bench scripts. Returns the board's HELLO and one Result per frame, in order; an ERROR, a
-    corrupt reply or ``timeout`` seconds of silence is a RuntimeError naming it.
+    The stream's own protocol client (tinyml.targets.serial_board.SerialBoardTarget) without reconnecting, for
+    tests, bench scripts and report's QEMU count. Returns the board's HELLO and one Result per frame, in order; a
+    frame lost to an ERROR or a corrupt reply is a RuntimeError naming why, ``timeout`` seconds of silence a
+    UserError.
     """
-    import serial
+    import numpy as np
 
-    from tinyml import protocol as wire
+    from tinyml.targets.base import Lost, Notice
+    from tinyml.targets.base import Result as Answer
+    from tinyml.targets.serial_board import SerialBoardTarget
 
-    link = serial.serial_for_url(url, timeout=0.05)
-    decoder = wire.Decoder()
-    pending = list(frames)
-    results: dict[int, wire.Result] = {}
-    hello: wire.Hello | None = None
-    window: wire.CreditWindow | None = None
-    next_frame = 0
+    pending = [np.frombuffer(frame, np.uint8) for frame in frames]
+    target = SerialBoardTarget(url, name=f"board at {url}", hello_timeout=timeout, reconnect_s=0.0,
+                               frame_timeout=timeout)
+    results: dict[int, Answer] = {}
     try:
-        link.write(wire.encode(wire.HelloRequest(), seq=0))
-        deadline = time.monotonic() + timeout
-        while hello is None or len(results) < len(pending):
-            while window is not None and window.can_send and next_frame < len(pending):
-                seq = next_frame + 1
-                link.write(wire.encode(wire.Frame(pending[next_frame]), seq=seq))
-                window.sent(seq)
-                next_frame += 1
-            data = link.read(max(1, link.in_waiting))
-            if data:
-                deadline = time.monotonic() + timeout
-            elif time.monotonic() > deadline:
-                raise RuntimeError(f"board at {url} silent for {timeout} s ({len(results)} of {len(pending)} results)")
-            for event in decoder.feed(data):
-                if isinstance(event, wire.Fault):
-                    raise RuntimeError(f"corrupt reply from the board: {event.name}")
-                msg = event.message()
-                if isinstance(msg, wire.Hello):
-                    if event.seq == 0 and hello is None:
-                        hello, window = msg, wire.CreditWindow(msg.credits)
-                elif isinstance(msg, wire.Result):
-                    assert window is not None
-                    window.answered(event.seq)
-                    results[event.seq] = msg
-                elif isinstance(msg, wire.Error):
-                    raise RuntimeError(f"board answered seq {event.seq} with ERROR {msg.name} (detail {msg.detail})")
+        credits = target.open().credits
+        sent = 0
+        while len(results) < len(pending):
+            while sent < len(pending) and sent - len(results) < credits:
+                sent += 1
+                target.send(sent, pending[sent - 1])
+            for event in target.poll(0.05):
+                if isinstance(event, Lost):
+                    raise RuntimeError(f"frame {event.seq} of {len(pending)} lost: {event.reason}")
+                if not isinstance(event, Notice):
+                    results[event.seq] = event
     finally:
-        link.close()
-    return hello, [results[i + 1] for i in range(len(pending))]
+        target.close()
+    return target.hello, [results[i + 1] for i in range(len(pending))]

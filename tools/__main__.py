@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import models.quiet  # noqa: F401  (quiet TensorFlow/OpenCV log levels, before a step loads either)
 from models.errors import UserError, run_cli
 
 TOOLS_DIR = Path(__file__).resolve().parent
@@ -44,8 +45,8 @@ def dispatch(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     steps = discover_steps()
     if not args or args[0] in ("-h", "--help", "help"):
-        print(usage(steps))
-        return 0 if args else 2
+        print(usage(steps))  # no step given is a request for the list, not an error
+        return 0
     step, rest = args[0], args[1:]
     if step not in steps:
         raise UserError(f"unknown step {step!r}; available steps: {', '.join(steps)}")

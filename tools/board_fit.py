@@ -55,7 +55,7 @@ def resolve_board(name: str | None, ram: str | None, flash: str | None) -> Board
     return custom_board(parse_bytes(ram, "--ram"), parse_bytes(flash, "--flash"))
 
 
-def backend_fit(row: "Row", board: Board, backend: str) -> Fit | None:
+def backend_fit(row: Row, board: Board, backend: str) -> Fit | None:
     """The fit of ``row`` on ``board`` for ``backend``; None when the figures it needs are not recorded."""
     from tools.export import arena_with_margin
 
@@ -74,7 +74,7 @@ class Choice:
 
     family: str
     backend: str
-    row: "Row | None"
+    row: Row | None
     fit: Fit | None
     candidates: int  # models of the family with the figures this backend needs
     fitting: int  # of those, how many fit
@@ -94,7 +94,7 @@ class Choice:
         return self.fit.board.arena_budget - used
 
 
-def best_fits(rows: list["Row"], board: Board) -> list[Choice]:
+def best_fits(rows: list[Row], board: Board) -> list[Choice]:
     """For each family and backend: the highest int8 accuracy among the rows that fit ``board``."""
     choices = []
     for family in FAMILIES:

@@ -2,8 +2,9 @@
 
 The frames go through exactly what every other target gets: models.preprocess.prepare_frame (the bundle's own
 preprocessing and input quantisation), then the raw int8/uint8 output is dequantised with the output scale and
-zero point and ranked. ``--cpu`` runs the plain int8 model through the same code on LiteRT's CPU kernels, so a
-Coral answer can be compared with the CPU's on the same machine.
+zero point and ranked. Images are read by tinyml.data's reader (the one training and stream.py use). ``--cpu`` runs
+the plain int8 model through the same code on the CPU oracle (LiteRT BUILTIN_REF, as ``stream.py --cpu``), so a
+Coral answer can be compared with the reference answer on the same machine.
 
     python -m tools classify runs/v1 shirt.png boot.jpg            # Edge TPU (first one found)
     python -m tools classify runs/v1 shirt.png --device usb:0 --top-k 5
@@ -21,10 +22,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tinyml.targets.base import check_compatible
 from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.preprocess import prepare_frame
+from models.reference import RUNTIME
+from tinyml.data import read_image_file
 
 
 @dataclass
@@ -40,35 +44,10 @@ def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[tuple[int, 
     return [(int(i), labels[i] if i < len(labels) else str(i), float(scores[i])) for i in order]
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as uint8 RGB (or grayscale kept as HxW); an unreadable file is a UserError."""
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"image {p} does not exist")
-    image = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise UserError(f"cannot decode {p} as an image; use PNG, JPEG, BMP or another format OpenCV reads")
-    if image.dtype != np.uint8:
-        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(np.iinfo(image.dtype).max)))
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    elif image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return image
-
-
-def check_runner(bundle: Bundle, runner: InterpreterRunner) -> None:
-    """Refuse a model whose input/output quantisation or class count differs from the bundle's."""
-    for which, theirs, ours in (("input", runner.input_quant, bundle.input_quant),
-                                ("output", runner.output_quant, bundle.output_quant)):
-        if theirs.dtype != ours.dtype or theirs.zero_point != ours.zero_point or not np.isclose(theirs.scale, ours.scale, rtol=1e-6):
-            raise UserError(f"the loaded model's {which} quantisation ({theirs}) differs from bundle {bundle.path} "
-                            f"({ours}); re-run python -m tools edgetpu {bundle.path}")
-    if runner.num_classes != len(bundle.labels):
-        raise UserError(f"the loaded model has {runner.num_classes} outputs but the bundle has "
-                        f"{len(bundle.labels)} labels; re-run python -m tools edgetpu {bundle.path}")
+def check_runner(bundle: Bundle, runner: InterpreterRunner, model_id: str) -> None:
+    """Refuse a model that is not the bundle's: tinyml.targets.base.check_compatible, as for every target."""
+    check_compatible(bundle, runner.device_info(model_id, runner.runtime), where=f"the {runner.runtime} model",
+                     fix=f"re-run python -m tools {'quantize' if runner.runtime == RUNTIME else 'edgetpu'} {bundle.path}")
 
 
 def classify_images(bundle: Bundle, runner: InterpreterRunner, images: Sequence[tuple[str, np.ndarray]],
@@ -88,10 +67,10 @@ def classify(bundle_path: str | Path, image_paths: Sequence[str], device: str | 
              cpu: bool = False, k: int = 3) -> tuple[InterpreterRunner, list[Prediction]]:
     """Open the bundle's Edge TPU model (or int8 model on the CPU) and classify the image files."""
     bundle = load_bundle(bundle_path)
-    images = [(str(p), read_image(p)) for p in image_paths]  # read all first: a bad file fails before loading
-    model = bundle.artifact_path("tflite") if cpu else compiled_model(bundle)
+    images = [(str(p), read_image_file(p)) for p in image_paths]  # all first: a bad file fails before loading
+    model = bundle.verified_artifact("tflite") if cpu else compiled_model(bundle)
     runner = open_runner(model, device=device, runtime=runtime, cpu=cpu)
-    check_runner(bundle, runner)
+    check_runner(bundle, runner, bundle.model_id)
     return runner, classify_images(bundle, runner, images, k)
 
 
@@ -118,7 +97,8 @@ def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print)
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
                         help="auto: pycoral when importable, else LiteRT + libedgetpu delegate (default: auto)")
     parser.add_argument("--cpu", action="store_true",
-                        help="run the int8 model on LiteRT's CPU kernels instead (same pre/post-processing)")
+                        help="run the int8 model on the CPU reference (LiteRT BUILTIN_REF, the answer stream.py "
+                             "--cpu and a bit-exact board give) instead")
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="how many classes to print (default: 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     args = parser.parse_args(argv)

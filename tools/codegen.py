@@ -1,4 +1,4 @@
-"""Generate plain C for the project's int8 engine from a bundle (the generator is tinyml/codegen.py).
+"""Generate plain C for the project's int8 engine from a bundle (the generator is tinyml/codegen).
 
     python -m tools codegen BUNDLE [--out DIR]      # writes BUNDLE/codegen/ and records it in model.json
 """

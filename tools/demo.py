@@ -1,11 +1,12 @@
 """The `make demo` walk-through: MobileNet V1 vs V2 on Fashion-MNIST, from training to firmware on a Cortex-M4.
 
-For each architecture: train -> quantize -> evaluate (float, LiteRT-ref and TFLM), then the int8 model is compiled
-to C by the project's engine, built into the QEMU mps2-an386 firmware, and `python host/stream.py` streams a
-labelled test slice to that emulated board over its UART, exactly as it would to a real board. Two tables answer
-the question users start from: which architecture, on my data, on my board (accuracy, size, RAM, instructions).
-It is a plain sequence of the calls and commands a user would make, on a small subset so it finishes in minutes on
-a laptop CPU. bench/train_fashion_mnist.py runs the same build steps at full size.
+For each architecture: train -> quantize -> evaluate (float, LiteRT-ref and TFLM) -> export (the TFLM C array and
+op resolver a PlatformIO board builds) -> codegen + QEMU firmware, to which `python host/stream.py` streams a
+labelled test slice over the emulated UART exactly as it would to a real board -> the Edge TPU pre-check. Then
+`report` answers the question users start from (which architecture, on my data, on my board) with its table,
+board fit, verdict and plots, and the demo prints where every artifact is. It is a plain sequence of the calls
+and commands a user would make, on a training budget that finishes in minutes on two CPU cores;
+bench/train_fashion_mnist.py runs the same build steps at full size.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from tools.evaluate import evaluate_bundle
 from tools.quantize import quantize_bundle
 from tools.train import TrainConfig, train_bundle
 
-MODELS = (("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35))
+# (architecture, width, epochs): the epochs that take each past 85 % on the device within the demo's time budget
+MODELS = (("mobilenet_v1", 0.25, 4), ("mobilenet_v2", 0.35, 3))
+REPORT_BOARD = "nano33ble"  # the smallest board in the table: where V1 vs V2 is a real choice
 STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
 
 
@@ -104,39 +107,75 @@ def format_board_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Path, limit: int = 6000, epochs: int = 4, eval_limit: int = 1000) -> list[dict[str, Any]]:
-    """V1 and V2 on a ``limit``-image Fashion-MNIST subset for ``epochs`` epochs; evaluated on ``eval_limit`` test images."""
+def run_demo(out: Path, limit: int | None = None, epochs: int | None = None,
+             eval_limit: int = 1000) -> list[dict[str, Any]]:
+    """V1 and V2 on Fashion-MNIST (``limit`` training images, all by default), ``epochs`` each (default: MODELS)."""
     rows = []
-    for architecture, width in MODELS:
+    verbose = 1 if sys.stdout.isatty() else 2  # progress bars on a terminal, one line per epoch in a log
+    for architecture, width, default_epochs in MODELS:
         print(f"== {architecture} width {width}: train -> quantize -> evaluate", flush=True)
-        config = TrainConfig(architecture=architecture, width=width, limit=limit, epochs=epochs, batch_size=32, lr=4e-3)
-        rows.append(build_and_evaluate(out / architecture, config, eval_limit=eval_limit))
+        config = TrainConfig(architecture=architecture, width=width, limit=limit, epochs=epochs or default_epochs,
+                             batch_size=64, lr=4e-3)
+        rows.append(build_and_evaluate(out / architecture, config, eval_limit=eval_limit, verbose=verbose))
     return rows
+
+
+def export_and_precheck(bundle_dir: Path) -> dict[str, Any]:
+    """The TFLM export (C array, op resolver, board fit) and the Edge TPU pre-check of one bundle."""
+    from tools.edgetpu import edgetpu
+    from tools.export import export_bundle
+
+    exported = export_bundle(bundle_dir)
+    lines: list[str] = []
+    section = edgetpu(bundle_dir, allow_cpu_fallback=True, precheck_only=True, echo=lines.append)
+    verdict = next((line for line in lines if line.startswith("verdict: ")), "verdict: ?")
+    print(f"   export: {exported.out_dir} ({', '.join(sorted(exported.files))}); Edge TPU pre-check {verdict}",
+          flush=True)
+    return {"export_dir": exported.out_dir, "edgetpu": section["precheck"], "edgetpu_verdict": verdict[9:]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools demo",
-                                     description="Train, quantize and evaluate MobileNet V1 and V2 on a Fashion-MNIST "
-                                                 "subset and print a table (what `make demo` runs).")
-    parser.add_argument("--out", default="runs/demo", help="where the two bundles go (default runs/demo)")
-    parser.add_argument("--limit", type=int, default=6000, help="training images, class-balanced (default 6000)")
-    parser.add_argument("--epochs", type=int, default=4, help="training epochs per model (default 4)")
+                                     description="MobileNet V1 vs V2 on Fashion-MNIST, the whole flow: train, quantize, "
+                                                 "evaluate, export, engine firmware on QEMU fed by host/stream.py, Edge "
+                                                 "TPU pre-check, report with plots (what `make demo` runs).")
+    parser.add_argument("--out", default="runs/demo", help="where the bundles and the report go (default runs/demo)")
+    parser.add_argument("--limit", type=int, help="training images, class-balanced (default: all 54,000)")
+    parser.add_argument("--epochs", type=int, help="training epochs per model (default: 4 for V1, 3 for V2)")
     parser.add_argument("--eval-limit", type=int, default=1000, help="test images to evaluate on (default 1000)")
     parser.add_argument("--board-frames", type=int, default=200,
                         help="labelled test images streamed to each model's firmware on QEMU (default 200; 0 skips)")
     args = parser.parse_args(argv)
-    rows = run_demo(Path(args.out), args.limit, args.epochs, args.eval_limit)
-    if args.board_frames > 0:
-        for row in rows:
-            print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386)", flush=True)
+    out = Path(args.out)
+    started = time.monotonic()
+    rows = run_demo(out, args.limit, args.epochs, args.eval_limit)
+    for row in rows:
+        print(f"== {row['model']}: export for TFLM boards, Edge TPU pre-check", flush=True)
+        row.update(export_and_precheck(Path(row["bundle"])))
+        if args.board_frames > 0:
+            print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386), fed by host/stream.py", flush=True)
             row["qemu"] = run_on_qemu(Path(row["bundle"]), args.board_frames)
     print()
     print(format_table(rows))
     if args.board_frames > 0:
         print()
         print(format_board_table(rows))
-    print(f"\nbundles: {', '.join(r['bundle'] for r in rows)}  (inspect with: cat {rows[0]['bundle']}/model.json)")
-    print(f"compare them any time with: python -m tools report {' '.join(r['bundle'] for r in rows)}")
+        from tools.report import measure_qemu
+
+        for row in rows:  # the report's instruction figure: a repeatable count over 2 frames (icount)
+            measure_qemu(load_bundle(row["bundle"]), frames=2)
+    print(f"\n== report: python -m tools report {' '.join(r['bundle'] for r in rows)} --board {REPORT_BOARD} "
+          f"--out {out / 'report'}", flush=True)
+    from tools.report import main as report_main
+
+    report_main([r["bundle"] for r in rows] + ["--board", REPORT_BOARD, "--out", str(out / "report")])
+    print(f"\nartifacts ({time.monotonic() - started:.0f} s in all):")
+    for row in rows:
+        bundle = Path(row["bundle"])
+        print(f"  {row['model']}: bundle {bundle} (model.json, model.keras, model_int8.tflite), TFLM export "
+              f"{row['export_dir']}, engine C {bundle / 'codegen'}, QEMU log {bundle / 'qemu.jsonl'}")
+    print(f"  report: {out / 'report' / 'report.html'} (self-contained), {out / 'report' / 'report.md'}, "
+          f"plots {out / 'report'}/*.png")
     return 0
 
 

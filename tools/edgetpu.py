@@ -553,7 +553,7 @@ def edgetpu(bundle_path: str | os.PathLike, allow_cpu_fallback: bool = False, pr
     ``allow_cpu_fallback`` is False.
     """
     bundle = load_bundle(bundle_path)
-    model = bundle.artifact_path("tflite")
+    model = bundle.verified_artifact("tflite")
     check = precheck_model(model)
     echo(f"Edge TPU pre-check of {model} ({RULES} rules, {len(check.ops)} ops)")
     echo(check.table())

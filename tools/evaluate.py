@@ -13,10 +13,8 @@ on the C-level stderr, so file descriptor 2 is captured around that call. Everyt
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,23 +23,10 @@ import numpy as np
 from models.bundle import Bundle, TensorQuant, load_bundle, sha256_file
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input
+from models.quiet import import_tensorflow, native_output
+from models.scoring import scores
 
 SPLITS = ("test", "val", "train")
-
-
-def _capture_fd2(func) -> str:
-    """Run ``func()`` and return what it wrote to file descriptor 2 (C/C++ stderr, invisible to sys.stderr)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            func()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        return sink.read().decode("utf-8", "replace")
 
 
 class TflmModel:
@@ -69,21 +54,13 @@ class TflmModel:
         """Arena bytes used: total, head (activations, reused between ops) and tail (persistent); after invoke()."""
         if not self._invoked:
             raise RuntimeError("TflmModel.arena() needs one invoke() first")
-        report = _capture_fd2(self._interp.print_allocations)
+        with native_output((2,)) as captured:  # the runtime reports only on the C-level stderr
+            self._interp.print_allocations()
+        report = captured.text
         found = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", report)}
         if "total" not in found:
             raise RuntimeError(f"tflite-micro printed no arena report; got: {report[:200]!r}")
         return found
-
-
-def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
-    matrix = np.zeros((classes, classes), np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix.tolist()
-
-
-def _scores(labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, Any]:
-    return {"accuracy": float(np.mean(predicted == labels)), "confusion": _confusion(labels, predicted, classes)}
 
 
 def _check_integer(tflite: bytes, path: Path) -> TensorQuant:
@@ -112,12 +89,13 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
         raise UserError(f"--limit must be >= 1, got {limit}")
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
-    tflite_path = Path(tflite) if tflite is not None else bundle.artifact_path("tflite")
+    tflite_path = Path(tflite) if tflite is not None else bundle.verified_artifact("tflite")
     if not tflite_path.is_file():
         raise UserError(f"{tflite_path} does not exist; run python -m tools quantize {bundle.path}")
     model_bytes = tflite_path.read_bytes()
     input_quant = _check_integer(model_bytes, tflite_path)
 
+    import_tensorflow()
     import keras
     from models.reference import ReferenceModel
 
@@ -130,7 +108,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     x = preprocess_batch(data.images, PreprocessSpec.from_bundle(bundle))
     q = quantize_input(x, input_quant)
 
-    float_model = keras.models.load_model(bundle.artifact_path("keras"), compile=False)
+    float_model = keras.models.load_model(bundle.verified_artifact("keras"), compile=False)
     float_pred = np.argmax(float_model.predict(x, batch_size=256, verbose=0), axis=1)
     ref, tflm = ReferenceModel(model_bytes), TflmModel(model_bytes)
     ref_out = np.stack([ref.invoke(frame) for frame in q])
@@ -138,9 +116,9 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     mismatched = np.flatnonzero(np.any(ref_out != tflm_out, axis=1))
     result = {
         "split": split, "images": int(len(data)), "tflite": tflite_path.name, "tflite_sha256": sha256_file(tflite_path),
-        "float": _scores(data.labels, float_pred, classes),
-        "int8_litert_ref": _scores(data.labels, np.argmax(ref_out, axis=1), classes),
-        "int8_tflm": _scores(data.labels, np.argmax(tflm_out, axis=1), classes),
+        "float": scores(data.labels, float_pred, classes),
+        "int8_litert_ref": scores(data.labels, np.argmax(ref_out, axis=1), classes),
+        "int8_tflm": scores(data.labels, np.argmax(tflm_out, axis=1), classes),
         "ref_tflm_identical": bool(len(mismatched) == 0),
         "ref_tflm_mismatches": int(len(mismatched)),
         "tflm_arena_bytes": tflm.arena(),

@@ -1,6 +1,8 @@
 """Export a bundle's int8 model for TFLite-Micro boards: C array, op resolver, model header, board fit.
 
-Writes into BUNDLE/export/ (and with --install into firmware/src/model/, which PlatformIO builds):
+Writes into BUNDLE/export/ (and with --install into firmware/src/model/, which PlatformIO builds, together with
+a copy of the bundle itself in firmware/src/model/bundle/: model.json, the int8 .tflite and labels, so the tree
+always carries the bundle that `host/stream.py` needs to talk to the firmware it builds):
 
 - model_data.h / model_data.cc: the .tflite as ``alignas(16) const unsigned char g_model_data[]`` plus
   ``g_model_data_size``, the layout of TFLM's generate_cc_arrays. ``const`` keeps it in flash (``xxd -i`` makes a
@@ -21,29 +23,31 @@ the reference kernels do not, so a stated margin is added (ARENA_MARGIN_PERCENT,
 from __future__ import annotations
 
 import argparse
-import hashlib
+import json
 import math
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from models.bundle import Bundle, load_bundle, sha256_file
+from models.bundle import META_FILE, Bundle, load_bundle, sha256_file
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess, quantize_input
-from tools.boards import BOARDS, Fit, check_fit, get_board
 from tinyml.tflite_graph import Graph, load_graph
+from tools.boards import BOARDS, Fit, check_fit, get_board
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_DIR = REPO_ROOT / "firmware" / "src" / "model"
 EXPORT_SUBDIR = "export"
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_ops.h", "model_info.h")
+INSTALLED_BUNDLE = "bundle"  # install_dir/bundle: the bundle the installed sources were generated from
+INSTALLED_ARTIFACTS = ("tflite", "labels")  # what a host needs to stream to the board (no Keras model)
 
 ARENA_MARGIN_PERCENT = 25  # optimised-kernel scratch buffers (ESP-NN / CMSIS-NN im2col, depthwise tiles)
 ARENA_MARGIN_BYTES = 4096  # fixed slack: interpreter bookkeeping differences between TFLM versions
@@ -336,12 +340,9 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
     install: also copy the generated files into install_dir (the firmware tree PlatformIO builds).
     """
     bundle = load_bundle(bundle_path)
-    tflite_path = bundle.artifact_path("tflite")
+    tflite_path = bundle.verified_artifact("tflite")  # the id HELLO reports must be this array's hash
     tflite = tflite_path.read_bytes()
     graph = load_graph(tflite)
-    if hashlib.sha256(tflite).hexdigest() != bundle.model_id:  # the id HELLO reports must be this array's hash
-        raise UserError(f"{tflite_path} differs from the model recorded in model.json; re-run python -m tools quantize "
-                        f"{bundle.path}")
     if graph.num_subgraphs != 1:
         raise UserError(f"{tflite_path} has {graph.num_subgraphs} subgraphs; export takes single-graph classifiers")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -383,6 +384,7 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
                 shutil.copyfile(path, Path(staging) / name)
             for name in files:
                 (Path(staging) / name).replace(installed / name)
+        install_bundle(bundle, installed / INSTALLED_BUNDLE)
 
     bundle.meta["export"] = {
         "dir": str(out),
@@ -402,6 +404,28 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
     }
     bundle.save()
     return ExportResult(out, files, ops, arena_measured, arena_bytes, fits, installed)
+
+
+def install_bundle(bundle: Bundle, dest: Path) -> Path:
+    """Copy what a host needs of ``bundle`` (model.json, int8 .tflite, labels) to ``dest``, replacing what was there.
+
+    The copy's model.json lists only the copied artifacts and leaves out this machine's export record, so it
+    loads (and verifies) anywhere, e.g. in a fresh clone of the repository.
+    """
+    meta = json.loads(json.dumps(bundle.meta))
+    meta.pop("export", None)
+    meta["artifacts"] = {kind: meta["artifacts"][kind] for kind in INSTALLED_ARTIFACTS}
+    with tempfile.TemporaryDirectory(dir=dest.parent) as staging:
+        staged = Path(staging) / dest.name
+        staged.mkdir()
+        for kind in INSTALLED_ARTIFACTS:
+            shutil.copyfile(bundle.artifact_path(kind), staged / meta["artifacts"][kind]["file"])
+        (staged / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        load_bundle(staged).verify()
+        if dest.exists():
+            shutil.rmtree(dest)
+        staged.replace(dest)
+    return dest
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,8 +10,6 @@ frames and read results without opening the .tflite.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +19,7 @@ import numpy as np
 from models.bundle import Bundle, TensorQuant, load_bundle
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess_batch
+from models.quiet import import_tensorflow, native_output
 
 INPUT_DTYPES = ("int8", "uint8")
 DEFAULT_SAMPLES = 300
@@ -38,6 +37,7 @@ def quantize_keras_model(model, representative: np.ndarray, input_dtype: str = "
         representative: float32 calibration inputs (N, H, W, C), already preprocessed; a few hundred suffice.
         input_dtype: "int8" or "uint8" input tensor; the output is int8 either way.
     """
+    import_tensorflow()
     import tensorflow as tf
 
     if input_dtype not in INPUT_DTYPES:
@@ -57,7 +57,7 @@ def quantize_keras_model(model, representative: np.ndarray, input_dtype: str = "
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8 if input_dtype == "int8" else tf.uint8
     converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras' export prints a page of signatures
+    with native_output():  # Keras' export prints a page of signatures, MLIR and the converter a page of logs
         return bytes(converter.convert())
 
 
@@ -96,21 +96,20 @@ def quantize_bundle(bundle: Bundle | str | Path, samples: int = DEFAULT_SAMPLES,
         raise UserError(f"--samples must be >= 1, got {samples}")
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
+    import_tensorflow()
     import keras
     from models.reference import ReferenceModel
 
-    model = keras.models.load_model(bundle.artifact_path("keras"), compile=False)
+    model = keras.models.load_model(bundle.verified_artifact("keras"), compile=False)
     if representative is None:
         representative = representative_set(bundle, samples, seed)
     tflite = quantize_keras_model(model, representative, input_dtype)
     check_activation_ranges(tflite)
-    path = bundle.artifact_path("tflite", required=False)
-    path.write_bytes(tflite)
     ref = ReferenceModel(tflite)
     bundle.update("quantization", {"input": TensorQuant.from_litert_detail(ref.input_detail).to_json(),
                                    "output": TensorQuant.from_litert_detail(ref.output_detail).to_json(),
                                    "calibration_samples": int(len(representative)), "seed": seed})
-    bundle.record_artifact("tflite", bytes=len(tflite))
+    path = bundle.write_artifact("tflite", tflite, bytes=len(tflite))
     bundle.save()
     return path
 

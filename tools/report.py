@@ -49,6 +49,7 @@ class Row:
     images: int | None = None
     model_id: str | None = None  # sha256 of the .tflite the row describes
     stale: str = ""  # why some figures belong to another .tflite than the bundle's current one ("" = none)
+    broken: str = ""  # why the bundle's .tflite itself cannot be trusted (changed after quantize recorded it)
 
 
 def _get(meta: dict[str, Any], *path: str) -> Any:
@@ -99,7 +100,12 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
     meta = bundle.meta
     evaluation = _get(meta, "metrics", "evaluation") or {}
     tflite = bundle.artifact_path("tflite", required=False)
-    tflite_bytes = tflite.stat().st_size if tflite.exists() else None
+    tflite_bytes, broken = None, ""
+    if tflite.exists():
+        try:  # a corrupt or replaced .tflite gets no size, no board fit and no model id
+            tflite_bytes = bundle.verified_artifact("tflite").stat().st_size
+        except UserError as exc:
+            broken = str(exc)
     arena = _get(evaluation, "tflm_arena_bytes", "total")
     height, width, channels = bundle.input_shape
     fits: dict[str, bool | None] = {}
@@ -125,7 +131,8 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
         tflite_bytes=tflite_bytes, tflm_arena=arena, engine_ram=_get(meta, "codegen", "arena_bytes"),
         instructions=qemu.get("instructions_per_inference"), fits=fits, architecture=bundle.architecture,
         path=str(bundle.path), input_bytes=height * width * channels, engine_flash=qemu.get("flash_bytes"),
-        split=evaluation.get("split"), images=evaluation.get("images"), model_id=model_id, stale="; ".join(stale))
+        split=evaluation.get("split"), images=evaluation.get("images"), model_id=model_id, stale="; ".join(stale),
+        broken=broken)
 
 
 def _pct(value: float | None) -> str:
@@ -174,10 +181,33 @@ def expand(paths: Sequence[str]) -> list[Path]:
     return out
 
 
+def distinguish(rows: list[Row]) -> None:
+    """Two bundles with the same name (a copied bundle keeps its model.json name) are told apart by their path."""
+    names = [row.name for row in rows]
+    for row in rows:
+        if names.count(row.name) > 1:
+            row.name = row.path
+
+
+def warnings_for(rows: list[Row]) -> list[str]:
+    """What makes figures untrustworthy or not comparable, one line each with the fix; never left to a marker."""
+    lines = [f"{row.name}: {row.broken}" for row in rows if row.broken]
+    lines += [f"{row.name}: {row.stale}" for row in rows if row.stale]
+    measured = sorted({f"{row.split} {row.images}" for row in rows if row.split is not None})
+    if len(measured) > 1:
+        lines.append(f"accuracies were measured on different splits or image counts ({', '.join(measured)}) and are "
+                     "not comparable; evaluate every bundle with the same --split and --limit")
+    return lines
+
+
 def missing_steps(rows: list[Row], bundles: list[Bundle]) -> list[str]:
-    """The commands that would fill the table's "-" cells."""
+    """The commands that would fill the table's "-" cells, in the order the steps have to run."""
     hints = []
     for row, bundle in zip(rows, bundles):
+        if row.tflite_bytes is None:  # evaluate, codegen and the QEMU count all need the int8 model first
+            if not row.broken:
+                hints.append(f"python -m tools quantize {bundle.path}")
+            continue
         if row.int8_acc is None:
             hints.append(f"python -m tools evaluate {bundle.path}")
         if row.engine_ram is None:
@@ -227,11 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
     bundles = [load_bundle(path) for path in expand(args.bundles)]
     rows = [collect(b, args.measure_qemu, args.frames) for b in bundles]
+    distinguish(rows)
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=2))
         return 0
     table = format_rows(rows)
     print(table)
+    for line in warnings_for(rows):
+        print(f"warning: {line}")
     hints = missing_steps(rows, bundles)
     if hints:
         print("\n'-' = not recorded yet; fill in with:\n  " + "\n  ".join(dict.fromkeys(hints)))

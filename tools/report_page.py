@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import html
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from tools.board_fit import FAMILIES, best_fits, format_choices
 from tools.boards import BOARDS, FRAME_BUFFERS, Board
@@ -35,18 +36,18 @@ class Axis:
 
     key: str
     label: str
-    value: Callable[["Row"], float | None]
+    value: Callable[[Row], float | None]
     limit: Callable[[Board], int] | None = None
     log: bool = False
 
 
-def _tflm_ram(row: "Row") -> float | None:
+def _tflm_ram(row: Row) -> float | None:
     from tools.export import arena_with_margin
 
     return None if row.tflm_arena is None else arena_with_margin(row.tflm_arena) + FRAME_BUFFERS * row.input_bytes
 
 
-def _engine_ram(row: "Row") -> float | None:
+def _engine_ram(row: Row) -> float | None:
     return None if row.engine_ram is None else row.engine_ram + FRAME_BUFFERS * row.input_bytes
 
 
@@ -90,7 +91,7 @@ class Basis:
         return text
 
 
-def basis(rows: list["Row"]) -> Basis:
+def basis(rows: list[Row]) -> Basis:
     """Group rows by what their accuracy was measured on; set aside the minority and any stale row."""
     excluded = {r.name: r.stale for r in rows if r.stale}
     keyed = Counter((r.split, r.images) for r in rows if r.int8_acc is not None and r.name not in excluded)
@@ -116,7 +117,7 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 # ---- plots ----------------------------------------------------------------------------------------------------
-def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: dict[str, Board]) -> Path:
+def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: dict[str, Board]) -> Path:
     """One PNG: both families, their Pareto frontiers, board budgets as vertical lines, the basis as caption."""
     import matplotlib
 
@@ -125,30 +126,28 @@ def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: 
 
     title, axes_spec = PLOTS[name]
     fig, axes = plt.subplots(1, len(axes_spec), figsize=(6.4 * len(axes_spec), 4.6), squeeze=False)
-    shown = 0
-    for ax, axis in zip(axes[0], axes_spec):
+    for ax, axis in zip(axes[0], axes_spec, strict=True):
         for family in FAMILIES:
             label, colour, marker = FAMILY_STYLE[family]
             pts = [(axis.value(r), r.int8_acc * 100) for r in rows if r.architecture == family
                    and r.int8_acc is not None and r.name not in fit_basis.excluded and axis.value(r) is not None]
-            shown = max(shown, len(pts))
             if not pts:
                 continue
-            ax.scatter(*zip(*pts), color=colour, marker=marker, label=label, zorder=3)
+            ax.scatter(*zip(*pts, strict=True), color=colour, marker=marker, label=label, zorder=3)
             for r in rows:
                 x = axis.value(r) if r.architecture == family and r.name not in fit_basis.excluded else None
                 if x is not None and r.int8_acc is not None and r.model_id:
                     ax.annotate(r.model_id[:6], (x, r.int8_acc * 100), fontsize=6, alpha=0.7,
                                 xytext=(3, 3), textcoords="offset points")
             front = pareto(pts)
-            ax.step(*zip(*front), where="post", color=colour, alpha=0.6, linewidth=1.5,
+            ax.step(*zip(*front, strict=True), where="post", color=colour, alpha=0.6, linewidth=1.5,
                     label=f"{label} frontier")
         aside = [(axis.value(r), r.int8_acc * 100) for r in rows if r.name in fit_basis.excluded
                  and r.int8_acc is not None and axis.value(r) is not None]
         if aside:
-            ax.scatter(*zip(*aside), color="grey", marker="x", label="set aside", zorder=2)
+            ax.scatter(*zip(*aside, strict=True), color="grey", marker="x", label="set aside", zorder=2)
         if axis.limit is not None:
-            for (bname, board), colour in zip(boards.items(), BOARD_COLOURS):
+            for (bname, board), colour in zip(boards.items(), BOARD_COLOURS, strict=False):  # at most 4 boards drawn
                 ax.axvline(axis.limit(board) / KIB, color=colour, linestyle="--", linewidth=1)
                 ax.annotate(f"{bname} budget", (axis.limit(board) / KIB, 0.98), xycoords=("data", "axes fraction"),
                             rotation=90, color=colour, fontsize=8, ha="right", va="top")
@@ -169,7 +168,7 @@ def plot(rows: list["Row"], name: str, out_dir: Path, fit_basis: Basis, boards: 
 
 
 # ---- verdict --------------------------------------------------------------------------------------------------
-def verdict(rows: list["Row"], fit_basis: Basis, boards: dict[str, Board]) -> list[str]:
+def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list[str]:
     """A few sentences written from the numbers: overall best per family, cost at equal accuracy, board answers."""
     usable = [r for r in rows if r.int8_acc is not None and r.name not in fit_basis.excluded]
     if not usable:
@@ -191,7 +190,7 @@ def verdict(rows: list["Row"], fit_basis: Basis, boards: dict[str, Board]) -> li
     for bname, board in boards.items():
         per_family = {}
         for c in best_fits(usable, board):
-            if c.row is not None and (c.family not in per_family or c.row.int8_acc > per_family[c.family].row.int8_acc):
+            if c.row is not None and (c.family not in per_family or _rank(c) > _rank(per_family[c.family])):
                 per_family[c.family] = c
         if not per_family:
             out.append(f"{bname}: none of these models fits.")
@@ -209,6 +208,11 @@ def verdict(rows: list["Row"], fit_basis: Basis, boards: dict[str, Board]) -> li
             text += f"; no {FAMILY_STYLE[missing][0]} in this comparison fits"
         out.append(text + ".")
     return [s for s in out if s]
+
+
+def _rank(choice) -> tuple[float, int]:
+    """Accuracy first; at equal accuracy the backend that leaves the board more flash and RAM."""
+    return choice.row.int8_acc, choice.flash_margin + choice.ram_margin
 
 
 def _m(value: float | None) -> str:
@@ -243,7 +247,7 @@ def markdown_to_html_table(md: str) -> str:
     return "\n".join(out)
 
 
-def write_report(rows: list["Row"], table_md: str, out_dir: str | Path,
+def write_report(rows: list[Row], table_md: str, out_dir: str | Path,
                  boards: dict[str, Board] | None = None) -> dict[str, Path]:
     """Write the PNGs, report.md and report.html into ``out_dir``; returns their paths by name."""
     out = Path(out_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -26,6 +27,7 @@ from models.bundle import ARTIFACT_FILES, META_FILE, Bundle
 from models.errors import UserError, run_cli
 from models.mobilenet import ARCHITECTURES, build_model, check_args, count_cost
 from models.preprocess import RESIZE_MODES, PreprocessSpec, preprocess_batch
+from models.quiet import import_tensorflow
 from tinyml.data import FASHION_MNIST, load_splits, report_skipped
 
 CHECKPOINT_DIR = "checkpoint"
@@ -68,6 +70,7 @@ class TrainConfig:
     limit: int | None = None
     seed: int = 0
     augment: Augment = field(default_factory=Augment)
+    label_smoothing: float = 0.0  # share of each target spread over the other classes (0.1 is the V2 recipe's)
 
     def resolved(self) -> "TrainConfig":
         """Fill dataset-dependent defaults and check ranges (clear errors before any data is loaded)."""
@@ -80,6 +83,8 @@ class TrainConfig:
             raise UserError(f"--epochs and --batch-size must be >= 1 (got {out.epochs}, {out.batch_size})")
         if not out.lr > 0:
             raise UserError(f"--lr must be > 0, got {out.lr}")
+        if not 0.0 <= out.label_smoothing < 1.0:
+            raise UserError(f"--label-smoothing must be in [0, 1), got {out.label_smoothing}; try 0.1")
         if out.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {out.schedule!r}; use one of {', '.join(SCHEDULES)}")
         return out
@@ -121,10 +126,25 @@ def _augmenter(config: TrainConfig):
     return keras.Sequential(layers)
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, first_epoch: int = 0):
-    """Batched tf.data pipeline; a resumed run seeds its shuffle with the epoch so it does not replay epoch 1's order."""
+def _loss(config: TrainConfig):
+    """Cross-entropy on integer labels, or on one-hot targets when label smoothing is on (see _dataset)."""
+    import keras
+
+    if config.label_smoothing > 0:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    return "sparse_categorical_crossentropy"
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, first_epoch: int = 0,
+             classes: int = 0):
+    """Batched tf.data pipeline; a resumed run seeds its shuffle with the epoch so it does not replay epoch 1's order.
+
+    With label smoothing the labels become one-hot vectors of ``classes`` entries (Keras smooths only those).
+    """
     import tensorflow as tf
 
+    if config.label_smoothing > 0:
+        y = np.eye(classes, dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(x), seed=config.seed + first_epoch, reshuffle_each_iteration=True)
@@ -135,8 +155,17 @@ def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, 
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+CHECKPOINT_NAME = re.compile(r"epoch-(\d{4})\.keras")
+PARTIAL_DIR = "partial"
+
+
 class _Checkpointer:
-    """Atomic per-epoch checkpoints: ``epoch-NNNN.keras`` (model + optimizer) and ``history.json``."""
+    """Atomic per-epoch checkpoints: ``epoch-NNNN.keras`` (model + optimizer) and ``history.json``.
+
+    A checkpoint is written under ``partial/`` and renamed into place only when complete, so a kill during the save
+    leaves a stray file there, never a half-written ``epoch-NNNN.keras``; resuming deletes ``partial/`` and reads
+    only names that match :data:`CHECKPOINT_NAME` exactly.
+    """
 
     def __init__(self, directory: Path, config: dict[str, Any]):
         self.dir = directory
@@ -150,12 +179,13 @@ class _Checkpointer:
         if saved != self.config:
             raise UserError(f"{self.dir} holds a checkpoint of a different training configuration; "
                             "re-run with the same options to resume, or pass --restart to start over")
-        files = sorted(self.dir.glob("epoch-*.keras"))
+        shutil.rmtree(self.dir / PARTIAL_DIR, ignore_errors=True)  # a save the last run did not finish
+        files = sorted(f for f in self.dir.iterdir() if CHECKPOINT_NAME.fullmatch(f.name))
         if not files:
             return 0, None, []
         history_path = self.dir / "history.json"
         history = json.loads(history_path.read_text()) if history_path.exists() else []
-        epoch = int(files[-1].stem.split("-")[1])
+        epoch = int(CHECKPOINT_NAME.fullmatch(files[-1].name).group(1))
         return epoch, files[-1], history[:epoch]
 
     def start(self) -> None:
@@ -163,13 +193,42 @@ class _Checkpointer:
         _write_atomic(self.dir / "config.json", json.dumps(self.config, indent=2))
 
     def save(self, model, epoch: int, history: list[dict[str, float]]) -> None:
-        tmp = self.dir / f"epoch-{epoch:04d}.tmp.keras"
-        model.save(tmp)
+        name = f"epoch-{epoch:04d}.keras"
+        (self.dir / PARTIAL_DIR).mkdir(exist_ok=True)
+        model.save(self.dir / PARTIAL_DIR / name)
         _write_atomic(self.dir / "history.json", json.dumps(history))
-        os.replace(tmp, self.dir / f"epoch-{epoch:04d}.keras")
-        for old in self.dir.glob("epoch-*.keras"):
-            if old.name != f"epoch-{epoch:04d}.keras":
+        os.replace(self.dir / PARTIAL_DIR / name, self.dir / name)
+        for old in self.dir.iterdir():
+            if CHECKPOINT_NAME.fullmatch(old.name) and old.name != name:
                 old.unlink()
+
+
+def training_memory_bytes(model, batch_size: int) -> int:
+    """A lower bound on what fitting ``model`` needs: every layer's output kept for the backward pass plus its
+    gradient (float32, per batch), and weights with their gradient and Adam's two moments."""
+    activations = sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers)
+    return 2 * 4 * activations * batch_size + 4 * 4 * model.count_params()
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(model, config: TrainConfig) -> None:
+    """Refuse a run that cannot fit in this machine's memory before it starts (instead of an OOM kill later)."""
+    needed, available = training_memory_bytes(model, config.batch_size), available_memory_bytes()
+    if available is not None and needed > available:
+        gib = 1024 ** 3
+        raise UserError(f"training this model needs at least {needed / gib:.1f} GiB (batch {config.batch_size}, input "
+                        f"{config.height}x{config.width_px}, width {config.width:g}) but {available / gib:.1f} GiB "
+                        "are available; lower --batch-size, --height/--width-px or --width")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -208,11 +267,11 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
                       width_px=config.width_px, channels=config.channels, dropout=config.dropout)
     splits = load_splits(config.dataset, config.val_fraction, config.test_fraction, config.seed, config.limit)
     report_skipped(splits.skipped)
-    import keras  # after the checks above: a user mistake should not wait for TensorFlow to load
+    import_tensorflow()  # after the checks above: a user mistake should not wait for TensorFlow to load
+    import keras
 
     classes = len(splits.class_names)
-    x_train, x_val = preprocess_batch(splits.train.images, spec), preprocess_batch(splits.val.images, spec)
-    steps = -(-len(x_train) // config.batch_size)
+    steps = -(-len(splits.train) // config.batch_size)
 
     keras.utils.set_random_seed(config.seed)
     if ckpt_file is not None:
@@ -220,9 +279,12 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
         model = keras.models.load_model(ckpt_file)
     else:
         model = build_model(**build_args, classes=classes, weights=config.weights, batch_size=None)
+    check_memory(model, config)
+    if ckpt_file is None:
         model.compile(optimizer=keras.optimizers.Adam(_lr_schedule(config, steps)),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                      loss=_loss(config), metrics=["accuracy"])
         ckpt.start()
+    x_train, x_val = preprocess_batch(splits.train.images, spec), preprocess_batch(splits.val.images, spec)
 
     class EpochCheckpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -231,8 +293,9 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
 
     started = time.monotonic()
     if done < config.epochs:
-        model.fit(_dataset(x_train, splits.train.labels, config, True, done), epochs=config.epochs, initial_epoch=done,
-                  validation_data=_dataset(x_val, splits.val.labels, config, False) if len(x_val) else None,
+        model.fit(_dataset(x_train, splits.train.labels, config, True, done, classes), epochs=config.epochs,
+                  initial_epoch=done,
+                  validation_data=_dataset(x_val, splits.val.labels, config, False, 0, classes) if len(x_val) else None,
                   callbacks=[EpochCheckpoint()], verbose=verbose, shuffle=False)
     seconds = time.monotonic() - started
 
@@ -291,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shift", type=float, default=0.0, help="augment: random shift, fraction of the size (e.g. 0.1)")
     parser.add_argument("--zoom", type=float, default=0.0, help="augment: random zoom, fraction (e.g. 0.1)")
     parser.add_argument("--brightness", type=float, default=0.0, help="augment: random brightness, fraction (e.g. 0.2)")
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                        help="label smoothing, in [0, 1) (default 0; the MobileNet V2 recipe uses 0.1)")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction, help="validation share of each class (default 0.1)")
     parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
                         help="test share of each class, image folders only (default 0.1)")
@@ -304,12 +369,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                          weights=args.weights, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          schedule=args.schedule, warmup_epochs=args.warmup_epochs, val_fraction=args.val_fraction,
                          test_fraction=args.test_fraction, limit=args.limit, seed=args.seed,
-                         augment=Augment(args.flip, args.shift, args.zoom, args.brightness))
-    bundle = train_bundle(args.out, config, restart=args.restart, verbose=2 if args.quiet else "auto")
+                         augment=Augment(args.flip, args.shift, args.zoom, args.brightness),
+                         label_smoothing=args.label_smoothing)
+    # Progress bars only on a terminal: in a log file or a pipe their ANSI redraws become noise.
+    verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
+    bundle = train_bundle(args.out, config, restart=args.restart, verbose=verbose)
     train = bundle.meta["metrics"]["train"]
     cost = bundle.meta["metrics"]["cost"]
-    print(f"wrote {bundle.path}: {bundle.architecture} width {config.width} input {bundle.input_shape}, "
-          f"{cost['params']} params, {cost['macs']} MACs, val accuracy {train['val_accuracy']}")
+    val = train["val_accuracy"]
+    print(f"wrote {bundle.path}: {bundle.architecture} width {config.width:g} input {bundle.input_shape}, "
+          f"{cost['params']} params, {cost['macs']} MACs, "
+          f"val accuracy {'-' if val is None else f'{100 * val:.2f}%'}")
     return 0
 
 

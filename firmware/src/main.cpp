@@ -56,7 +56,7 @@ namespace {
 alignas(16) uint8_t frame_bufs[FIRMWARE_CREDITS + 1][APP_FRAME_BUF_SIZE(FIRMWARE_IN_BYTES)];
 alignas(16) uint8_t output[FIRMWARE_OUT_BYTES];
 uint8_t tx[APP_TX_SIZE(FIRMWARE_OUT_BYTES)];
-app_t app;
+app_t sketch_app; /* not `app`: in C++ that name is also app.h's struct tag */
 bool app_ready = false;
 
 #if defined(FIRMWARE_CAMERA)
@@ -130,9 +130,11 @@ void setup() {
   Serial.begin(FIRMWARE_BAUD);
   const app_config_t config = {&frame_bufs[0][0], sizeof frame_bufs[0], FIRMWARE_CREDITS + 1, output,
                                sizeof output, tx, sizeof tx};
-  app_ready = app_init(&app, select_runner(), &config) == APP_OK;
+  app_ready = app_init(&sketch_app, select_runner(), &config) == APP_OK;
 #if defined(FIRMWARE_CAMERA)
-  camera_ready = camera_begin(MODEL_INPUT_CHANNELS) == 0;
+  /* The runner's own description (either runner): camera.cpp refuses a model_info.h of another model. */
+  const runner_info_t *model = app_runner_info(&sketch_app);
+  camera_ready = app_ready && camera_begin(model->model_id, model->in_c) == 0;
 #endif
 }
 
@@ -141,10 +143,10 @@ void loop() {
     delay(1000);
     return;
   }
-  app_poll(&app);
+  app_poll(&sketch_app);
 #if defined(FIRMWARE_CAMERA)
   if (camera_ready && camera_grab(camera_frame) == 0) {
-    app_submit_frame(&app, camera_frame, camera_seq);
+    app_submit_frame(&sketch_app, camera_frame, camera_seq);
     camera_seq = static_cast<uint16_t>(camera_seq == 0xffff ? 1 : camera_seq + 1);
   }
 #endif

@@ -2,7 +2,8 @@
 
 A target is a serial board (``--port``, ``--board qemu|native``), the in-process CPU reference (``--cpu``) or a
 Coral Edge TPU (``--coral``). The stream loop never knows which one it drives: it opens the target, checks the
-:class:`DeviceInfo` against the bundle, sends frames while ``in_flight < credits`` and polls for events.
+:class:`DeviceInfo` against the bundle, sends frames while fewer than ``credits`` are unanswered (the loop counts
+them: every frame sent yields exactly one Result or Lost) and polls for events.
 
 Events are :class:`Result` (an answer), :class:`Lost` (a frame that will never be answered, with the reason, so
 every frame sent is accounted for) and :class:`Notice` (a link event such as a reconnect, logged but not a frame).
@@ -85,12 +86,16 @@ def _quant_text(q: TensorQuant) -> str:
     return f"{q.dtype} scale={q.scale:.6g} zero_point={q.zero_point}"
 
 
-def check_compatible(bundle: Bundle, info: DeviceInfo, where: str = "the target") -> None:
+FLASH_FIX = "flash firmware built from this bundle (python -m tools export BUNDLE --install, then upload)"
+
+
+def check_compatible(bundle: Bundle, info: DeviceInfo, where: str = "the target", fix: str = FLASH_FIX) -> None:
     """Refuse a target whose model differs from the bundle; the message holds both values and the fix.
 
-    The common real failure is old firmware still flashed on the board, so the fix names the build step.
+    The one compatibility check for boards, the CPU reference, the Coral and ``tools classify``. The common real
+    failure on a board is old firmware still flashed on it, so the default fix names the build step; a model file
+    on this machine names the step that rebuilds it.
     """
-    fix = "flash firmware built from this bundle (python -m tools export BUNDLE --install, then upload)"
     if info.model_id.lower() != bundle.model_id.lower():
         raise UserError(
             f"{where} runs model {info.model_id[:16]}… but bundle {bundle.path} is {bundle.model_id[:16]}…; {fix}"
@@ -120,7 +125,8 @@ class Target(abc.ABC):
 
     Contract for the stream loop:
     - ``open()`` once; it returns the DeviceInfo, which the caller checks with :func:`check_compatible`.
-    - ``send(seq, tensor)`` only while ``in_flight < info.credits``; ``tensor`` is the device input tensor
+    - ``send(seq, tensor)`` only while fewer than ``info.credits`` frames await their Result or Lost; ``tensor``
+      is the device input tensor
       (models.preprocess.prepare_frame output, HxWxC in the model's input dtype). ``seq`` increases.
     - ``poll(timeout)`` returns the events that arrived (possibly none) within ``timeout`` seconds; every sent
       frame eventually yields exactly one Result or Lost.
@@ -137,11 +143,6 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def info(self) -> DeviceInfo:
         """The DeviceInfo of the current connection (may change after a reconnect)."""
-
-    @property
-    @abc.abstractmethod
-    def in_flight(self) -> int:
-        """Frames sent and not yet answered or lost."""
 
     @abc.abstractmethod
     def send(self, seq: int, tensor: np.ndarray) -> None:
@@ -169,8 +170,6 @@ class SynchronousTarget(Target):
     so the stream loop treats them exactly like a board with one credit.
     """
 
-    credits: int = 1
-
     def __init__(self) -> None:
         self._info: DeviceInfo | None = None
         self._answers: collections.deque[Event] = collections.deque()
@@ -192,10 +191,6 @@ class SynchronousTarget(Target):
         if self._info is None:
             raise RuntimeError(f"{self.name} target used before open()")
         return self._info
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._answers)
 
     def send(self, seq: int, tensor: np.ndarray) -> None:
         start = time.perf_counter()

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from models.bundle import Bundle, TensorQuant
 from tinyml.targets.base import DeviceInfo, SynchronousTarget
-from models.bundle import Bundle, TensorQuant, sha256_file
 from models.errors import UserError
 
 DELEGATE_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
@@ -134,13 +134,14 @@ def edgetpu_interpreter(model_path: str | os.PathLike, device: str | None = None
 
 
 def cpu_interpreter(model_path: str | os.PathLike) -> tuple[Any, str]:
-    """The plain int8 model on LiteRT's default CPU kernels: same API, for comparisons and for tests."""
-    from ai_edge_litert.interpreter import Interpreter
+    """The plain int8 model on the CPU oracle (LiteRT BUILTIN_REF, models.reference), the answer ``stream.py
+    --cpu`` and a bit-exact board give; LiteRT's default XNNPACK path is not bit-identical and is never used."""
+    from models import reference
 
     path = Path(model_path)
     if not path.exists():
         raise UserError(f"{path} does not exist; create it with: python -m tools quantize BUNDLE")
-    return Interpreter(model_path=str(path)), "litert-cpu"
+    return reference.reference_interpreter(path), reference.RUNTIME
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,13 @@ class InterpreterRunner:
         self._interp.invoke()
         return self._interp.get_tensor(self.output_detail["index"]).reshape(-1).copy()
 
+    def device_info(self, model_id: str, engine: str, build: str = "") -> DeviceInfo:
+        """What this runner runs, for tinyml.targets.base.check_compatible (the one bundle compatibility check)."""
+        shape = self.input_shape
+        return DeviceInfo(model_id=model_id, input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
+                          input_quant=self.input_quant, num_classes=self.num_classes, output_quant=self.output_quant,
+                          engine=engine, credits=1, build=build)
+
     def warm_up(self, open_ms: float) -> LoadCost:
         """Time the first inference on an all-zero-point input and record the load cost."""
         zero = np.full(self.input_shape, self.input_quant.zero_point, dtype=np.dtype(self.input_detail["dtype"]))
@@ -219,11 +227,8 @@ def open_runner(model_path: str | os.PathLike, device: str | None = None, runtim
 
 def compiled_model(bundle: Bundle) -> Path:
     """The bundle's *_edgetpu.tflite, refused when it was compiled from an older int8 model."""
-    path = bundle.artifact_path("edgetpu")
-    record = bundle.meta.get("artifacts", {}).get("edgetpu", {})
-    source = record.get("source_sha256")
-    if record.get("sha256") and record["sha256"] != sha256_file(path):
-        raise UserError(f"{path} changed after it was compiled; run: python -m tools edgetpu {bundle.path}")
+    path = bundle.verified_artifact("edgetpu")
+    source = bundle.meta["artifacts"]["edgetpu"].get("source_sha256")
     if source and source != bundle.model_id:
         raise UserError(f"{path.name} was compiled from an older {bundle.artifact_path('tflite').name}; "
                         f"run: python -m tools edgetpu {bundle.path}")
@@ -252,20 +257,11 @@ class CoralTarget(SynchronousTarget):
 
     def open_device(self) -> DeviceInfo:
         self.runner = self.open_runner()
-        shape = self.runner.input_shape
         cost = self.runner.load_cost
         assert cost is not None
-        return DeviceInfo(
-            model_id=self.bundle.model_id,
-            input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
-            input_quant=self.runner.input_quant,
-            num_classes=self.runner.num_classes,
-            output_quant=self.runner.output_quant,
-            engine="edgetpu",
-            credits=1,
-            build=(f"{self.runner.runtime} device={self.device or 'first'} load={cost.load_ms:.0f}ms "
-                   f"first-inference={cost.first_invoke_ms:.1f}ms"),
-        )
+        return self.runner.device_info(self.bundle.model_id, "edgetpu",
+                                       f"{self.runner.runtime} device={self.device or 'first'} "
+                                       f"load={cost.load_ms:.0f}ms first-inference={cost.first_invoke_ms:.1f}ms")
 
     def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, int | None]:
         if self.runner is None:

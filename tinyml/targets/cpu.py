@@ -25,7 +25,7 @@ class CpuTarget(SynchronousTarget):
         self._model: ReferenceModel | None = None
 
     def open_device(self) -> DeviceInfo:
-        path = self.bundle.artifact_path("tflite")
+        path = self.bundle.verified_artifact("tflite")
         self._model = ReferenceModel(path)
         shape = self._model.input_shape
         out = self._model.output_detail

@@ -75,8 +75,6 @@ class SerialBoardTarget(Target):
         self._ping_sent_at: float | None = None
         self._flushed = True
         self._events: list[Event] = []
-        self.resyncs = 0
-        self.reconnects = 0
 
     # ---- Target API ---------------------------------------------------------------------------------
     def open(self) -> DeviceInfo:
@@ -96,14 +94,17 @@ class SerialBoardTarget(Target):
         return self.info
 
     @property
+    def hello(self) -> proto.Hello:
+        """The HELLO of the current connection, as the board sent it."""
+        if self._hello is None:
+            raise RuntimeError(f"{self.name} used before open()")
+        return self._hello
+
+    @property
     def info(self) -> DeviceInfo:
         if self._hello is None:
             raise RuntimeError(f"{self.name} used before open()")
         return DeviceInfo.from_hello(self._hello)
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._frames)
 
     def send(self, seq: int, tensor: np.ndarray) -> None:
         assert self._window is not None and self._hello is not None, "open() first"
@@ -241,7 +242,6 @@ class SerialBoardTarget(Target):
                 self._on_packet(event)
 
     def _on_fault(self, fault: proto.Fault) -> None:
-        self.resyncs += 1
         if fault.seq is not None and fault.seq in self._frames:
             self._settle(fault.seq, f"answer corrupted in transit ({fault.name})")
             return
@@ -278,7 +278,6 @@ class SerialBoardTarget(Target):
                 raise UserError(f"{self.name} refuses protocol version {proto.PROTOCOL_VERSION} (it speaks "
                                 f"{msg.detail}); flash firmware from this checkout")
             else:
-                self.resyncs += 1
                 self._events.append(Notice("device-resync", f"{self.name} skipped corrupt bytes ({msg.name})",
                                            {"code": msg.name, "detail": msg.detail}))
         elif isinstance(msg, proto.Pong):
@@ -373,7 +372,6 @@ class SerialBoardTarget(Target):
                 raise UserError(f"{self.name}: {why}, and it did not come back within {self.reconnect_s:g} s "
                                 f"(last: {last}); check the cable/board, or raise --reconnect")
             time.sleep(0.2)
-        self.reconnects += 1
         self._events.append(Notice("reconnected", f"{self.name} is back ({self._link.url}); handshake done",
                                    {"url": self._link.url}))
 

@@ -1,6 +1,6 @@
 /* The project's int8 inference engine: C99 kernels with TFLite int8 semantics.
  *
- * tinyml/codegen.py turns a .tflite into model_engine.c: constant weights, per-layer parameter structs
+ * tinyml/codegen turns a .tflite into model_engine.c: constant weights, per-layer parameter structs
  * (requantisation multipliers/shifts and zero-point-folded biases precomputed in Python) and a straight
  * sequence of calls to the kernels below over a statically planned activation arena. There is no
  * interpreter, no heap and no op resolver at run time.
@@ -46,9 +46,11 @@ typedef struct eng_conv {
   const int8_t *shift;  /* per output channel, >0 left, <0 right */
 } eng_conv_t;
 
-/* DEPTHWISE_CONV_2D, out_c = in_c * depth_mult; bias folded as above. weights: [k_h][k_w][out_c] when
- * depth_mult > 1; with depth_mult 1, grouped by 4 channels: for each group g < out_c / 4, the taps in
- * order, 4 bytes (channels 4g..4g+3) each; then the last out_c % 4 channels as [k_h][k_w][out_c % 4]. */
+/* DEPTHWISE_CONV_2D, out_c = in_c * depth_mult; bias folded as above. weights: with depth_mult 1 and at
+ * most ENG_DW_MAX_TAPS taps (the fast path), grouped by 4 channels: for each group g < out_c / 4, the taps in
+ * order, 4 bytes (channels 4g..4g+3) each; then the last out_c % 4 channels as [k_h][k_w][out_c % 4].
+ * Otherwise (the generic path) [k_h][k_w][out_c]. */
+#define ENG_DW_MAX_TAPS 25
 typedef struct eng_dwconv {
   uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
   uint8_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, depth_mult;
@@ -92,12 +94,15 @@ typedef struct eng_pad {
   int32_t value; /* fill byte value (zero point) */
 } eng_pad_t;
 
-/* SOFTMAX on int8: LiteRT's float exp table (table[255 - d] = expf(-d * input_scale * beta)). */
+/* SOFTMAX int8 -> int8 (output scale 1/256, zero point -128, as TFLite requires) with the reference
+ * fixed-point arithmetic (engine_softmax.c). input_multiplier / input_left_shift: beta * input_scale * 2^26
+ * as QuantizeMultiplierGreaterThanOne gives it (PreprocessSoftmaxScaling); logits more than -diff_min below
+ * the row maximum give exactly -128 (CalculateInputRadius). */
 typedef struct eng_softmax {
   uint16_t rows, depth;
-  float out_scale;
-  int32_t out_zp;
-  const float *table;
+  int32_t input_multiplier;
+  int32_t input_left_shift;
+  int32_t diff_min;
 } eng_softmax_t;
 
 /* QUANTIZE between 8-bit types: out = clamp(MBQM(in - in_zp) + out_zp). */
@@ -154,19 +159,17 @@ void ENG_LAYER_HOOK(int op_index);
 #define ENG_AFTER_LAYER(op_index) ((void)0)
 #endif
 
-/* Scratch bytes eng_conv2d_s8 needs for a layer (codegen sizes one shared scratch area from this rule):
- * the im2col/widened-column kernels' 5 bytes per receptive-field element, or for a pointwise layer with 8
- * input channels (engine_pw_narrow_dsp.c) 16 bytes of constants per output channel if that is more. */
-#define ENG_IM2COL_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 16u)
-#define ENG_PW_NARROW_SCRATCH_BYTES(out_c) (16u * (uint32_t)(out_c))
-#define ENG_PW_NARROW(k_h, k_w, in_c) ((k_h) == 1 && (k_w) == 1 && (in_c) == 8)
-#define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c, out_c)                                                              \
-  (ENG_PW_NARROW(k_h, k_w, in_c) && ENG_PW_NARROW_SCRATCH_BYTES(out_c) > ENG_IM2COL_SCRATCH_BYTES(k_h, k_w, in_c) \
-       ? ENG_PW_NARROW_SCRATCH_BYTES(out_c)                                                                        \
-       : ENG_IM2COL_SCRATCH_BYTES(k_h, k_w, in_c))
+/* Scratch bytes eng_conv2d_s8 needs for a layer (codegen sizes one shared scratch area from this rule). */
+#define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 16u)
+/* Scratch bytes eng_conv2d_s8_pw8 needs: a 16-byte constants record per output channel, plus what
+ * eng_conv2d_s8 needs for a 1x1 conv over 8 channels (its fallback when a shift is outside the folded range). */
+#define ENG_PW8_SCRATCH_BYTES(out_c) (16u * (uint32_t)(out_c) + 56u)
 #define ENG_DWCONV_SCRATCH_BYTES(out_c) (4u * (uint32_t)(out_c))
 
 void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+/* CONV_2D that codegen has found pointwise (1x1, stride 1, no padding) with 8 input channels: the narrow
+ * DSP kernel (engine_pw_narrow_dsp.c) when the requantisation folds, else eng_conv2d_s8. */
+void eng_conv2d_s8_pw8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);
 void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);

@@ -53,7 +53,8 @@ static void im2col_pixel(const eng_conv_t *p, const int8_t *in, int oy, int ox, 
     for (int kx = 0; kx < k_w; kx++) {
       const int ix = x0 + kx * dil_w;
       const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
-      const int8_t *src = in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)c;
+      /* no pointer is formed for a padding tap (it would lie outside the tensor: undefined behaviour) */
+      const int8_t *src = inside ? in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)c : in;
       if (c >= 16) { /* library calls pay off only for longer runs (1- and 3-channel first layers) */
         if (inside) {
           memcpy(col, src, (size_t)c);
@@ -290,19 +291,11 @@ static void conv_dsp_pixels(const eng_conv_t *p, const int8_t *in, int8_t *out, 
   }
 }
 
-/* A pointwise layer with 8 input channels goes to the narrow kernel. A 3x3 layer with 1 or 3 input
- * channels sends each row's inside part (windows plus one pixel after them,
+/* A 3x3 layer with 1 or 3 input channels sends each row's inside part (windows plus one pixel after them,
  * see engine_kernels.h) to its first-layer kernel; everything else goes through im2col. */
 static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
   const int out_h = p->out_h, out_w = p->out_w;
   const int mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
-  if (conv_is_pointwise(p) && p->in_c == 8) {
-    const int folded = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
-    if (folded != RQ_EXACT) {
-      eng_pw_narrow_dsp(p, in, out, scratch, folded);
-      return;
-    }
-  }
   int ox_lo = out_w, ox_hi = out_w;
   const int first_layer = (p->in_c == 1 || p->in_c == 3) && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 &&
                           p->dil_w == 1 && p->out_c <= ENG_FIRST_LAYER_MAX_OC;
@@ -338,4 +331,15 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
   }
 #endif
   conv_portable(p, in, out, scratch);
+}
+
+void eng_conv2d_s8_pw8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+#if ENG_DSP
+  const int folded = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
+  if (!p->single_round && p->in_c == 8 && conv_is_pointwise(p) && folded != RQ_EXACT) {
+    eng_pw_narrow_dsp(p, in, out, scratch, folded);
+    return;
+  }
+#endif
+  eng_conv2d_s8(p, in, out, scratch);
 }

@@ -33,8 +33,6 @@ static void dwconv_generic(const eng_dwconv_t *p, const int8_t *in, int8_t *out,
   }
 }
 
-#define ENG_DW_MAX_TAPS 25
-
 #if ENG_DSP
 /* Four channels' taps, summed in registers. Kept out of line: inlined into the pixel loop, GCC runs out of
  * registers and spills the walking pointers on every tap. */

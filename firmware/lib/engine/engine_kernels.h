@@ -43,7 +43,8 @@ void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, 
 
 /* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c 8 and a folded requantisation mode
  * (RQ_FOLD_SAT or RQ_FOLD), one pixel at a time with its inputs in registers (engine_pw_narrow_dsp.c).
- * Scratch: ENG_PW_NARROW_SCRATCH_BYTES(out_c), a 16-byte constants record per output channel. */
+ * Scratch: ENG_PW8_SCRATCH_BYTES(out_c) of engine.h (a 16-byte constants record per output channel);
+ * reached through eng_conv2d_s8_pw8, which codegen calls for such layers. */
 void eng_pw_narrow_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch, int mode);
 #endif
 

@@ -35,12 +35,21 @@ static inline int32_t eng_smmlar(int32_t a, int32_t b, int32_t acc) {
   return r;
 }
 /* Two consecutive words from a 4-byte-aligned address in one LDRD (GCC never pairs the unaligned-safe
- * loads below). The "m" operand tells the compiler which memory the asm reads. */
+ * loads below). The memory operand tells the compiler which memory the asm reads. "m" lets it fold offsets
+ * ([Rn, #imm], the fastest code at -O2) but also allows [Rn, Rm, LSL #n], which LDRD lacks; -Os (the
+ * Arduino cores' default) picks that form and the assembler refuses it ("cannot use register index"), so
+ * size-optimised builds take "Q" (the address in one register: correct everywhere, about 4 % more
+ * instructions at -O2). Any other build that ever meets the same form fails to assemble, never miscompiles. */
 typedef struct {
   uint32_t w[2];
 } eng_words2_t;
+#if defined(__OPTIMIZE_SIZE__)
+#define ENG_LDRD_MEM "Q"
+#else
+#define ENG_LDRD_MEM "m"
+#endif
 static inline void eng_load2x32(const void *p, uint32_t *a, uint32_t *b) {
-  __asm("ldrd %0, %1, %2" : "=r"(*a), "=r"(*b) : "m"(*(const eng_words2_t *)p));
+  __asm("ldrd %0, %1, %2" : "=r"(*a), "=r"(*b) : ENG_LDRD_MEM(*(const eng_words2_t *)p));
 }
 /* x saturated to [-128, 127]. */
 static inline int32_t eng_ssat8(int32_t x) { return __ssat(x, 8); }

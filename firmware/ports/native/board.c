@@ -1,6 +1,6 @@
-/* Native Linux port: port.h over a pty master (host/stream.py opens the slave path with pyserial, exactly
- * as it opens a USB serial port) or over stdin/stdout (for pipes). The clock is CLOCK_MONOTONIC; there is
- * no instruction counter, so port_cycles() reports 0 ("not measured"). */
+/* Native Linux port: the byte line (board_io.h) over a pty master (host/stream.py opens the slave path with
+ * pyserial, exactly as it opens a USB serial port) or over stdin/stdout (for pipes). The clock is
+ * CLOCK_MONOTONIC; there is no instruction counter, so board_cycles() reports 0 ("not measured"). */
 #define _XOPEN_SOURCE 600 /* posix_openpt, grantpt, unlockpt, ptsname */
 #define _DEFAULT_SOURCE   /* cfmakeraw */
 #include <errno.h>
@@ -14,11 +14,6 @@
 #include <unistd.h>
 
 #include "board.h"
-#include "port.h"
-
-#ifndef FIRMWARE_BUILD_ID
-#define FIRMWARE_BUILD_ID "native-linux"
-#endif
 
 static int in_fd = -1;
 static int out_fd = -1;
@@ -70,14 +65,14 @@ void board_wait_for_rx(void) {
   (void)poll(&pfd, 1, 100);
 }
 
-size_t port_read(uint8_t *buf, size_t max) {
+size_t board_read(uint8_t *buf, size_t max) {
   ssize_t n = read(in_fd, buf, max);
   if (n > 0) return (size_t)n;
   if (n == 0 && in_fd == STDIN_FILENO) input_closed = 1;
   return 0;
 }
 
-void port_write(const uint8_t *buf, size_t len) {
+void board_write(const uint8_t *buf, size_t len) {
   while (len > 0) {
     ssize_t n = write(out_fd, buf, len);
     if (n > 0) {
@@ -93,12 +88,10 @@ void port_write(const uint8_t *buf, size_t len) {
   }
 }
 
-uint32_t port_micros(void) {
+uint32_t board_micros(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint32_t)((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
 }
 
-uint64_t port_cycles(void) { return 0; }
-
-const char *port_build_id(void) { return FIRMWARE_BUILD_ID; }
+uint64_t board_cycles(void) { return 0; }

@@ -1,6 +1,6 @@
 /* Inference firmware as a Linux process: the portable app loop driving the engine runner over a pty
  * (default) or stdin/stdout (--stdio).
- * Buffers are sized by the generated model_engine.h (tinyml/codegen.py). */
+ * Buffers are sized by the generated model_engine.h (tinyml/codegen). */
 #include <stdint.h>
 #include <stdio.h>
 

@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "board.h"
-#include "port.h"
 
 typedef struct {
   volatile uint32_t data;
@@ -44,10 +43,6 @@ typedef struct {
 
 #define SYSCLK_HZ 25000000u
 #define INSTRUCTIONS_PER_TICK 40u /* 1 ns per instruction under -icount shift=0, 40 ns per 25 MHz tick */
-
-#ifndef FIRMWARE_BUILD_ID
-#define FIRMWARE_BUILD_ID "qemu-mps2-an386"
-#endif
 
 static volatile uint32_t systick_wraps;
 
@@ -96,13 +91,13 @@ void board_wait_for_rx(void) {
   __asm volatile("cpsie i" ::: "memory");
 }
 
-size_t port_read(uint8_t *buf, size_t max) {
+size_t board_read(uint8_t *buf, size_t max) {
   size_t n = 0;
   while (n < max && (UART0->state & UART_STATE_RXFULL)) buf[n++] = (uint8_t)UART0->data;
   return n;
 }
 
-void port_write(const uint8_t *buf, size_t len) {
+void board_write(const uint8_t *buf, size_t len) {
   for (size_t i = 0; i < len; ++i) {
     while (UART0->state & UART_STATE_TXFULL) {
     }
@@ -110,16 +105,14 @@ void port_write(const uint8_t *buf, size_t len) {
   }
 }
 
-uint32_t port_micros(void) { return (uint32_t)(board_ticks() / (SYSCLK_HZ / 1000000u)); }
+uint32_t board_micros(void) { return (uint32_t)(board_ticks() / (SYSCLK_HZ / 1000000u)); }
 
-uint64_t port_cycles(void) { return board_ticks() * INSTRUCTIONS_PER_TICK; }
-
-const char *port_build_id(void) { return FIRMWARE_BUILD_ID; }
+uint64_t board_cycles(void) { return board_ticks() * INSTRUCTIONS_PER_TICK; }
 
 void board_print(const char *s) {
   size_t n = 0;
   while (s[n] != '\0') n++;
-  port_write((const uint8_t *)s, n);
+  board_write((const uint8_t *)s, n);
 }
 
 void board_print_u64(uint64_t v) {

@@ -1,5 +1,5 @@
 /* Inference firmware for QEMU mps2-an386: the portable app loop driving the engine runner over UART0.
- * Buffers are sized by the generated model_engine.h (tinyml/codegen.py). */
+ * Buffers are sized by the generated model_engine.h (tinyml/codegen). */
 #include <stdint.h>
 
 #include "app.h"

@@ -1,0 +1,370 @@
+"""Fault injection: the real commands driven the way a person does, with the faults a new user hit (issue #14).
+
+- Ctrl-C typed into a real pseudo-terminal (the line discipline sends SIGINT to the whole foreground process group,
+  children included) and SIGTERM to the process or its whole group, at random points of stream (QEMU board),
+  train, quantize and evaluate: a clean stop, exit 130/143, no traceback, the stream's log complete (every frame
+  sent recorded exactly once), no board process left behind, and the interrupted step can be run again.
+- kill -9 of the board mid-stream: the host that started it starts it again and the stream completes.
+- kill -9 of the host: its board dies with it.
+
+Every run adds to :data:`COUNTS`, printed at the end of the module and written to build/fault_injection.json:
+signals delivered, kills, records lost or duplicated (must be 0) and tracebacks (must be 0). The corrupt and
+swapped artifacts and the hostile model.json files live in tests/test_misuse.py and add to the same counts.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from host.results_log import read_log
+from tests.fault_counts import COUNTS, check_no_traceback
+from tests.tooling import require_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = random.Random(int(os.environ.get("FAULT_SEED", "14")))
+
+
+def _take_terminal() -> None:
+    """In the child: make the pty on stdin the controlling terminal of its new session (as a shell's job is)."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class PtyRun:
+    """A command running in a fresh session whose controlling terminal is a pseudo-terminal we hold the master of."""
+
+    def __init__(self, *argv: str, cwd: Path = ROOT):
+        master, slave = pty.openpty()
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
+                                     start_new_session=True, preexec_fn=_take_terminal)
+        os.close(slave)
+        self._master = master
+        self._output = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        self.children: set[int] = set()  # every process the command started that we saw (boards)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self._master, 65536)
+            except OSError:  # EIO: the last process holding the slave exited
+                return
+            if not data:
+                return
+            self._output += data
+
+    @property
+    def text(self) -> str:
+        return self._output.decode(errors="replace")
+
+    def ctrl_c(self) -> None:
+        """Type Ctrl-C: the terminal sends SIGINT to its foreground process group."""
+        self.watch_children()
+        os.write(self._master, b"\x03")
+        COUNTS["signals"] += 1
+
+    def signal(self, signum: int, group: bool) -> None:
+        self.watch_children()
+        if group:
+            os.killpg(self.proc.pid, signum)
+        else:
+            os.kill(self.proc.pid, signum)
+        COUNTS["signals" if signum != signal.SIGKILL else "kills"] += 1
+
+    def watch_children(self) -> set[int]:
+        self.children |= _children(self.proc.pid)
+        return self.children
+
+    def wait(self, timeout: float = 120.0) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            pytest.fail(f"{self.proc.args} did not end within {timeout} s; output:\n{self.text[-3000:]}")
+        self._reader.join(5)
+        os.close(self._master)
+        return code
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _assert_no_orphans(pids: set[int], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in pids if _alive(p)]
+    COUNTS["orphans"] += len(left)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived the host: {left}"
+
+
+def _wait_for(predicate, timeout: float, what: str, run: PtyRun | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if run is not None and run.proc.poll() is not None:
+            pytest.fail(f"the command ended before {what}: exit {run.proc.returncode}\n{run.text[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}" + (f"\n{run.text[-3000:]}" if run else ""))
+        time.sleep(0.02)
+
+
+def _results(log: Path) -> int:
+    return sum(r["type"] == "result" for r in read_log(log)) if log.exists() else 0
+
+
+def account(log: Path) -> dict:
+    """Check the log's promise (every frame sent has exactly one result or lost record); count what breaks it."""
+    records = read_log(log)
+    summaries = [r for r in records if r["type"] == "summary"]
+    assert len(summaries) == 1, f"{len(summaries)} summary records in {log}"
+    seqs = [r["seq"] for r in records if r["type"] in ("result", "lost")]
+    sent = summaries[0]["sent"]
+    lost = len(set(range(1, sent + 1)) - set(seqs))
+    duplicated = len(seqs) - len(set(seqs))
+    COUNTS["records_lost"] += lost
+    COUNTS["records_duplicated"] += duplicated
+    COUNTS["records_checked"] += len(seqs)
+    assert lost == 0 and duplicated == 0, f"{lost} frames without a record, {duplicated} recorded twice"
+    return summaries[0]
+
+
+# ---- stream on the QEMU board --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def qemu_bundle(bundle_v1):
+    require_tool("qemu-system-arm")
+    require_tool("arm-none-eabi-gcc")
+    from tinyml import firmware
+
+    firmware.build(bundle_v1, "qemu")  # cached; the CLI below finds it built
+    return bundle_v1
+
+
+def _stream(bundle, log: Path, frames: int, *extra: str) -> PtyRun:
+    return PtyRun(sys.executable, "host/stream.py", str(bundle.path), "fashion-mnist:test", "--limit", str(frames),
+                  "--board", "qemu", "--headless", "--log", str(log), *extra)
+
+
+def _qemu_children(run: PtyRun) -> set[int]:
+    return {p for p in run.watch_children() if "qemu" in _comm(p)}
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm-process", "sigterm-group", "ctrl-c", "sigterm-group"])
+def test_signal_mid_stream_stops_cleanly(qemu_bundle, tmp_path, how):
+    """#14 items 1 and 2: a Ctrl-C in the terminal (SIGINT to the whole group, QEMU included on main) or a SIGTERM
+    at a random point ends the stream at once with a complete log, exit 130/143, and no board left running."""
+    log = tmp_path / "q.jsonl"
+    run = _stream(qemu_bundle, log, 400)
+    after = RNG.randint(1, 25)
+    _wait_for(lambda: _results(log) >= after, 120, f"{after} results", run)
+    boards = _qemu_children(run)
+    assert boards, "stream.py --board qemu started no qemu-system-arm"
+    started = time.monotonic()
+    if how == "ctrl-c":
+        run.ctrl_c()
+    else:
+        run.signal(signal.SIGTERM, group=how == "sigterm-group")
+    code = run.wait()
+    assert time.monotonic() - started < 10, "the stop took as long as a reconnect"
+    check_no_traceback(run.text)
+    assert code == (130 if how == "ctrl-c" else 143), run.text[-2000:]
+    summary = account(log)
+    assert summary["interrupted"] is True and summary["sent"] < 400
+    assert summary["error"] in (None, "terminated (SIGTERM)"), summary["error"]
+    losses = [r for r in read_log(log) if r["type"] == "lost"]
+    assert all(r["reason"].startswith(("interrupted", "terminated")) for r in losses), losses
+    _assert_no_orphans(boards)
+
+
+def test_signal_during_startup_leaves_nothing_behind(qemu_bundle, tmp_path):
+    """Ctrl-C or SIGTERM while the host is still starting (imports, firmware check, QEMU boot, handshake)."""
+    for attempt in range(3):
+        log = tmp_path / f"s{attempt}.jsonl"
+        run = _stream(qemu_bundle, log, 50)
+        time.sleep(RNG.uniform(0.8, 3.0))
+        if attempt % 2:
+            run.signal(signal.SIGTERM, group=True)
+        else:
+            run.ctrl_c()
+        code = run.wait()
+        check_no_traceback(run.text)
+        if code == 0:  # the stream had already finished: nothing to interrupt
+            account(log)
+            continue
+        assert code in (130, 143), run.text[-2000:]
+        if log.exists() and any(r["type"] == "start" for r in read_log(log)):
+            account(log)
+        _assert_no_orphans(run.children)
+
+
+def test_board_killed_mid_stream_is_started_again(qemu_bundle, tmp_path):
+    """#14 item 3: kill -9 of the qemu-system-arm the host started; the host starts it again and every frame is
+    answered (lost attempts sent again), well within the reconnect window."""
+    frames = 60
+    for attempt in range(2):
+        log = tmp_path / f"k{attempt}.jsonl"
+        run = _stream(qemu_bundle, log, frames, "--quiet")
+        after = RNG.randint(3, 30)
+        _wait_for(lambda log=log, after=after: _results(log) >= after, 120, f"{after} results", run)
+        (board,) = _qemu_children(run)
+        os.kill(board, signal.SIGKILL)
+        COUNTS["kills"] += 1
+        code = run.wait()
+        check_no_traceback(run.text)
+        assert code == 0, run.text[-2000:]
+        summary = account(log)
+        assert summary["answered"] == frames and summary["unanswered_frames"] == 0
+        assert summary["reconnects"] >= 1 and summary["agreement_exact"] == 1.0
+        _assert_no_orphans(run.children)
+
+
+def test_host_killed_takes_its_board_with_it(qemu_bundle, tmp_path):
+    log = tmp_path / "h.jsonl"
+    run = _stream(qemu_bundle, log, 400, "--quiet")
+    _wait_for(lambda: _results(log) >= RNG.randint(1, 10), 120, "results", run)
+    boards = _qemu_children(run)
+    run.signal(signal.SIGKILL, group=False)
+    run.wait()
+    _assert_no_orphans(boards)
+    records = read_log(log)  # flushed per record: everything answered before the kill is there, once
+    seqs = [r["seq"] for r in records if r["type"] in ("result", "lost")]
+    assert len(seqs) == len(set(seqs)) and seqs == list(range(1, len(seqs) + 1))
+
+
+# ---- train, quantize, evaluate ---------------------------------------------------------------------------------
+TRAIN = ("--limit", "300", "--epochs", "3", "--batch-size", "32", "--quiet")
+
+
+def _interrupt(run: PtyRun, how: str) -> int:
+    if how == "ctrl-c":
+        run.ctrl_c()
+    else:
+        run.signal(signal.SIGTERM, group=True)
+    code = run.wait()
+    check_no_traceback(run.text)
+    return code
+
+
+def test_train_interrupted_at_random_points_resumes(tmp_path):
+    """Ctrl-C / SIGTERM at random points of training (imports, data, an epoch, a checkpoint save); the same
+    command then finishes the run from the last complete epoch."""
+    out = tmp_path / "b"
+    argv = (sys.executable, "-m", "tools", "train", "--out", str(out), *TRAIN)
+    for how in ("ctrl-c", "sigterm"):
+        run = PtyRun(*argv)
+        time.sleep(RNG.uniform(2.0, 12.0))
+        code = _interrupt(run, how)
+        if code == 0:
+            break  # finished before the signal: nothing left to resume
+        assert code == (130 if how == "ctrl-c" else 143), run.text[-2000:]
+        assert not (out / "model.json").exists() or json.loads((out / "model.json").read_text())
+    final = PtyRun(*argv)
+    assert final.wait(300) == 0 or "already holds a trained model" in final.text, final.text[-2000:]
+    check_no_traceback(final.text)
+    from models.bundle import load_bundle
+
+    bundle = load_bundle(out)
+    bundle.verify()
+    assert len(bundle.meta["metrics"]["train"]["history"]) == 3
+
+
+@pytest.mark.parametrize("step", ["quantize", "evaluate"])
+def test_step_interrupted_at_random_points_can_be_run_again(bundle_v1, tmp_path, step):
+    bundle = tmp_path / "b"
+    shutil.copytree(bundle_v1.path, bundle)
+    argv = (sys.executable, "-m", "tools", step, str(bundle), *(("--samples", "100") if step == "quantize"
+                                                                 else ("--limit", "200")))
+    for how in ("ctrl-c", "sigterm"):
+        run = PtyRun(*argv)
+        time.sleep(RNG.uniform(1.0, 8.0))
+        code = _interrupt(run, how)
+        assert code in (0, 130 if how == "ctrl-c" else 143), run.text[-2000:]
+        json.loads((bundle / "model.json").read_text())  # never half a model.json
+    again = PtyRun(*argv)
+    assert again.wait(300) == 0, again.text[-2000:]
+    check_no_traceback(again.text)
+    from models.bundle import load_bundle
+
+    load_bundle(bundle).verify()
+
+
+def _save_in_progress(ckpt: Path) -> bool:
+    """A checkpoint file is being written: anything but the complete ``epoch-NNNN.keras`` and the small JSON files."""
+    if not ckpt.exists():
+        return False
+    for path in ckpt.rglob("*"):
+        if path.is_file() and path.name not in ("config.json", "history.json") and not path.name.endswith(".json.tmp") \
+                and not (path.parent == ckpt and path.name.startswith("epoch-") and path.name.count(".") == 1):
+            return True
+    return False
+
+
+def test_training_killed_during_a_checkpoint_save_resumes(tmp_path):
+    """#14 item 4: a kill while the checkpoint is being saved left epoch-000N.tmp.keras, which matched the resume
+    glob, and every rerun raised ValueError until --restart threw all epochs away."""
+    out = tmp_path / "b"
+    argv = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "200", "--epochs", "3",
+            "--batch-size", "32"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = out / "checkpoint"
+    try:
+        while not (_save_in_progress(ckpt) and (ckpt / "history.json").exists()):  # epoch 2 or later: one done
+            assert proc.poll() is None, "training ended before a checkpoint save could be interrupted"
+            time.sleep(0.0005)
+        proc.kill()
+        COUNTS["kills"] += 1
+    finally:
+        proc.wait()
+    resumed = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    check_no_traceback(resumed.stderr + resumed.stdout)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming at epoch" in resumed.stdout
+    from models.bundle import load_bundle
+
+    assert len(load_bundle(out).meta["metrics"]["train"]["history"]) == 3
+    # #14 item 11: output to a pipe has no progress-bar redraws, and the accuracy it prints is rounded
+    assert "\x1b[" not in resumed.stdout and "\r" not in resumed.stdout and "\b" not in resumed.stdout
+    last = resumed.stdout.strip().splitlines()[-1]
+    accuracy = last.rsplit("val accuracy ", 1)[1]
+    assert accuracy.endswith("%") and len(accuracy.split(".")[1]) == 3, last  # e.g. 57.33%

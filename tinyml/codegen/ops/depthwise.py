@@ -1,0 +1,50 @@
+"""DEPTHWISE_CONV_2D: eng_dwconv2d_s8, weights regrouped by 4 channels for the multiplier-1 fast path."""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyml.codegen.arithmetic import activation_range
+from tinyml.codegen.ctext import c_array, c_struct
+from tinyml.codegen.kernel_abi import constant
+from tinyml.codegen.layer import quant, unsupported
+from tinyml.codegen.ops.weighted import WeightedLayer, wrap_int32
+
+
+class DepthwiseConv2D(WeightedLayer):
+    kernel = "dwconv"
+
+    def lower(self) -> None:
+        x, w, y = self.int8_weighted()
+        n, _, _, ic = x.shape
+        oc = y.shape[-1]
+        _, kh, kw, oc_w = w.shape
+        if n != 1 or oc_w != oc or oc % ic:
+            raise unsupported(self.op, f"shapes {x.shape} -> {y.shape}")
+        o = self.op.options
+        mult, shift = self.requant_arrays(x, w, y, oc)
+        _, in_zp = quant(x)
+        out_scale, out_zp = quant(y)
+        lo, hi = activation_range(o["fused_activation_function"], out_scale, out_zp, "int8")
+        weights = w.data.reshape(kh * kw, oc)
+        folded = self.bias(self.optional_input(2), oc) - in_zp * weights.astype(np.int64).sum(axis=0)
+        w_by_channel = weights.T  # [oc][taps]
+        self.fold_dead_channels(w_by_channel, folded, mult, shift, out_zp, lo, hi)
+        self.wide = not self.fits_fast_kernels(w_by_channel, folded)
+        if oc == ic and kh * kw <= constant("ENG_DW_MAX_TAPS") and not self.wide:
+            # the fast multiplier-1 kernel's grouped layout (engine.h, eng_dwconv_t)
+            c4 = oc - oc % 4
+            grouped = weights[:, :c4].reshape(kh * kw, c4 // 4, 4).transpose(1, 0, 2).reshape(-1)
+            weights = np.concatenate([grouped, weights[:, c4:].reshape(-1)])
+        name = self.name
+        geom = dict(self.window_geometry(x, y, kh, kw), depth_mult=oc // ic)
+        fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, weights=f"{name}_w", bias=f"{name}_b",
+                      mult=f"{name}_m", shift=f"{name}_s")
+        self.decls = (c_array("int8_t", f"{name}_w", weights) + c_array("int32_t", f"{name}_b", wrap_int32(folded))
+                      + c_array("int32_t", f"{name}_m", np.array(mult)) + c_array("int8_t", f"{name}_s", np.array(shift))
+                      + c_struct("eng_dwconv_t", name, fields))
+        self.weight_bytes = int(weights.size + 9 * oc)
+        if self.wide:  # the exact general path: [k_h][k_w][out_c] weights, no scratch
+            self.call = f"eng_dwconv2d_s8_wide(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}});"
+        else:
+            self.scratch = ("ENG_DWCONV_SCRATCH_BYTES", (oc,))
+            self.call = f"eng_dwconv2d_s8(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"

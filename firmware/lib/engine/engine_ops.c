@@ -1,8 +1,10 @@
-/* The engine's non-convolution kernels, each with TFLite int8 reference semantics (see engine.h). */
+/* The engine's non-convolution kernels, each with TFLite int8 reference semantics (see engine.h);
+ * SOFTMAX is in engine_softmax.c. */
 #include <math.h>
 #include <string.h>
 
 #include "engine.h"
+#include "engine_kernels.h"
 
 /* The part of a pooling window that lies inside the input: taps [f0, f1) of the window starting at
  * `start` (negative inside the padding) along an axis of `size` input pixels and a window of `f` taps. */
@@ -61,6 +63,9 @@ void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out) { pool_s
 void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out) { pool_s8(p, in, out, max_pixel); }
 
 void eng_add_s8(const eng_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+#if ENG_DSP
+  if (eng_add_dsp(p, in1, in2, out)) return;
+#endif
   for (uint32_t i = 0; i < p->size; i++) {
     /* TFLite's int8 ADD: both inputs move to a common scale with 20 bits of headroom, then rescale. */
     const int32_t a = (p->in1_offset + in1[i]) * (1 << 20);
@@ -103,24 +108,6 @@ void eng_pad(const eng_pad_t *p, const void *in, void *out) {
         memcpy(dst + o * e, src, (size_t)p->in_c * e);
         src += (size_t)p->in_c * e;
       }
-}
-
-void eng_softmax_s8(const eng_softmax_t *p, const int8_t *in, int8_t *out) {
-  for (int r = 0; r < p->rows; r++) {
-    int32_t max_val = INT8_MIN;
-    for (int j = 0; j < p->depth; j++) max_val = in[j] > max_val ? in[j] : max_val;
-    /* LiteRT's quantized softmax: exp() of the distance to the row maximum from a float table. */
-    const float *t = p->table + 255 - max_val;
-    float sum = 0.0f;
-    for (int j = 0; j < p->depth; j++) sum += t[in[j]];
-    const float inv = 1.0f / (sum * p->out_scale);
-    for (int j = 0; j < p->depth; j++) {
-      const int32_t q = (int32_t)roundf(t[in[j]] * inv) + p->out_zp;
-      out[j] = (int8_t)eng_clamp(q, INT8_MIN, INT8_MAX);
-    }
-    in += p->depth;
-    out += p->depth;
-  }
 }
 
 void eng_requant8(const eng_requant_t *p, const void *in, void *out) {

@@ -13,7 +13,7 @@ APT_PROBES   := /usr/bin/arm-none-eabi-gcc /usr/lib/arm-none-eabi/lib/libc.a /us
                 /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz /usr/bin/clang /usr/bin/g++ \
                 /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 
-.PHONY: demo test lint setup system-deps python-deps clean
+.PHONY: demo test test-fast lint format setup system-deps python-deps clean
 
 demo: setup
 	$(VPY) -m tools demo
@@ -21,9 +21,23 @@ demo: setup
 test: lint
 	$(VPY) -m pytest
 
-# Static checks `make test` runs first: the import layers (docs/architecture.md; contracts in pyproject.toml).
+# The developer's loop: the static checks and every test that neither trains a model nor boots QEMU
+# (markers in pyproject.toml; see docs/architecture.md for the measured time). `make test` still runs all.
+test-fast: lint
+	$(VPY) -m pytest -m "not slow and not qemu"
+
+# Static checks `make test` runs first (configured in pyproject.toml; .pre-commit-config.yaml runs the same):
+# ruff's lint rules, mypy, and the import layers of docs/architecture.md.
 lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+
+# Format Python (ruff format) and the hand-written C/C++ (.clang-format); generated model sources are left alone.
+C_SOURCES = $(shell git ls-files 'firmware/*.c' 'firmware/*.h' 'firmware/*.cpp' 'tests/c/*.c' 'tests/c/*.h' | grep -v '^firmware/src/model/')
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format -i --style=file $(C_SOURCES)
 
 setup: system-deps python-deps
 

@@ -10,7 +10,7 @@ linker script and board code (arm-none-eabi-gcc, Cortex-M4F, the real SMLAD/SXTB
 * RAM: the generated arena (activations + kernel scratch), plus the caller's input frame;
 * flash: text+data of the engine kernels and of the generated model (arm-none-eabi-size on the objects),
   against the model's constant bytes (weights, biases, requantisation tables);
-* the tflite-micro Python runtime's arena for the same .tflite (tools/export.measure_tflm_arena);
+* the tflite-micro Python runtime's arena for the same .tflite (tinyml.tflm.measure_arena);
 * whether every output byte equals LiteRT BUILTIN_REF (models/reference.py) for every image.
 
 Without --bundle the models are random-init (BatchNorm statistics set from real images so activations are
@@ -40,10 +40,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from models.bundle import TensorQuant, load_bundle  # noqa: E402
 from models.errors import UserError, run_cli  # noqa: E402
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input  # noqa: E402
 from models.reference import ReferenceModel  # noqa: E402
-from models.bundle import TensorQuant, load_bundle  # noqa: E402
 from tinyml.codegen import generate_from_tflite  # noqa: E402
 from tinyml.tflite_graph import load_graph  # noqa: E402
 
@@ -182,7 +182,7 @@ def object_flash(model_dir: Path, work: Path) -> tuple[int, int]:
 
 
 def measure(name: str, tflite: bytes, images: np.ndarray, work: Path, timeout: float, profile: bool = False) -> Figures:
-    from tools.export import measure_tflm_arena
+    from tinyml.tflm import measure_arena
 
     work.mkdir(parents=True, exist_ok=True)
     model_dir = work / "codegen"
@@ -198,7 +198,7 @@ def measure(name: str, tflite: bytes, images: np.ndarray, work: Path, timeout: f
         print(profile_table(name, load_graph(tflite), layers), file=sys.stderr)
     engine_flash, model_flash = object_flash(model_dir, work)
     try:
-        tflm_arena = measure_tflm_arena(work / "model.tflite")
+        tflm_arena = measure_arena(work / "model.tflite")
     except UserError:
         tflm_arena = None
     return Figures(name, model_macs(tflite), [r[0] for r in runs], gen.arena_bytes, gen.activation_bytes,

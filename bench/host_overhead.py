@@ -33,12 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinyml import protocol as proto  # noqa: E402
-from host.session import StreamSession  # noqa: E402
-from host.sources import ArraySource  # noqa: E402
-from tinyml.targets.cpu import CpuTarget  # noqa: E402
-from tinyml.transport import SerialLink  # noqa: E402
-from models.bundle import Bundle  # noqa: E402
+from host.session import StreamSession
+from host.sources import ArraySource
+from models.bundle import Bundle
+from tinyml import protocol as proto
+from tinyml.targets.cpu import CpuTarget
+from tinyml.transport import SerialLink
 
 
 def synthetic_bundle(root: Path, height: int, width: int, channels: int, classes: int = 10) -> Bundle:

@@ -28,8 +28,8 @@ import serial
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tinyml.local_boards import QemuBoard  # noqa: E402
 from models.errors import run_cli  # noqa: E402
+from tinyml.local_boards import QemuBoard  # noqa: E402
 
 PORT_DIR = ROOT / "firmware" / "ports" / "qemu_mps2"
 

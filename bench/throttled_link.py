@@ -33,15 +33,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from host_overhead import synthetic_bundle  # noqa: E402
+from host_overhead import synthetic_bundle
 
-from tinyml import protocol as proto  # noqa: E402
-from host.link_relay import LinkRelay  # noqa: E402
-from host.results_log import ResultsLog, read_log  # noqa: E402
-from host.session import StreamSession  # noqa: E402
-from host.sources import ArraySource  # noqa: E402
-from tinyml.targets.serial_board import SerialBoardTarget  # noqa: E402
-from models.bundle import Bundle  # noqa: E402
+from host.link_relay import LinkRelay
+from host.results_log import ResultsLog, read_log
+from host.session import StreamSession
+from host.sources import ArraySource
+from models.bundle import Bundle
+from tinyml import protocol as proto
+from tinyml.targets.serial_board import SerialBoardTarget
 
 
 class SimulatedBoard:

@@ -22,7 +22,8 @@ from typing import Sequence
 
 from models.bundle import load_bundle
 from models.errors import run_cli
-from tools.demo import build_and_evaluate, format_table
+from tools.demo import build_and_evaluate, format_runs
+from tools.report import collect, format_rows
 from tools.train import Augment, TrainConfig
 
 
@@ -44,11 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out) / f"{architecture}_{width:g}_32"
         print(f"== {architecture} {width}: {epochs} epochs", flush=True)
         rows.append(build_and_evaluate(out, config, samples=500, eval_limit=eval_limit, restart=False))
-        print(format_table(rows[-1:]), flush=True)
+        print(format_runs(rows[-1:]), flush=True)
     print(f"\nFashion-MNIST, 32x32x1, total {time.monotonic() - started:.0f} s\n")
-    print(format_table(rows))
-    for row in rows:
-        print(f"bundle {row['bundle']}: model id {load_bundle(row['bundle']).model_id}")
+    bundles = [load_bundle(row["bundle"]) for row in rows]
+    print(format_rows([collect(bundle) for bundle in bundles]))
+    print(format_runs(rows))
+    for bundle in bundles:
+        print(f"bundle {bundle.path}: model id {bundle.model_id}")
     return 0
 
 

@@ -44,8 +44,8 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tinyml import protocol as P  # noqa: E402
 from models.errors import UserError, run_cli  # noqa: E402
+from tinyml import protocol as P  # noqa: E402
 
 MLPERF_CHUNK = 31  # bytes per "db" command in the MLPerf Tiny runner (26 with an energy monitor)
 MLPERF_ACK = b"m-ready\r\n"

@@ -158,8 +158,9 @@ class VideoRecorder:
     CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG"}
 
     def __init__(self, path: str, fps: float = 10.0):
-        import cv2
         from pathlib import Path
+
+        import cv2
 
         self.path = Path(path)
         codec = self.CODECS.get(self.path.suffix.lower())
@@ -167,10 +168,10 @@ class VideoRecorder:
             raise UserError(f"--record {path}: use a .avi, .mp4 or .mkv file name")
         if not self.path.parent.exists():
             raise UserError(f"--record {path}: folder {self.path.parent} does not exist")
-        self._fourcc = cv2.VideoWriter_fourcc(*codec)
+        self._fourcc = cv2.VideoWriter.fourcc(*codec)
         self.fps = fps
         self.frames = 0
-        self._writer = None
+        self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
 
     def show(self, image: np.ndarray | None, status: Status) -> bool:

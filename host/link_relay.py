@@ -16,6 +16,7 @@ fresh connection to the board) or a pty symlink. The board-facing end is any pys
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 import select
@@ -32,6 +33,11 @@ import serial
 from tinyml.transport import selectable_handle, set_nodelay
 
 _CHUNK = 4096
+
+
+def _socket_read(client: socket.socket) -> bytes | None:
+    """Up to _CHUNK bytes the host sent, or None after 50 ms of silence (so the pump can check for a stop)."""
+    return client.recv(_CHUNK) if select.select([client], [], [], 0.05)[0] else None
 
 
 class _Pacer:
@@ -176,8 +182,7 @@ class LinkRelay:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connections += 1
             ends = _Ends(self._stop)
-            host_read = lambda: client.recv(_CHUNK) if select.select([client], [], [], 0.05)[0] else None  # noqa: E731
-            self._pump_pair(ends, host_read, client.sendall, device, on_end=client.close)
+            self._pump_pair(ends, functools.partial(_socket_read, client), client.sendall, device, on_end=client.close)
 
     def _pump_pair(self, ends: "_Ends", host_read: Callable[[], bytes | None], host_write: Callable[[bytes], object],
                    device: serial.SerialBase, on_end: Callable[[], None]) -> None:

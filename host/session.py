@@ -26,12 +26,12 @@ from host.results_log import ResultsLog
 from host.signals import StopRequest
 from host.sources import Frame, LatestFrame, Source
 from host.summary import Summary
-from tinyml.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target, check_compatible
 from models.bundle import Bundle
 from models.errors import UserError
 from models.preprocess import PreprocessSpec, preprocess, quantize_input
 from models.reference import ReferenceModel
 from models.scoring import RunningScore
+from tinyml.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target, check_compatible
 
 
 @dataclass

@@ -59,14 +59,15 @@ class Source(abc.ABC):
         """Number of frames if known, else 0."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a default: most sources hold nothing to release)
         """Release devices/files; safe to call twice."""
 
 
 class ArraySource(Source):
     """Images held in memory, optionally labelled (dataset splits)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray | None, description: str, offset: int = 0):
+    def __init__(self, images: np.ndarray | list[np.ndarray], labels: np.ndarray | None, description: str,
+                 offset: int = 0):
         self.images = images
         self.labels = labels
         self.offset = offset  # index of images[0] in the full split, so frame names match the dataset
@@ -120,7 +121,7 @@ class VideoSource(Source):
         self.spec = spec
         self.live = live
         self.description = description
-        self._cap = cv2.VideoCapture(spec)
+        self._cap: cv2.VideoCapture | None = cv2.VideoCapture(spec)
         if not self._cap.isOpened():
             what = f"camera {spec}" if isinstance(spec, int) else f"{spec}"
             raise UserError(f"cannot open {what} with OpenCV; check the index/URL/file (list cameras: ls /dev/video*)")

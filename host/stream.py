@@ -19,13 +19,13 @@ if __package__ in (None, ""):
     elif _repo_root not in sys.path:
         sys.path.insert(0, _repo_root)
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import os  # noqa: E402
-from typing import Sequence  # noqa: E402
+import argparse
+import contextlib
+import os
+from typing import Sequence
 
-from models.bundle import Bundle, load_bundle  # noqa: E402
-from models.errors import UserError, run_cli  # noqa: E402
+from models.bundle import Bundle, load_bundle
+from models.errors import UserError, run_cli
 
 TARGET_HELP = "--port URL, --board qemu, --board native, --cpu or --coral"
 
@@ -147,8 +147,7 @@ def make_target(bundle: Bundle, args: argparse.Namespace, stack: contextlib.Exit
     serial_kwargs = dict(hello_timeout=args.hello_timeout, reconnect_s=args.reconnect,
                          frame_timeout=args.frame_timeout, frame_bytes=height * width * channels, listen=listen)
     if args.board:
-        from tinyml import local_boards
-        from tinyml import firmware
+        from tinyml import firmware, local_boards
 
         image = firmware.build(bundle, args.board)
         board_cls = local_boards.QemuBoard if args.board == "qemu" else local_boards.NativeBoard

@@ -64,8 +64,9 @@ class PreprocessSpec:
     def from_meta(cls, meta: dict[str, Any]) -> "PreprocessSpec":
         try:
             inp, pre = meta["input"], meta.get("preprocessing", {})
-            return cls(int(inp["height"]), int(inp["width"]), int(inp["channels"]),
-                       str(pre.get("resize", "crop")), tuple(float(v) for v in pre.get("range", (-1.0, 1.0))))
+            low, high = (float(v) for v in pre.get("range", (-1.0, 1.0)))
+            return cls(int(inp["height"]), int(inp["width"]), int(inp["channels"]), str(pre.get("resize", "crop")),
+                       (low, high))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"model.json lacks a valid input/preprocessing section ({exc!r}); re-run python -m tools train") from None
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from models.errors import UserError
 
-
 RUNTIME = "litert-builtin-ref"
 
 

@@ -32,6 +32,17 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Fixtures that train a model: a test using any of them (directly or through another fixture) is marked slow.
+TRAINING_FIXTURES = {"bundle_v1", "bundle_v2", "make_bundle"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow every test that needs a trained bundle, so `make test-fast` (-m "not slow") leaves it out."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("board", "a real flashed board (tests/test_board_real.py, docs/boards.md)")
     group.addoption("--board-port", default=None, metavar="PORT",

@@ -12,6 +12,8 @@ import pytest
 
 from tests.tooling import require_tool
 
+pytestmark = pytest.mark.c
+
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [
     "boot_hello_and_hello_req",

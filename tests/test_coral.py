@@ -14,14 +14,22 @@ import cv2
 import numpy as np
 import pytest
 
-from tinyml.targets.base import check_compatible
-from tinyml.targets.coral import (CoralTarget, compiled_model, cpu_interpreter, delegate_library, edgetpu_interpreter,
-                                InterpreterRunner, open_runner, parse_device)
 from models.bundle import load_bundle
 from models.errors import UserError
 from models.preprocess import prepare_frame
-from tools import classify
 from tinyml.data import read_image_file
+from tinyml.targets.base import check_compatible
+from tinyml.targets.coral import (
+    CoralTarget,
+    InterpreterRunner,
+    compiled_model,
+    cpu_interpreter,
+    delegate_library,
+    edgetpu_interpreter,
+    open_runner,
+    parse_device,
+)
+from tools import classify
 
 
 def _libedgetpu_installed() -> bool:
@@ -170,7 +178,7 @@ def test_classify_uses_the_bundle_preprocessing_and_output_quantisation(cpu_runn
     pairs = [(str(p), read_image_file(p)) for p in images]
     predictions = classify.classify_images(bundle_v1, cpu_runner, pairs, k=3)
     quant = bundle_v1.output_quant
-    for (name, image), pred in zip(pairs, predictions):
+    for (_name, image), pred in zip(pairs, predictions):
         # The runner was fed exactly prepare_frame's tensor: running it directly gives the same answer.
         raw = cpu_runner.invoke(prepare_frame(image, bundle_v1))
         scores = (raw.astype(np.float64) - quant.zero_point) * quant.scale

@@ -1,28 +1,21 @@
 """Datasets: Fashion-MNIST IDX files and image folders (split, corrupt files, clear errors), incl. the CLI."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.errors import UserError
-from tinyml.data import (FASHION_MNIST_LABELS, balanced_sample, load_fashion_mnist, load_image_folder, load_splits,
-                        stratified_split)
-
-
-def run_tool(*args: str) -> subprocess.CompletedProcess:
-    """Run `python -m tools ...` as a user would."""
-    return subprocess.run([sys.executable, "-m", "tools", *args], capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and fragment in errors[0], proc.stderr
+from tests.tooling import assert_one_line_error, run_tool
+from tinyml.data import (
+    FASHION_MNIST_LABELS,
+    balanced_sample,
+    load_fashion_mnist,
+    load_image_folder,
+    load_splits,
+    stratified_split,
+)
 
 
 def write_folder(root: Path, classes: dict[str, int], size=(40, 30)) -> Path:

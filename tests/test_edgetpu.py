@@ -1,4 +1,5 @@
-"""tools/edgetpu.py: the compiler-log parser on real published logs, and the pre-check on real int8 models.
+"""tinyml/edgetpu and the edgetpu step: the compiler-log parser on real published logs, the pre-check on real
+int8 models.
 
 edgetpu_compiler cannot be installed here (x86-64 Debian package from Google's own apt repository), so the
 compile step itself is not run; its output format is covered by real logs kept in tests/data/edgetpu/.
@@ -15,10 +16,11 @@ import pytest
 
 from models.bundle import load_bundle
 from models.errors import UserError
-from tools import edgetpu
-from tools.edgetpu import (COMPILER16_MAX_VERSION, CompilerLogError, parse_compiler_output, parse_size,
-                           precheck_graph, precheck_model)
+from tinyml.edgetpu.compiler import compiler_command, failure_message, fallback_problem, find_compiler
+from tinyml.edgetpu.compiler_log import CompilerLogError, merge_operation_log, parse_compiler_output, parse_size
+from tinyml.edgetpu.precheck import COMPILER16_MAX_VERSION, precheck_graph, precheck_model
 from tinyml.tflite_graph import load_graph
+from tools import edgetpu
 
 DATA = Path(__file__).parent / "data" / "edgetpu"
 
@@ -80,10 +82,10 @@ def test_model_the_compiler_cannot_parse():
 
 
 def test_failure_messages_name_the_fix():
-    message = edgetpu.failure_message(parse_compiler_output(_log("failure_op_version_v16.txt")))
+    message = failure_message(parse_compiler_output(_log("failure_op_version_v16.txt")))
     assert message.startswith("edgetpu_compiler 16.0.384591198 cannot parse the model: QUANTIZE version 3 is newer")
     assert "post-training int8 quantization" in message and "\n" not in message
-    message = edgetpu.failure_message(parse_compiler_output(_log("failure_large_activations_v16.txt")))
+    message = failure_message(parse_compiler_output(_log("failure_large_activations_v16.txt")))
     assert message == ("edgetpu_compiler failed: Compilation failed due to large activation tensors in model.; "
                        "its full output is in edgetpu_compiler.txt in the bundle")
 
@@ -95,18 +97,18 @@ def test_compilation_failure_after_parsing():
 
 
 def test_stdout_without_table_takes_the_operator_table_from_the_log():
-    report = edgetpu.merge_operation_log(parse_compiler_output(_log("partial_stdout_v16.txt")),
+    report = merge_operation_log(parse_compiler_output(_log("partial_stdout_v16.txt")),
                                          _log("partial_operation_log_v16.log"))
     assert sum(r.count for r in report.operators) == report.total_ops == 267
     assert report.on_chip_used_bytes == round(4.21 * 2 ** 20)  # stdout's memory figures are kept
-    problem = edgetpu.fallback_problem(report)
+    problem = fallback_problem(report)
     assert problem.startswith("3 of 267 ops fall back to the CPU: CUSTOM x1 (Operation is working on an "
                               "unsupported data type), DEQUANTIZE x2")
-    assert edgetpu.fallback_problem(parse_compiler_output(_log("full_operation_log_v15.log"))) is None
+    assert fallback_problem(parse_compiler_output(_log("full_operation_log_v15.log"))) is None
 
 
 def test_compiler_command_prints_the_table_and_writes_into_the_bundle(tmp_path):
-    cmd = edgetpu.compiler_command("/usr/bin/edgetpu_compiler", tmp_path / "model_int8.tflite", tmp_path, 90)
+    cmd = compiler_command("/usr/bin/edgetpu_compiler", tmp_path / "model_int8.tflite", tmp_path, 90)
     assert cmd == ["/usr/bin/edgetpu_compiler", "-s", "-o", str(tmp_path), "-t", "90", str(tmp_path / "model_int8.tflite")]
 
 
@@ -266,4 +268,4 @@ def test_cli_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="--timeout must be a positive"):
         edgetpu.main([str(tmp_path), "--timeout", "0"])
     with pytest.raises(UserError, match="not an executable file"):
-        edgetpu.find_compiler(str(tmp_path / "nope"))
+        find_compiler(str(tmp_path / "nope"))

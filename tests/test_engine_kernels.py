@@ -20,6 +20,8 @@ import pytest
 
 from tests.tooling import require_tool
 
+pytestmark = pytest.mark.c
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
 UNIT = ROOT / "tests" / "c" / "kernel_variants_unit.c"

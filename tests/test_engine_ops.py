@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_engine_native import check_bit_exact
+from tests.tooling import check_bit_exact
+
+pytestmark = [pytest.mark.c, pytest.mark.slow]
 
 
 def op_coverage_tflite(images: np.ndarray, input_dtype: str) -> bytes:

@@ -10,7 +10,7 @@ from models.bundle import load_bundle
 from models.errors import UserError
 from models.preprocess import prepare_frame
 from models.reference import ReferenceModel
-from test_data import assert_one_line_error, run_tool
+from tests.tooling import assert_one_line_error, run_tool
 from tools.evaluate import TflmModel, evaluate_bundle
 
 
@@ -51,6 +51,7 @@ def test_tflm_arena_is_the_real_requirement(evaluated_v1, bundle_v1, fmnist_test
     _, result = evaluated_v1
     arena = result["tflm_arena_bytes"]
     assert arena["total"] == arena["head"] + arena["tail"] and 0 < arena["head"] < arena["total"]
+    assert arena["required"] >= arena["total"]  # measure_arena: what allocation needs, planner buffer included
     tflite = bundle_v1.artifact_path("tflite").read_bytes()
     frame = prepare_frame(fmnist_test_samples.images[0], bundle_v1)
     fitting = TflmModel(tflite, arena_size=arena["total"] + 256)

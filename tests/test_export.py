@@ -16,9 +16,9 @@ import pytest
 from models.bundle import Bundle, TensorQuant, load_bundle
 from models.errors import UserError
 from tests.tooling import require_tool
+from tinyml.tflite_graph import load_graph
 from tools import export
 from tools.boards import BOARDS, KIB, check_fit, get_board
-from tinyml.tflite_graph import load_graph
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER_H_DIR = REPO / "firmware" / "lib" / "app"

@@ -23,6 +23,8 @@ from tests.tooling import require_tool
 from tinyml.local_boards import NativeBoard, QemuBoard, run_frames
 from tinyml.targets.serial_board import SerialBoardTarget
 
+pytestmark = pytest.mark.c
+
 ROOT = Path(__file__).resolve().parents[1]
 SKETCH_PORT = ROOT / "firmware" / "ports" / "arduino"
 LABELLED_FRAMES = 200
@@ -178,6 +180,7 @@ def test_camera_mode_refuses_a_model_info_of_another_model(bundle_v1, bundle_v2,
     assert len(results) == 1
 
 
+@pytest.mark.qemu
 def test_sketch_cross_compiles_for_the_nano_33_ble_and_boots_on_qemu(bundle_v1, capsys) -> None:
     """arm-none-eabi-g++ with the nRF52840's Cortex-M4F flags, -Os, --gc-sections: the flash and static RAM
     figures against the board table, then the same ELF serves frames on QEMU's Cortex-M4 byte-equal to the
@@ -208,4 +211,4 @@ def test_sketch_cross_compiles_for_the_nano_33_ble_and_boots_on_qemu(bundle_v1, 
         hello, results = run_frames(board.url, [t.tobytes() for t in tensors])
     reference = ReferenceModel(bundle_v1.artifact_path("tflite"))
     assert hello.model_id.hex() == bundle_v1.model_id and hello.build.startswith("arduino engine ")
-    assert [r.output for r in results] == [reference.invoke(t).tobytes() for t in tensors]
+    assert [r.output.tobytes() for r in results] == [reference.invoke(t).tobytes() for t in tensors]

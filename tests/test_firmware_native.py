@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import serial
 
-from tinyml import protocol as wire
-from tinyml.local_boards import NativeBoard, QemuBoard, require_executable, run_frames
 from models.errors import UserError
 from tests.tooling import require_tool
+from tinyml import protocol as wire
+from tinyml.local_boards import NativeBoard, QemuBoard, require_executable, run_frames
+
+pytestmark = pytest.mark.c
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE_FRAMES = 300

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import serial
 
-from tinyml.local_boards import QemuBoard
 from tests.tooling import require_tool
+from tinyml.local_boards import QemuBoard
+
+pytestmark = pytest.mark.qemu
 
 PORT_DIR = Path(__file__).resolve().parents[1] / "firmware" / "ports" / "qemu_mps2"
 
@@ -96,10 +98,10 @@ def qemu_run(request: pytest.FixtureRequest):
     """Build the QEMU firmware for the bundle, stream test images through it; (bundle, frames, hello, results)."""
     require_tool("arm-none-eabi-gcc", "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi")
     require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")
-    from tinyml.local_boards import run_frames
     from models.preprocess import prepare_frame
     from tinyml import firmware
     from tinyml.data import load_fashion_mnist
+    from tinyml.local_boards import run_frames
 
     bundle = request.getfixturevalue(request.param)
     elf = firmware.build(bundle, "qemu")
@@ -151,10 +153,10 @@ def test_qemu_damaged_input_gets_errors_and_service_continues(bundle_v1) -> None
     the intact frame after them gets the reference's RESULT, and PONG comes last."""
     require_tool("arm-none-eabi-gcc", "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi")
     require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")
-    from tinyml import protocol as wire
     from models.preprocess import prepare_frame
     from models.reference import ReferenceModel
     from tinyml import firmware
+    from tinyml import protocol as wire
     from tinyml.data import load_fashion_mnist
 
     frame = prepare_frame(load_fashion_mnist("test").images[0], bundle_v1)

@@ -12,11 +12,11 @@ import pytest
 
 from host.results_log import ResultsLog, check_accounted, read_log
 from host.sources import ArraySource, LatestFrame, PacedSource, camera_capture_size, open_source
+from models.bundle import Bundle, TensorQuant
+from models.errors import UserError
 from tinyml.protocol import Hello
 from tinyml.targets.base import DeviceInfo, check_compatible
 from tinyml.transport import SerialLink
-from models.bundle import Bundle, TensorQuant
-from models.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["cat", "dog", "fox"]
@@ -218,8 +218,8 @@ def test_listen_mode_records_what_a_camera_board_sends(meta_bundle, tmp_path):
     import threading
     import tty
 
-    from tinyml import protocol as proto
     from host.stream import stream
+    from tinyml import protocol as proto
     from tinyml.targets.serial_board import SerialBoardTarget
 
     master, slave = os.openpty()
@@ -280,7 +280,7 @@ def test_handshake_timeout_says_whether_anything_arrived():
         tty.setraw(slave)
         stop = threading.Event()
 
-        def board() -> None:
+        def board(stop: threading.Event = stop, master: int = master, chatter: bytes = chatter) -> None:
             while not stop.is_set():
                 if chatter:
                     os.write(master, chatter)

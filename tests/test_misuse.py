@@ -342,14 +342,6 @@ def test_classify_cpu_and_stream_cpu_give_one_answer(bundle_v1, tmp_path, capsys
 
 
 # ---- #14 item 11: noise and small things -----------------------------------------------------------------------
-def test_quantize_prints_no_tensorflow_log_lines(bundle_v1, tmp_path):
-    path = _copy(bundle_v1, tmp_path)
-    proc = run_command("-m", "tools", "quantize", str(path), "--samples", "20")
-    assert proc.returncode == 0, proc.stderr
-    noise = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
-    assert len(noise) == 1 and noise[0].startswith("wrote "), noise
-
-
 def test_split_for_fashion_mnist_is_not_ignored(bundle_v1, capsys):
     from host import stream
 

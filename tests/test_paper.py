@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from test_data import run_tool
 
+from tests.tooling import run_tool
 from tools.paper_table import PUBLISHED, Comparison, deviation, interval
 
 

@@ -2,15 +2,15 @@
 vectors, the damaged 1,000-frame stream (same events as tinyml/protocol.py), and a CI-sized libFuzzer run."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from test_protocol import canonical, check_damaged_decode, damaged_stream, decode_chunked, golden_vectors
-from tooling import require_tool
+from tests.tooling import check_damaged_decode, damaged_stream, decode_chunked, golden_vectors, require_tool
+
+pytestmark = pytest.mark.c
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_DIR = ROOT / "firmware" / "lib" / "protocol"
@@ -103,17 +103,10 @@ def test_c_firmware_build_is_warning_free(c_build: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def _bench(name: str):
-    """Load a bench script as a module (bench/ is scripts, not a package) to reuse its functions."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_c_parser_fuzz_ci_sized(c_build: Path) -> None:
     """A CI-sized libFuzzer run (bench/fuzz_protocol.py runs a million)."""
-    fuzz = _bench("fuzz_protocol")
+    from bench import fuzz_protocol as fuzz
+
     binary = fuzz.build_fuzzer(c_build / "protocol_fuzz", clang=require_tool("clang"))
     corpus = fuzz.seed_corpus(c_build / "corpus")
     result = fuzz.run_fuzzer(binary, corpus, runs=20000, artifacts=c_build)
@@ -123,7 +116,9 @@ def test_c_parser_fuzz_ci_sized(c_build: Path) -> None:
 
 def test_wire_efficiency_meets_target() -> None:
     """The bench's own accounting (real encoder, decoded back) stays at or above 0.97 for 96x96x1 / 10 classes."""
-    rows = _bench("wire_efficiency").wire_efficiency(frames=20)
+    from bench.wire_efficiency import wire_efficiency
+
+    rows = wire_efficiency(frames=20)
     ours, mlperf = rows[0], rows[1]
     assert ours["efficiency_payload"] >= 0.97 and ours["efficiency_useful"] >= 0.97
     assert mlperf["efficiency_useful"] < 0.5

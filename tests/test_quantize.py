@@ -7,7 +7,7 @@ import pytest
 from models.errors import UserError
 from models.preprocess import PreprocessSpec, prepare_frame, preprocess_batch
 from models.reference import ReferenceModel
-from test_data import assert_one_line_error, run_tool
+from tests.tooling import assert_one_line_error, run_tool
 from tinyml.tflite_graph import load_graph
 
 BATCH_PLUMBING = {"SHAPE", "STRIDED_SLICE", "PACK"}
@@ -82,9 +82,9 @@ def test_quantize_cli_errors(tmp_path):
 def test_collapsed_calibration_is_refused_not_a_crash():
     """An untrained V1 calibrated on noise has dead activations; LiteRT's reference kernels would abort the
     process on it, so quantization refuses it with a reason instead."""
-    from models.mobilenet import build_model
     import keras
 
+    from models.mobilenet import build_model
     from tools.quantize import check_activation_ranges, quantize_keras_model
 
     keras.utils.set_random_seed(0)

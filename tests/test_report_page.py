@@ -7,10 +7,11 @@ import re
 import shutil
 
 import pytest
-from test_data import assert_one_line_error, run_tool
 
 from models.bundle import load_bundle
-from tests.tooling import require_tool
+from tests.tooling import assert_one_line_error, require_tool, run_tool
+
+pytestmark = pytest.mark.qemu  # every test uses `measured`, which boots QEMU
 
 
 @pytest.fixture(scope="module")

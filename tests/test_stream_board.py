@@ -19,9 +19,11 @@ from host.link_relay import LinkRelay
 from host.results_log import check_accounted, read_log
 from host.sources import open_source
 from host.stream import stream
-from tinyml.targets.serial_board import SerialBoardTarget
 from models.errors import UserError
 from tests.tooling import require_tool
+from tinyml.targets.serial_board import SerialBoardTarget
+
+pytestmark = pytest.mark.qemu
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 48

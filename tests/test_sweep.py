@@ -6,10 +6,9 @@ import json
 import os
 
 import pytest
-from test_data import assert_one_line_error, run_tool
 
 from models.bundle import load_bundle
-from tests.tooling import require_tool
+from tests.tooling import assert_one_line_error, require_tool, run_tool
 
 TINY = ["--width", "0.25", "--size", "32", "--epochs", "1", "--limit", "200", "--eval-limit", "20",
         "--qemu-frames", "1", "--batch-size", "32"]
@@ -23,6 +22,8 @@ def _require_ray() -> None:
         pytest.skip(message)
 
 
+@pytest.mark.slow
+@pytest.mark.qemu
 def test_ray_sweep_makes_full_bundles_and_a_rerun_only_does_what_is_left(tmp_path):
     _require_ray()
     require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")

@@ -13,7 +13,7 @@ import pytest
 
 from models.bundle import load_bundle
 from models.preprocess import PreprocessSpec, preprocess_batch
-from test_data import assert_one_line_error, run_tool
+from tests.tooling import assert_one_line_error, run_tool
 
 
 def test_bundle_contents(bundle_v1):

@@ -1,11 +1,29 @@
-"""Test helpers for external tools: a missing tool fails the test under CI=true and skips it elsewhere."""
+"""The helpers test modules share (tests import them from here, never from one another).
+
+- require_tool: an external tool, or a failure under CI=true and a skip elsewhere;
+- run_tool, assert_one_line_error: the build steps as a user runs them, and the one-line error contract;
+- the protocol's canonical event form, golden vectors and damaged stream (test_protocol.py, test_protocol_c.py);
+- the native engine harness and the bit-exactness check (test_engine_native.py, test_engine_ops.py).
+"""
 from __future__ import annotations
 
+import json
 import os
+import random
 import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from models.reference import ReferenceModel
+from tinyml import protocol as P
+from tinyml.codegen import generate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def require_tool(name: str, hint: str = "run `make test` as root, or install it with apt-get") -> str:
@@ -19,6 +37,191 @@ def require_tool(name: str, hint: str = "run `make test` as root, or install it 
     pytest.skip(message)
 
 
+# ---- the build steps' command lines -------------------------------------------------------------
+
+def run_tool(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m tools ...` as a user would."""
+    return subprocess.run([sys.executable, "-m", "tools", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and fragment in errors[0], proc.stderr
+
+
+# ---- protocol: golden vectors, canonical events, damaged stream ---------------------------------
+
+GOLDEN = ROOT / "tests" / "data" / "protocol" / "golden.json"
+
+
+def golden_vectors() -> list[dict]:
+    return json.loads(GOLDEN.read_text())["vectors"]
+
+
+# ---- canonical event form shared with the C harness (tests/c/protocol_harness.c) ------------------
+
+def message_fields(msg: P.Message) -> dict:
+    if isinstance(msg, P.HelloRequest):
+        return {"max_payload": msg.max_payload, "version": msg.version}
+    if isinstance(msg, P.Hello):
+        h, w, c = msg.input_shape
+        return {"version": msg.version, "credits": msg.credits, "in_dtype": P.DTYPE_CODES[msg.in_dtype],
+                "out_dtype": P.DTYPE_CODES[msg.out_dtype], "max_payload": msg.max_payload,
+                "model_id": msg.model_id.hex(), "in_h": h, "in_w": w, "in_c": c, "out_len": msg.num_classes,
+                "in_scale": msg.in_scale, "in_zero_point": msg.in_zero_point, "out_scale": msg.out_scale,
+                "out_zero_point": msg.out_zero_point, "arena_bytes": msg.arena_bytes, "engine": msg.engine,
+                "build": msg.build}
+    if isinstance(msg, P.Result):
+        return {"inference_us": msg.inference_us, "cycles": msg.cycles, "output": msg.output.hex()}
+    if isinstance(msg, P.Error):
+        return {"code": msg.code, "flags": P.ERROR_SEQ_VALID if msg.seq_valid else 0, "detail": msg.detail}
+    return {}  # FRAME, PING, PONG: the payload is the message
+
+
+def canonical(event: P.DecodeEvent) -> dict:
+    if isinstance(event, P.Fault):
+        return {"event": "fault", "code": int(event.code), "name": event.code.name, "seq": event.seq,
+                "detail": event.detail, "offset": event.offset}
+    out = {"event": "frame", "type": event.type, "seq": event.seq, "offset": event.offset,
+           "payload": event.payload.hex()}
+    if event.type not in P.MESSAGE_CLASSES:
+        out["message"] = {}
+        return out
+    try:
+        out["message"] = message_fields(event.message())
+    except P.ProtocolError:
+        out["message_error"] = "MALFORMED"
+    return out
+
+
+def decode_chunked(data: bytes, max_payload: int, chunk: int, flush: bool = False) -> list[dict]:
+    dec = P.Decoder(max_payload)
+    step = chunk or max(len(data), 1)
+    events = []
+    for i in range(0, len(data), step):
+        events += dec.feed(data[i:i + step])
+    if flush:
+        events += dec.flush()
+        assert dec.stats.bytes_in == len(data)
+    return [canonical(e) for e in events]
+
+
+# ---- damaged stream shared with the C test ---------------------------------------------------------
+
+@dataclass
+class StreamFrame:
+    type: int
+    seq: int
+    payload: bytes
+    start: int          # offset in the damaged stream
+    end: int
+    damaged: bool
+
+
+def damaged_stream(n_frames: int = 1000, seed: int = 7) -> tuple[bytes, list[StreamFrame], int]:
+    """A stream of FRAME/RESULT/PING frames where ~15% are damaged (bit flip, dropped or inserted byte, or
+    a mix) and ~3% of the gaps between frames get noise. Returns (bytes, frames, number of noise gaps)."""
+    rng = random.Random(seed)
+    out = bytearray()
+    frames: list[StreamFrame] = []
+    noise_gaps = 0
+    for seq in range(n_frames):
+        if rng.random() < 0.03:
+            out += bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
+            noise_gaps += 1
+        kind = rng.choice((P.MsgType.FRAME, P.MsgType.FRAME, P.MsgType.RESULT, P.MsgType.PING))
+        payload = rng.randbytes(rng.randint(0, 1500) if kind == P.MsgType.FRAME else rng.randint(0, 40))
+        wire = bytearray(P.encode_frame(kind, seq, payload))
+        damaged = rng.random() < 0.15
+        if damaged:
+            for _ in range(rng.choice((1, 1, 1, 2, 3))):
+                how, at = rng.choice(("flip", "drop", "insert")), rng.randrange(1, len(wire))
+                if how == "flip":
+                    wire[at] ^= 1 << rng.randrange(8)
+                elif how == "drop":
+                    del wire[at]
+                else:
+                    wire.insert(at, rng.randrange(256))
+        frames.append(StreamFrame(int(kind), seq, payload, len(out), len(out) + len(wire), damaged))
+        out += wire
+    return bytes(out), frames, noise_gaps
+
+
+def check_damaged_decode(events: list[dict], frames: list[StreamFrame], noise_gaps: int) -> None:
+    """Every intact frame decoded, none decoded wrong, every damaged one decoded intact or covered by a fault.
+
+    A damaged frame can still decode correctly: a frame that lost its last byte takes the next frame's sync
+    byte in its place, and when the CRC's last byte was A5 the frame is whole again (1 in 256).
+    """
+    by_offset = {f.start: f for f in frames}
+    decoded = {e["offset"]: e for e in events if e["event"] == "frame"}
+    missing = [f.seq for f in frames if not f.damaged and f.start not in decoded]
+    assert not missing, f"intact frames not decoded: {missing[:10]}"
+    wrong = [e for off, e in decoded.items()
+             if off not in by_offset or (e["type"], e["seq"], e["payload"]) !=
+             (by_offset[off].type, by_offset[off].seq, by_offset[off].payload.hex())]
+    assert not wrong, f"frames decoded wrong: {wrong[:3]}"
+    offsets = [e["offset"] for e in events]
+    assert offsets == sorted(offsets), "events must come in stream order"
+    unreported = []
+    for f in frames:
+        if f.damaged and f.start not in decoded:
+            before = [e for e in events if e["offset"] < f.end]
+            if not before or before[-1]["event"] != "fault":
+                unreported.append(f.seq)
+    assert not unreported, f"damaged frames without a fault: {unreported[:10]}"
+    n_faults = sum(e["event"] == "fault" for e in events)
+    n_damaged = sum(f.damaged for f in frames)
+    assert 0 < n_faults <= n_damaged + noise_gaps, (n_faults, n_damaged, noise_gaps)
+
+
+# ---- the native engine harness (tests/c/engine_harness.c) -------------------------------------------
+
+ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
+APP_DIR = ROOT / "firmware" / "lib" / "app"
+HARNESS = ROOT / "tests" / "c" / "engine_harness.c"
+CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+
+
+def build_harness(model_dir: Path, exe: Path, emulate_dsp: bool = False) -> Path:
+    """Compile the native harness against a generated model directory."""
+    gcc = require_tool("gcc")
+    sources = [HARNESS, *sorted(ENGINE_DIR.glob("*.c")), model_dir / "model_engine.c"]
+    defines = ["-DENG_EMULATE_DSP"] if emulate_dsp else []
+    cmd = [gcc, *CFLAGS, *defines, f"-I{ENGINE_DIR}", f"-I{APP_DIR}", f"-I{model_dir}", *map(str, sources), "-lm",
+           "-o", str(exe)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return exe
+
+
+def run_harness(exe: Path, frames: np.ndarray, out_dtype: np.dtype, work: Path) -> np.ndarray:
+    inputs, outputs = work / "inputs.bin", work / "outputs.bin"
+    np.ascontiguousarray(frames).tofile(inputs)
+    result = subprocess.run([str(exe), str(inputs), str(outputs)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) == len(frames)
+    return np.fromfile(outputs, dtype=out_dtype).reshape(len(frames), -1)
+
+
+def check_bit_exact(tflite: Path, frames: np.ndarray, tmp_path: Path) -> None:
+    out_dir = tmp_path / "codegen"
+    generate(tflite, out_dir)
+    reference = ReferenceModel(tflite)
+    assert frames.dtype == reference.input_dtype
+    expected = np.stack([reference.invoke(frame) for frame in frames])
+    # Non-degenerate: the images must not all give the same answer, or equality would prove little.
+    assert len({row.tobytes() for row in expected}) > len(frames) // 2
+    assert len(set(expected.argmax(axis=1).tolist())) >= 3
+    for emulate_dsp in (False, True):
+        exe = build_harness(out_dir, tmp_path / f"harness{'_dsp' if emulate_dsp else ''}", emulate_dsp)
+        got = run_harness(exe, frames, reference.output_dtype, tmp_path)
+        mismatched = np.flatnonzero((got != expected).any(axis=1))
+        assert mismatched.size == 0, (
+            f"{'DSP' if emulate_dsp else 'portable'} path differs from LiteRT-ref on {mismatched.size} of "
+            f"{len(frames)} images, first #{mismatched[:1]}: {got[mismatched[:1]]} vs {expected[mismatched[:1]]}")
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 
 

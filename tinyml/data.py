@@ -183,7 +183,7 @@ def balanced_sample(data: Dataset, count: int, seed: int = 0) -> Dataset:
         return data
     rng = np.random.default_rng(seed)
     per_class = max(1, count // len(data.class_names))
-    chosen = []
+    chosen: list[int] = []
     for label in range(len(data.class_names)):
         idx = np.flatnonzero(data.labels == label)
         chosen.extend(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
@@ -198,6 +198,7 @@ def load_splits(dataset: str, val_fraction: float = 0.1, test_fraction: float = 
     ``limit`` caps the training split to a class-balanced subset of that size (val/test to a fifth of it each),
     for quick runs.
     """
+    skipped: list[tuple[str, str]]
     if dataset == FASHION_MNIST:
         train, val, _ = stratified_split(load_fashion_mnist("train"), val_fraction, 0.0, seed)
         test, skipped = load_fashion_mnist("test"), []

@@ -273,7 +273,7 @@ class Pong:
 
 
 Message = Union[HelloRequest, Hello, Frame, Result, Error, Ping, Pong]
-MESSAGE_CLASSES: dict[int, type] = {cls.TYPE: cls for cls in (HelloRequest, Hello, Frame, Result, Error, Ping, Pong)}
+MESSAGE_CLASSES: dict[int, type[Message]] = {cls.TYPE: cls for cls in (HelloRequest, Hello, Frame, Result, Error, Ping, Pong)}
 
 
 def encode(msg: Message, seq: int) -> bytes:
@@ -533,7 +533,7 @@ class CreditWindow:
         seq &= SEQ_MASK
         if seq not in self._pending:
             return []
-        lost = []
+        lost: list[int] = []
         while True:
             head, is_frame = self._pending.popitem(last=False)
             self._frames -= is_frame

@@ -168,7 +168,7 @@ def _buffer_data(model_t: Any, raw: bytes, buffer_index: int, dtype: str, shape:
     np_dtype = _NUMPY_DTYPES.get(dtype.upper())
     if np_dtype is None:
         return np.frombuffer(data, dtype=np.uint8).copy()
-    arr = np.frombuffer(data, dtype=np.dtype(np_dtype).newbyteorder("<")).astype(np_dtype)
+    arr: np.ndarray = np.frombuffer(data, dtype=np.dtype(np_dtype).newbyteorder("<")).astype(np_dtype)
     count = int(np.prod(shape)) if shape else 1
     return arr.reshape(shape) if arr.size == count else arr
 

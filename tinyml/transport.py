@@ -10,6 +10,7 @@ from __future__ import annotations
 import select
 import socket
 import time
+from typing import Any
 
 import serial
 import serial.tools.list_ports
@@ -55,7 +56,7 @@ class SerialLink:
         # stream.py (or a serial monitor) from silently stealing half the bytes on POSIX ports.
         # timeout=0: reads return what has arrived (pyserial's socket:// in_waiting says only 0/1, so asking for
         # "in_waiting" bytes would fetch answers two bytes at a time); waiting is done with select() on the handle.
-        kwargs = {"baudrate": self.baudrate, "timeout": 0, "write_timeout": self.write_timeout}
+        kwargs: dict[str, Any] = {"baudrate": self.baudrate, "timeout": 0, "write_timeout": self.write_timeout}
         if "://" not in self.url:
             kwargs["exclusive"] = True
         self._port = serial.serial_for_url(self.url, **kwargs)

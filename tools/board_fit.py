@@ -82,16 +82,23 @@ class Choice:
 
     @property
     def flash_margin(self) -> int | None:
-        return None if self.fit is None else self.fit.board.model_budget - self.fit.model_bytes
+        return None if self.fit is None else flash_margin(self.fit)
 
     @property
     def ram_margin(self) -> int | None:
-        if self.fit is None:
-            return None
-        used = self.fit.arena_bytes + self.fit.buffer_bytes
-        if self.fit.arena_in_psram:
-            return self.fit.board.psram - self.fit.arena_bytes
-        return self.fit.board.arena_budget - used
+        return None if self.fit is None else ram_margin(self.fit)
+
+
+def flash_margin(fit: Fit) -> int:
+    """Flash bytes left on the board after the model."""
+    return fit.board.model_budget - fit.model_bytes
+
+
+def ram_margin(fit: Fit) -> int:
+    """RAM bytes left after arena and frame buffers (PSRAM when the arena goes there)."""
+    if fit.arena_in_psram:
+        return fit.board.psram - fit.arena_bytes
+    return fit.board.arena_budget - fit.arena_bytes - fit.buffer_bytes
 
 
 def best_fits(rows: list[Row], board: Board) -> list[Choice]:
@@ -103,7 +110,7 @@ def best_fits(rows: list[Row], board: Board) -> list[Choice]:
             fits = [(r, backend_fit(r, board, backend)) for r in members]
             measured = [(r, f) for r, f in fits if f is not None]
             fitting = [(r, f) for r, f in measured if f.fits]
-            best = max(fitting, key=lambda rf: (rf[0].int8_acc, -rf[1].model_bytes), default=(None, None))
+            best = max(fitting, key=lambda rf: (rf[0].accuracy, -rf[1].model_bytes), default=(None, None))
             choices.append(Choice(family, backend, best[0], best[1], len(measured), len(fitting),
                                   tuple(r.name for r, f in fits if f is None)))
     return choices
@@ -125,9 +132,9 @@ def format_choices(choices: list[Choice], board: Board) -> str:
         ram_used = c.fit.arena_bytes + c.fit.buffer_bytes
         where = " (arena in PSRAM)" if c.fit.arena_in_psram else ""
         lines.append(f"| {family} | {c.backend} | {c.row.name} ({c.row.model}, {c.row.input}) "
-                     f"| {100 * c.row.int8_acc:.2f}% | {c.fit.model_bytes / kib:.1f} KiB "
-                     f"| {c.flash_margin / kib:.1f} KiB | {ram_used / kib:.1f} KiB{where} "
-                     f"| {c.ram_margin / kib:.1f} KiB | {c.fitting} / {c.candidates} |")
+                     f"| {100 * c.row.accuracy:.2f}% | {c.fit.model_bytes / kib:.1f} KiB "
+                     f"| {flash_margin(c.fit) / kib:.1f} KiB | {ram_used / kib:.1f} KiB{where} "
+                     f"| {ram_margin(c.fit) / kib:.1f} KiB | {c.fitting} / {c.candidates} |")
     missing = sorted({name for c in choices for name in c.unmeasured})
     if missing:
         lines.append("")

@@ -16,8 +16,10 @@ from models.errors import UserError
 
 KIB = 1024
 MIB = 1024 * 1024
-# Frame buffers the firmware keeps in internal RAM: FIRMWARE_CREDITS (2) + 1, as firmware/src/main.cpp sizes them.
-FRAME_BUFFERS = 3
+# Frames the host may have in flight on a board (firmware/src/main.cpp's FIRMWARE_CREDITS default) and the frame
+# buffers that costs in internal RAM (one more: the frame being parsed). tests/test_constants.py checks main.cpp.
+FIRMWARE_CREDITS = 2
+FRAME_BUFFERS = FIRMWARE_CREDITS + 1
 
 
 @dataclass(frozen=True)

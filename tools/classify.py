@@ -22,13 +22,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tinyml.targets.base import check_compatible
-from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.preprocess import prepare_frame
 from models.reference import RUNTIME
 from tinyml.data import read_image_file
+from tinyml.targets.base import check_compatible
+from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
 
 
 @dataclass

@@ -32,9 +32,10 @@ STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
 
 def build_and_evaluate(out: Path, config: TrainConfig, samples: int = 300, eval_limit: int | None = None,
                        restart: bool = True, verbose: int | str = 2) -> dict[str, Any]:
-    """Train, quantize and evaluate one bundle at ``out``; return one row of figures for :func:`format_table`.
+    """Train, quantize and evaluate one bundle at ``out`` (its figures land in model.json, where report reads them).
 
-    ``restart`` discards what is at ``out``; without it an interrupted training there resumes.
+    Returns what only this run knows, for :func:`format_runs`. ``restart`` discards what is at ``out``; without it
+    an interrupted training there resumes.
     """
     started = time.monotonic()
     bundle = train_bundle(out, config, restart=restart, verbose=verbose)
@@ -42,28 +43,21 @@ def build_and_evaluate(out: Path, config: TrainConfig, samples: int = 300, eval_
     quantize_bundle(bundle, samples=samples)
     result = evaluate_bundle(bundle, limit=eval_limit)
     return {
-        "model": f"{config.architecture} {config.width:g}", "bundle": str(out),
-        "input": "x".join(map(str, bundle.input_shape)), "macs": bundle.meta["metrics"]["cost"]["macs"],
-        "float": 100 * result["float"]["accuracy"], "int8": 100 * result["int8_litert_ref"]["accuracy"],
-        "tflm": 100 * result["int8_tflm"]["accuracy"], "drop": result["int8_drop_points"],
-        "tflite_bytes": bundle.artifact_path("tflite").stat().st_size,
-        "arena_bytes": result["tflm_arena_bytes"]["total"], "images": result["images"],
+        "model": f"{config.architecture} {config.width:g}", "bundle": str(out), "drop": result["int8_drop_points"],
+        "images": result["images"], "split": result["split"],
         "ref_tflm": "identical" if result["ref_tflm_identical"] else f"{result['ref_tflm_mismatches']} differ",
         "train_s": round(trained - started), "total_s": round(time.monotonic() - started),
     }
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`build_and_evaluate` rows (also readable in a terminal)."""
-    head = ("| model | input | MACs | float acc | int8 acc | drop (pts) | TFLM acc | .tflite | TFLM arena "
-            "| LiteRT-ref vs TFLM | test images | train s | total s |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['input']} | {r['macs'] / 1e6:.2f} M | {r['float']:.2f}% | {r['int8']:.2f}% "
-                     f"| {r['drop']:.2f} | {r['tflm']:.2f}% | {r['tflite_bytes'] / 1024:.1f} KiB "
-                     f"| {r['arena_bytes'] / 1024:.1f} KiB | {r['ref_tflm']} | {r['images']} | {r['train_s']} "
-                     f"| {r['total_s']} |")
-    return "\n".join(lines)
+def format_runs(rows: list[dict[str, Any]]) -> str:
+    """One line per :func:`build_and_evaluate` run: the int8 drop, LiteRT-ref vs TFLM, and the time it took.
+
+    The V1-vs-V2 table itself is tools/report's (format_rows), the one the project has.
+    """
+    return "\n".join(f"{r['model']}: int8 drop {r['drop']:.2f} points, LiteRT-ref vs TFLM {r['ref_tflm']} on "
+                     f"{r['images']} {r['split']} images; trained in {r['train_s']} s, {r['total_s']} s in all"
+                     for r in rows)
 
 
 def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
@@ -156,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386), fed by host/stream.py", flush=True)
             row["qemu"] = run_on_qemu(Path(row["bundle"]), args.board_frames)
     print()
-    print(format_table(rows))
+    print(format_runs(rows))
     if args.board_frames > 0:
         print()
         print(format_board_table(rows))

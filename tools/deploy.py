@@ -88,7 +88,7 @@ def missing_toolchain(project_dir: Path, env: str) -> str | None:
     if package is None:
         return f"PlatformIO platform {platform_spec!r} and its toolchain are not installed"
     platform = PlatformFactory.new(package)
-    options = config.items(env=f"env:{env}", as_dict=True)
+    options = config.items(env=env, as_dict=True)
     options["pioframework"] = options.get("framework", [])
     platform.configure_default_packages(options, ["upload"])
     absent = sorted(name for name, opts in platform.packages.items()

@@ -25,6 +25,7 @@ from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input
 from models.quiet import import_tensorflow, native_output
 from models.scoring import scores
+from tinyml.tflm import measure_arena
 
 SPLITS = ("test", "val", "train")
 
@@ -97,6 +98,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
 
     import_tensorflow()
     import keras
+
     from models.reference import ReferenceModel
 
     data = getattr(bundle_splits(bundle), split)
@@ -114,14 +116,14 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     ref_out = np.stack([ref.invoke(frame) for frame in q])
     tflm_out = np.stack([tflm.invoke(frame) for frame in q])
     mismatched = np.flatnonzero(np.any(ref_out != tflm_out, axis=1))
-    result = {
+    result: dict[str, Any] = {
         "split": split, "images": int(len(data)), "tflite": tflite_path.name, "tflite_sha256": sha256_file(tflite_path),
         "float": scores(data.labels, float_pred, classes),
         "int8_litert_ref": scores(data.labels, np.argmax(ref_out, axis=1), classes),
         "int8_tflm": scores(data.labels, np.argmax(tflm_out, axis=1), classes),
         "ref_tflm_identical": bool(len(mismatched) == 0),
         "ref_tflm_mismatches": int(len(mismatched)),
-        "tflm_arena_bytes": tflm.arena(),
+        "tflm_arena_bytes": {**tflm.arena(), "required": measure_arena(tflite_path)},
     }
     result["int8_drop_points"] = round(100 * (result["float"]["accuracy"] - result["int8_litert_ref"]["accuracy"]), 3)
     if len(mismatched):

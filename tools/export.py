@@ -14,9 +14,8 @@ always carries the bundle that `host/stream.py` needs to talk to the firmware it
 - model_info.h: plain C macros (input shape, dtype, quantisation, classes, labels, model id = sha256 of the
   .tflite, which HELLO reports, arena size, camera pixel lookup table). C99 and C++ both include it.
 
-The arena size is measured, not guessed: the tflite-micro Python runtime allocates the model and its
-RecordingMicroAllocator prints the arena use (only through C-level stderr, so it runs in a child process whose
-fd 2 is captured; a model TFLM rejects also aborts only that child). The measured figure comes from a 64-bit host;
+The arena size is measured, not guessed (tinyml.tflm.measure_arena, the figure evaluate and report use too: the
+tflite-micro runtime allocates the model in a child process). The measured figure comes from a 64-bit host;
 32-bit targets need less for TFLM's own structs, but optimised kernels (ESP-NN, CMSIS-NN) request scratch buffers
 the reference kernels do not, so a stated margin is added (ARENA_MARGIN_PERCENT, ARENA_MARGIN_BYTES).
 """
@@ -25,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -39,7 +36,9 @@ import numpy as np
 from models.bundle import META_FILE, Bundle, load_bundle, sha256_file
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess, quantize_input
+from tinyml.protocol import DTYPE_CODES
 from tinyml.tflite_graph import Graph, load_graph
+from tinyml.tflm import measure_arena
 from tools.boards import BOARDS, Fit, check_fit, get_board
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -93,46 +92,7 @@ _INT8_HEADERS = {
     "DEPTHWISE_CONV_2D": "depthwise_conv.h", "FULLY_CONNECTED": "fully_connected.h", "MUL": "mul.h",
     "SOFTMAX": "softmax.h",
 }
-_DTYPE_CODES = {"int8": 1, "uint8": 2}  # enum runner_dtype in firmware/lib/app/runner.h
 _RESIZE_CODES = {"crop": 0, "letterbox": 1, "stretch": 2}
-
-# Child process: allocate with a roomy arena and read RecordingMicroAllocator's total (printed on fd 2 only, so
-# fd 2 goes to a file meanwhile), then search upwards for the smallest arena (16-byte steps) that really allocates:
-# the total leaves out the memory planner's temporary buffer, which AllocateTensors needs as well. Arenas below the
-# total are never probed: some of those make the runtime abort instead of failing cleanly.
-_MEASURE_CHILD = """
-import os, re, sys, tempfile
-from tflite_micro import runtime
-path, roomy = sys.argv[1], int(sys.argv[2])
-interp = runtime.Interpreter.from_file(path, arena_size=roomy)
-with tempfile.TemporaryFile() as log:
-    saved = os.dup(2)
-    os.dup2(log.fileno(), 2)
-    try:
-        interp.print_allocations()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    log.seek(0)
-    text = log.read().decode(errors="replace")
-total = int(re.search(r"Arena allocation total (\\d+) bytes", text).group(1))
-def allocates(size):
-    try:
-        runtime.Interpreter.from_file(path, arena_size=size)
-        return True
-    except RuntimeError:
-        return False
-low, high = (total + 15) // 16 - 1, roomy // 16
-while low + 1 < high:
-    mid = (low + high) // 2
-    if allocates(mid * 16):
-        high = mid
-    else:
-        low = mid
-print("total", total)
-print("minimum", high * 16, flush=True)
-"""
-
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -145,33 +105,6 @@ class ExportResult:
     arena_bytes: int
     fits: list[Fit]
     installed_dir: Path | None
-
-
-# ---- measurement ---------------------------------------------------------------------------------------------
-def measure_tflm_arena(tflite_path: Path, timeout: float = 300.0) -> int:
-    """Smallest arena (16-byte steps) the tflite-micro runtime allocates this model in.
-
-    At least RecordingMicroAllocator's total; more when the memory planner's temporary buffer does not fit in it.
-
-    Runs in a child process: the figure is printed only on the C-level stderr, and a model TFLM rejects makes
-    the runtime abort, which must not take the exporting process with it.
-    """
-    size = Path(tflite_path).stat().st_size
-    arena_limit = max(16 * 1024 * 1024, 10 * size)
-    try:
-        proc = subprocess.run([sys.executable, "-c", _MEASURE_CHILD, str(tflite_path), str(arena_limit)],
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"the tflite-micro runtime did not finish allocating {tflite_path} within {timeout:.0f} s; "
-                        "check the model with python -m tools evaluate") from None
-    total = re.search(r"^total (\d+)$", proc.stdout, re.M)
-    minimum = re.search(r"^minimum (\d+)$", proc.stdout, re.M)
-    if proc.returncode != 0 or total is None or minimum is None:
-        lines = [ln for ln in (proc.stderr + proc.stdout).strip().splitlines() if ln.strip()]
-        detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise UserError(f"TFLite-Micro cannot run {tflite_path} ({detail}); the model uses an op or quantisation "
-                        "TFLM rejects; re-quantize it with python -m tools quantize")
-    return max(int(total.group(1)), int(minimum.group(1)))
 
 
 def arena_with_margin(measured: int, margin_percent: float = ARENA_MARGIN_PERCENT) -> int:
@@ -285,7 +218,7 @@ def render_model_info(bundle: Bundle, graph: Graph, tflite: bytes, arena_measure
     height, width, channels = bundle.input_shape
     inq, outq = bundle.input_quant, bundle.output_quant
     for which, q in (("input", inq), ("output", outq)):
-        if q.dtype not in _DTYPE_CODES:
+        if q.dtype not in DTYPE_CODES:
             raise UserError(f"the model's {which} is {q.dtype}; firmware takes int8 or uint8, re-run python -m tools quantize")
     out_tensor = graph.output_tensors()[0]
     classes = int(np.prod(out_tensor.shape)) if out_tensor.shape else 1
@@ -304,10 +237,10 @@ def render_model_info(bundle: Bundle, graph: Graph, tflite: bytes, arena_measure
         ("MODEL_INPUT_WIDTH", str(width)),
         ("MODEL_INPUT_CHANNELS", str(channels)),
         ("MODEL_INPUT_BYTES", f"{height * width * channels}u"),
-        ("MODEL_INPUT_DTYPE", f"{_DTYPE_CODES[inq.dtype]} /* {inq.dtype}: enum runner_dtype */"),
+        ("MODEL_INPUT_DTYPE", f"{DTYPE_CODES[inq.dtype]} /* {inq.dtype}: enum runner_dtype */"),
         ("MODEL_INPUT_SCALE", f"{inq.scale!r}f"),
         ("MODEL_INPUT_ZERO_POINT", f"({inq.zero_point})"),
-        ("MODEL_OUTPUT_DTYPE", f"{_DTYPE_CODES[outq.dtype]} /* {outq.dtype} */"),
+        ("MODEL_OUTPUT_DTYPE", f"{DTYPE_CODES[outq.dtype]} /* {outq.dtype} */"),
         ("MODEL_OUTPUT_SCALE", f"{outq.scale!r}f"),
         ("MODEL_OUTPUT_ZERO_POINT", f"({outq.zero_point})"),
         ("MODEL_NUM_CLASSES", str(classes)),
@@ -351,7 +284,7 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
     if margin_percent < 0:
         raise UserError(f"--arena-margin must be >= 0, got {margin_percent}")
     ops = resolver_ops(graph)
-    arena_measured = measure_tflm_arena(tflite_path)
+    arena_measured = measure_arena(tflite_path)
     arena_bytes = arena_with_margin(arena_measured, margin_percent)
     height, width, channels = bundle.input_shape
     fits = [check_fit(b, len(tflite), arena_bytes, height * width * channels) for b in BOARDS.values()]
@@ -399,7 +332,7 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
         "boards": {f.board.name: {"fits": f.fits, "arena_in_psram": f.arena_in_psram, "problems": list(f.problems)}
                    for f in fits},
         "target_board": get_board(board).name if board else None,
-        "forced": bool(board and force and not chosen.fits),
+        "forced": bool(chosen is not None and force and not chosen.fits),
         "installed": str(installed) if installed else None,
     }
     bundle.save()

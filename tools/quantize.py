@@ -98,6 +98,7 @@ def quantize_bundle(bundle: Bundle | str | Path, samples: int = DEFAULT_SAMPLES,
         bundle = load_bundle(bundle)
     import_tensorflow()
     import keras
+
     from models.reference import ReferenceModel
 
     model = keras.models.load_model(bundle.verified_artifact("keras"), compile=False)

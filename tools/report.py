@@ -48,6 +48,13 @@ class Row:
     split: str | None = None  # what the accuracies were measured on
     images: int | None = None
     model_id: str | None = None  # sha256 of the .tflite the row describes
+
+    @property
+    def accuracy(self) -> float:
+        """int8 accuracy of a row known to be evaluated (callers pick those rows first)."""
+        if self.int8_acc is None:
+            raise ValueError(f"{self.name} has no int8 accuracy; run python -m tools evaluate {self.path}")
+        return self.int8_acc
     stale: str = ""  # why some figures belong to another .tflite than the bundle's current one ("" = none)
     broken: str = ""  # why the bundle's .tflite itself cannot be trusted (changed after quantize recorded it)
 
@@ -66,17 +73,17 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
     Builds the engine firmware (cached), boots it, streams the frames and records the figure in model.json
     ("metrics.qemu"), so later reports need not boot QEMU again.
     """
-    from tinyml.local_boards import QemuBoard, run_frames
     from models.preprocess import prepare_frame
     from tinyml.data import balanced_sample, bundle_splits
     from tinyml.firmware import build, image_size
+    from tinyml.local_boards import QemuBoard, run_frames
 
     images = balanced_sample(bundle_splits(bundle).test, frames, seed=0).images[:frames]  # one per class, then cut
     elf = build(bundle, "qemu")
     board = QemuBoard(elf)
-    board.start()
+    url = board.start()
     try:
-        hello, results = run_frames(board.url, [prepare_frame(img, bundle).tobytes() for img in images])
+        hello, results = run_frames(url, [prepare_frame(img, bundle).tobytes() for img in images])
     finally:
         board.stop()
     if bytes(hello.model_id).hex() != bundle.model_id:
@@ -106,7 +113,7 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
             tflite_bytes = bundle.verified_artifact("tflite").stat().st_size
         except UserError as exc:
             broken = str(exc)
-    arena = _get(evaluation, "tflm_arena_bytes", "total")
+    arena = _get(evaluation, "tflm_arena_bytes", "required")
     height, width, channels = bundle.input_shape
     fits: dict[str, bool | None] = {}
     for name, board in BOARDS.items():

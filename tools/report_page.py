@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.board_fit import FAMILIES, best_fits, format_choices
-from tools.boards import BOARDS, FRAME_BUFFERS, Board
+from tools.board_fit import FAMILIES, best_fits, flash_margin, format_choices, ram_margin
+from tools.boards import BOARDS, FRAME_BUFFERS, Board, Fit
 
 if TYPE_CHECKING:
     from tools.report import Row
@@ -129,8 +129,8 @@ def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: di
     for ax, axis in zip(axes[0], axes_spec, strict=True):
         for family in FAMILIES:
             label, colour, marker = FAMILY_STYLE[family]
-            pts = [(axis.value(r), r.int8_acc * 100) for r in rows if r.architecture == family
-                   and r.int8_acc is not None and r.name not in fit_basis.excluded and axis.value(r) is not None]
+            pts = [p for r in rows if r.architecture == family and r.name not in fit_basis.excluded
+                   and (p := _point(axis, r)) is not None]
             if not pts:
                 continue
             ax.scatter(*zip(*pts, strict=True), color=colour, marker=marker, label=label, zorder=3)
@@ -142,8 +142,7 @@ def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: di
             front = pareto(pts)
             ax.step(*zip(*front, strict=True), where="post", color=colour, alpha=0.6, linewidth=1.5,
                     label=f"{label} frontier")
-        aside = [(axis.value(r), r.int8_acc * 100) for r in rows if r.name in fit_basis.excluded
-                 and r.int8_acc is not None and axis.value(r) is not None]
+        aside = [p for r in rows if r.name in fit_basis.excluded and (p := _point(axis, r)) is not None]
         if aside:
             ax.scatter(*zip(*aside, strict=True), color="grey", marker="x", label="set aside", zorder=2)
         if axis.limit is not None:
@@ -167,6 +166,12 @@ def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: di
     return path
 
 
+def _point(axis: Axis, row: Row) -> tuple[float, float] | None:
+    """(cost on ``axis``, int8 accuracy in %) of ``row``, None when either is unknown."""
+    x = axis.value(row)
+    return None if x is None or row.int8_acc is None else (x, row.int8_acc * 100)
+
+
 # ---- verdict --------------------------------------------------------------------------------------------------
 def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list[str]:
     """A few sentences written from the numbers: overall best per family, cost at equal accuracy, board answers."""
@@ -174,35 +179,37 @@ def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list
     if not usable:
         return ["No evaluated model to compare yet: run python -m tools evaluate on the bundles."]
     out = []
-    best = {f: max((r for r in usable if r.architecture == f), key=lambda r: r.int8_acc, default=None)
+    best = {f: max((r for r in usable if r.architecture == f), key=lambda r: r.accuracy, default=None)
             for f in FAMILIES}
     for family, row in best.items():
         if row is not None:
             out.append(f"Most accurate {FAMILY_STYLE[family][0]}: {row.name} ({row.model}, {row.input}) at "
-                       f"{100 * row.int8_acc:.2f}% int8, {_m(row.macs)} MACs, {_m(row.instructions)} instructions.")
+                       f"{100 * row.accuracy:.2f}% int8, {_m(row.macs)} MACs, {_m(row.instructions)} instructions.")
     v1, v2 = best["mobilenet_v1"], best["mobilenet_v2"]
     if v1 is not None and v2 is not None:
-        lead, other = (v2, v1) if v2.int8_acc > v1.int8_acc else (v1, v2)
-        out.append(f"{FAMILY_STYLE[lead.architecture][0]} leads by {100 * (lead.int8_acc - other.int8_acc):.2f} points "
+        lead, other = (v2, v1) if v2.accuracy > v1.accuracy else (v1, v2)
+        out.append(f"{FAMILY_STYLE[lead.architecture][0]} leads by {100 * (lead.accuracy - other.accuracy):.2f} points "
                    f"at its best, with {_ratio(lead.macs, other.macs)} the MACs, {_ratio(lead.tflite_bytes, other.tflite_bytes)} "
                    f"the flash and {_ratio(lead.instructions, other.instructions)} the instructions of the best "
                    f"{FAMILY_STYLE[other.architecture][0]}.")
     for bname, board in boards.items():
-        per_family = {}
+        per_family: dict[str, Fitting] = {}
         for c in best_fits(usable, board):
-            if c.row is not None and (c.family not in per_family or _rank(c) > _rank(per_family[c.family])):
-                per_family[c.family] = c
+            if c.row is not None and c.fit is not None:
+                candidate = Fitting(c.family, c.backend, c.row, c.fit)
+                if c.family not in per_family or _rank(candidate) > _rank(per_family[c.family]):
+                    per_family[c.family] = candidate
         if not per_family:
             out.append(f"{bname}: none of these models fits.")
             continue
-        ranked = sorted(per_family.values(), key=lambda c: -c.row.int8_acc)
+        ranked = sorted(per_family.values(), key=lambda f: -f.row.accuracy)
         top = ranked[0]
-        text = (f"{bname}: {FAMILY_STYLE[top.family][0]} {top.row.name} ({100 * top.row.int8_acc:.2f}%, {top.backend}: "
-                f"{top.flash_margin / KIB:.0f} KiB flash and {top.ram_margin / KIB:.0f} KiB RAM to spare)")
+        text = (f"{bname}: {FAMILY_STYLE[top.family][0]} {top.row.name} ({100 * top.row.accuracy:.2f}%, {top.backend}: "
+                f"{flash_margin(top.fit) / KIB:.0f} KiB flash and {ram_margin(top.fit) / KIB:.0f} KiB RAM to spare)")
         if len(ranked) > 1:
-            other = ranked[1]
-            text += (f" over {FAMILY_STYLE[other.family][0]} {other.row.name} ({100 * other.row.int8_acc:.2f}%, "
-                     f"{other.backend}), {100 * (top.row.int8_acc - other.row.int8_acc):.2f} points")
+            second = ranked[1]
+            text += (f" over {FAMILY_STYLE[second.family][0]} {second.row.name} ({100 * second.row.accuracy:.2f}%, "
+                     f"{second.backend}), {100 * (top.row.accuracy - second.row.accuracy):.2f} points")
         else:
             missing = next(f for f in FAMILIES if f not in per_family)
             text += f"; no {FAMILY_STYLE[missing][0]} in this comparison fits"
@@ -210,9 +217,19 @@ def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list
     return [s for s in out if s]
 
 
-def _rank(choice) -> tuple[float, int]:
+@dataclass(frozen=True)
+class Fitting:
+    """A board-fit Choice known to have a model that fits (its row and fit are set)."""
+
+    family: str
+    backend: str
+    row: Row
+    fit: Fit
+
+
+def _rank(choice: Fitting) -> tuple[float, int]:
     """Accuracy first; at equal accuracy the backend that leaves the board more flash and RAM."""
-    return choice.row.int8_acc, choice.flash_margin + choice.ram_margin
+    return choice.row.accuracy, flash_margin(choice.fit) + ram_margin(choice.fit)
 
 
 def _m(value: float | None) -> str:
@@ -226,7 +243,8 @@ def _ratio(a: float | None, b: float | None) -> str:
 # ---- page -----------------------------------------------------------------------------------------------------
 def markdown_to_html_table(md: str) -> str:
     """The pipe tables this report prints, as HTML (other lines become paragraphs)."""
-    out, rows = [], []
+    out: list[str] = []
+    rows: list[list[str]] = []
 
     def flush() -> None:
         if rows:

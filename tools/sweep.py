@@ -164,7 +164,7 @@ def summarize(path: Path, trial: Trial, status: str, seconds: float) -> dict[str
             "bundle": str(path), "model_id": meta["artifacts"]["tflite"]["sha256"],
             "int8_accuracy": evaluation["int8_litert_ref"]["accuracy"], "float_accuracy": evaluation["float"]["accuracy"],
             "split": evaluation["split"], "images": evaluation["images"], "macs": metrics["cost"]["macs"],
-            "tflm_arena_bytes": evaluation["tflm_arena_bytes"]["total"],
+            "tflm_arena_bytes": evaluation["tflm_arena_bytes"]["required"],
             "engine_ram_bytes": meta["codegen"]["arena_bytes"],
             "instructions": metrics["qemu"]["instructions_per_inference"],
             "train_seconds": metrics["train"]["seconds_last_run"]}
@@ -208,8 +208,10 @@ def sweep_local(out: Path, trials: list[Trial], budget: Budget, log_file: SweepL
     """Run the trials here, one after another."""
     results = []
     for i, trial in enumerate(trials, 1):
-        summary = run_trial(out, trial, budget, verbose=verbose, log=lambda m, i=i: print(f"[{i}/{len(trials)}] {m}",
-                                                                                            flush=True))
+        def log(message: str, i: int = i) -> None:
+            print(f"[{i}/{len(trials)}] {message}", flush=True)
+
+        summary = run_trial(out, trial, budget, verbose=verbose, log=log)
         log_file.record(summary)
         print(_describe(i, len(trials), summary), flush=True)
         results.append(summary)
@@ -282,7 +284,7 @@ def sweep_ray(out: Path, trials: list[Trial], budget: Budget, log_file: SweepLog
     finally:
         if started_here:
             ray.shutdown()
-    errors = [r.error for r in grid_results if r.error is not None]
+    errors = [e for e in (grid_results[i].error for i in range(len(grid_results))) if e is not None]
     if errors:
         raise UserError(f"{len(errors)} of {total} trials failed under Ray (first: {str(errors[0]).splitlines()[-1]}); "
                         f"rerun the same command to retry them, finished trials are kept")

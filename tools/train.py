@@ -11,6 +11,7 @@ is saved as model.keras (see models.mobilenet for why batch 1).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -90,8 +91,15 @@ class TrainConfig:
         return out
 
 
+def _input_shape(config: TrainConfig) -> tuple[int, int, int]:
+    """(height, width, channels) of a resolved() config (before it, None means "the dataset's default")."""
+    if config.height is None or config.width_px is None or config.channels is None:
+        raise RuntimeError("TrainConfig.resolved() first")
+    return config.height, config.width_px, config.channels
+
+
 def _spec(config: TrainConfig) -> PreprocessSpec:
-    return PreprocessSpec(config.height, config.width_px, config.channels, config.resize)
+    return PreprocessSpec(*_input_shape(config), config.resize)
 
 
 def _lr_schedule(config: TrainConfig, steps_per_epoch: int):
@@ -185,7 +193,9 @@ class _Checkpointer:
             return 0, None, []
         history_path = self.dir / "history.json"
         history = json.loads(history_path.read_text()) if history_path.exists() else []
-        epoch = int(CHECKPOINT_NAME.fullmatch(files[-1].name).group(1))
+        match = CHECKPOINT_NAME.fullmatch(files[-1].name)
+        assert match is not None  # files were globbed by that pattern
+        epoch = int(match.group(1))
         return epoch, files[-1], history[:epoch]
 
     def start(self) -> None:
@@ -260,11 +270,12 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
     done, ckpt_file, history = ckpt.latest()
     if ckpt_file is None and (out / ARTIFACT_FILES["keras"]).exists():
         raise UserError(f"{out} already holds a trained model; pass --restart to train again or choose another --out")
-    check_args(config.architecture, config.width, config.height, config.width_px, config.channels, 2,
+    height, width_px, channels = _input_shape(config)
+    check_args(config.architecture, config.width, height, width_px, channels, 2,
                config.dropout, config.weights)  # fail fast, before the dataset is read
     spec = _spec(config)
-    build_args = dict(architecture=config.architecture, width=config.width, height=config.height,
-                      width_px=config.width_px, channels=config.channels, dropout=config.dropout)
+    build = functools.partial(build_model, config.architecture, config.width, height, width_px, channels,
+                              dropout=config.dropout)
     splits = load_splits(config.dataset, config.val_fraction, config.test_fraction, config.seed, config.limit)
     report_skipped(splits.skipped)
     import_tensorflow()  # after the checks above: a user mistake should not wait for TensorFlow to load
@@ -278,7 +289,7 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
         print(f"resuming at epoch {done + 1} of {config.epochs} from {ckpt_file}", flush=True)
         model = keras.models.load_model(ckpt_file)
     else:
-        model = build_model(**build_args, classes=classes, weights=config.weights, batch_size=None)
+        model = build(classes=classes, weights=config.weights, batch_size=None)
     check_memory(model, config)
     if ckpt_file is None:
         model.compile(optimizer=keras.optimizers.Adam(_lr_schedule(config, steps)),
@@ -299,7 +310,7 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
                   callbacks=[EpochCheckpoint()], verbose=verbose, shuffle=False)
     seconds = time.monotonic() - started
 
-    export = build_model(**build_args, classes=classes, batch_size=1)
+    export = build(classes=classes, batch_size=1)
     export.set_weights(model.get_weights())
     meta = {"name": out.name, "architecture": config.architecture, "width": config.width, **spec.to_meta(),
             "labels": splits.class_names,

@@ -38,7 +38,7 @@
 #define FIRMWARE_RX_BUFFER 0
 #endif
 #ifndef FIRMWARE_CREDITS
-#define FIRMWARE_CREDITS 2 /* frames the host may have in flight; HELLO announces it */
+#define FIRMWARE_CREDITS 2 /* frames in flight (HELLO announces it); tools/boards.py budgets +1 frame buffers */
 #endif
 
 #if defined(CONFIG_IDF_TARGET_ESP32S3)

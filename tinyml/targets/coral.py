@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from models.bundle import Bundle, TensorQuant
-from tinyml.targets.base import DeviceInfo, SynchronousTarget
 from models.errors import UserError
+from tinyml.targets.base import DeviceInfo, SynchronousTarget
 
 DELEGATE_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 

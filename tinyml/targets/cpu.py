@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyml.targets.base import DeviceInfo, SynchronousTarget
 from models.bundle import Bundle, TensorQuant, sha256_file
 from models.reference import ReferenceModel
+from tinyml.targets.base import DeviceInfo, SynchronousTarget
 
 
 class CpuTarget(SynchronousTarget):

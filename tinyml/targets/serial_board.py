@@ -27,10 +27,11 @@ from typing import Callable
 
 import numpy as np
 
+from models.errors import UserError
 from tinyml import protocol as proto
 from tinyml.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target
 from tinyml.transport import DEFAULT_BAUD, LinkError, SerialLink
-from models.errors import UserError
+
 
 class HandshakeTimeout(UserError):
     """No HELLO arrived in time (retried while reconnecting; fatal on the first connect)."""

@@ -15,6 +15,7 @@
 extern "C" {
 #endif
 
+/* The codes are DTYPES in tinyml/protocol.py (HELLO carries them); tests/test_constants.py checks this enum. */
 enum runner_dtype { RUNNER_DTYPE_INT8 = 1, RUNNER_DTYPE_UINT8 = 2 };
 
 /* Error codes a runner returns; the app forwards them in ERROR messages. 0 is success. */

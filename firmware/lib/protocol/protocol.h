@@ -97,6 +97,11 @@ void proto_encode_trailer(uint8_t out[PROTO_TRAILER_LEN], uint32_t payload_crc);
 size_t proto_encode(uint8_t *out, size_t cap, uint8_t type, uint16_t seq, const uint8_t *payload,
                     uint32_t length);
 
+/* HELLO's tensor dtype codes: enum runner_dtype in runner.h (1 int8, 2 uint8). The one table is DTYPES in
+   tinyml/protocol.py; tests/test_constants.py checks this range and runner.h against it. */
+#define PROTO_DTYPE_MIN 1u
+#define PROTO_DTYPE_MAX 2u
+
 /* HELLO contents. Strings are NUL-terminated; longer ones are cut to PROTO_ENGINE_MAX/PROTO_BUILD_MAX. */
 typedef struct proto_hello {
   uint8_t version;      /* PROTO_VERSION */

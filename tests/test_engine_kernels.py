@@ -45,7 +45,7 @@ def test_kernel_variants_match_the_reference_arithmetic(emulate_dsp, tmp_path) -
     for seed in (1, 2):
         run = subprocess.run([str(exe), "500", str(seed)], capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-        assert int(run.stdout.strip().splitlines()[-1]) == 1000
+        assert int(run.stdout.strip().splitlines()[-1]) == 1500
 
 
 @pytest.mark.parametrize("emulate_dsp", [False, True], ids=["portable", "emulated-dsp"])

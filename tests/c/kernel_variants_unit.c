@@ -1,10 +1,13 @@
-/* Unit test of the engine's convolution kernel variants against a plain-C loop of TFLite's reference
+/* Unit test of the engine's kernel variants against a plain-C loop of TFLite's reference
  * arithmetic (unfolded bias, x - in_zp on the taps inside the image, the literal gemmlowp
  * MultiplyByQuantizedMultiplier), on random shapes and parameters chosen so every variant is reached:
  * 3x3 depthwise (the DSP row kernel for inside-the-image pixels, the per-pixel path for the border, channel
  * counts with and without a remainder of 4), other depthwise kernels, and convolutions with 1 and 3 input
- * channels (the first-layer kernel) and wider ones (the im2col path). Each requantisation mode is drawn:
- * negative shifts with the full int8 range (SSAT), with a ReLU range, and a shift >= 0 (exact path).
+ * channels (the first-layer kernels), pointwise ones with 8 (the narrow kernel) and others (the
+ * im2col and 2-pixel paths), and ADD (its DSP path and, for output shifts it does not take, the portable
+ * loop). Each requantisation mode is drawn:
+ * negative shifts with the full int8 range (SSAT), with a ReLU range, a shift >= 0 and a shift below -22
+ * (both the exact path).
  *
  * Built by tests/test_engine_kernels.py portable and with ENG_EMULATE_DSP, under ASan/UBSan.
  * Usage: kernel_variants_unit [cases] [seed]; prints the number of cases checked, exit 1 on a mismatch. */
@@ -53,14 +56,14 @@ typedef struct {
 
 /* Random per-channel requantisation in one of the three modes. */
 static void random_stage(stage_t *q, int n) {
-  const int mode = rnd_in(0, 2);
+  const int mode = rnd_in(0, 3);
   q->out_zp = rnd_in(-128, 127);
   q->lo = -128;
   q->hi = 127;
   if (mode == 1) q->lo = q->out_zp; /* a ReLU's range */
   for (int c = 0; c < n; c++) {
     q->mult[c] = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu));
-    q->shift[c] = (int8_t)(mode == 2 && c == n - 1 ? rnd_in(0, 1) : rnd_in(-12, -1));
+    q->shift[c] = (int8_t)(mode == 2 && c == n - 1 ? rnd_in(0, 1) : (mode == 3 && c == 0 ? rnd_in(-31, -20) : rnd_in(-12, -1)));
   }
 }
 
@@ -133,8 +136,10 @@ static int check_dwconv(int case_no) {
 }
 
 static int check_conv(int case_no) {
-  const int k = rnd_in(0, 2) ? 3 : rnd_in(1, 4), stride = rnd_in(1, 2), same = rnd_in(0, 3) != 0;
-  const int pick = rnd_in(0, 2), in_c = pick == 0 ? 1 : (pick == 1 ? 3 : rnd_in(2, 20));
+  const int pick = rnd_in(0, 3), narrow = pick == 3; /* 3: pointwise with 8 input channels */
+  const int k = narrow ? 1 : (rnd_in(0, 2) ? 3 : rnd_in(1, 4)), stride = narrow ? 1 : rnd_in(1, 2);
+  const int same = rnd_in(0, 3) != 0;
+  const int in_c = pick == 0 ? 1 : (pick == 1 ? 3 : (narrow ? 8 : rnd_in(2, 20)));
   const int in_h = rnd_in(k, 14), in_w = rnd_in(k, 14), out_c = rnd_in(1, 13);
   const int out_h = same ? (in_h + stride - 1) / stride : (in_h - k) / stride + 1;
   const int out_w = same ? (in_w + stride - 1) / stride : (in_w - k) / stride + 1;
@@ -158,8 +163,13 @@ static int check_conv(int case_no) {
                         .pad_top = pad_top, .pad_left = pad_left, .in_place = 0, .single_round = 0,
                         .in_zp = in_zp, .out_zp = q.out_zp, .act_min = q.lo, .act_max = q.hi, .weights = w,
                         .bias = folded, .mult = q.mult, .shift = q.shift};
-  void *scratch = malloc(ENG_CONV_SCRATCH_BYTES(k, k, in_c));
-  eng_conv2d_s8(&p, in, out, scratch);
+  /* exactly the header's size for the function codegen would call, so an overrun is an ASan error */
+  void *scratch = malloc(narrow ? ENG_PW8_SCRATCH_BYTES(out_c) : ENG_CONV_SCRATCH_BYTES(k, k, in_c));
+  if (narrow) {
+    eng_conv2d_s8_pw8(&p, in, out, scratch);
+  } else {
+    eng_conv2d_s8(&p, in, out, scratch);
+  }
   int bad = 0;
   for (int oy = 0; oy < out_h && !bad; oy++)
     for (int ox = 0; ox < out_w && !bad; ox++)
@@ -185,12 +195,38 @@ static int check_conv(int case_no) {
   return bad;
 }
 
+static int check_add(int case_no) {
+  const uint32_t n = (uint32_t)rnd_in(1, 300);
+  int8_t *a = random_bytes(n), *b = random_bytes(n), *out = malloc(n);
+  const int za = rnd_in(-128, 127), zb = rnd_in(-128, 127);
+  const int sat = rnd_in(0, 1);
+  const eng_add_t p = {.size = n, .in1_offset = -za, .in2_offset = -zb, .out_zp = rnd_in(-128, 127),
+                       .in1_mult = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu)),
+                       .in2_mult = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu)), .out_mult = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu)),
+                       .in1_shift = (int8_t)(rnd_in(0, 1) ? 0 : rnd_in(-6, -1)), .in2_shift = (int8_t)rnd_in(-6, 0),
+                       .out_shift = (int8_t)rnd_in(-25, -12), .act_min = sat ? -128 : rnd_in(-128, 0),
+                       .act_max = sat ? 127 : rnd_in(0, 127)};
+  eng_add_s8(&p, a, b, out);
+  int bad = 0;
+  for (uint32_t i = 0; i < n && !bad; i++) {
+    const int32_t sa = ref_mbqm((a[i] - za) * (1 << 20), p.in1_mult, p.in1_shift);
+    const int32_t sb = ref_mbqm((b[i] - zb) * (1 << 20), p.in2_mult, p.in2_shift);
+    const int8_t want = ref_out((int64_t)sa + sb, p.out_mult, p.out_shift, p.out_zp, p.act_min, p.act_max);
+    if (out[i] != want) {
+      printf("case %d add: element %u: %d, want %d\n", case_no, i, out[i], want);
+      bad = 1;
+    }
+  }
+  free(a); free(b); free(out);
+  return bad;
+}
+
 int main(int argc, char **argv) {
   const int cases = argc > 1 ? atoi(argv[1]) : 400;
   rng_state = argc > 2 ? (uint32_t)strtoul(argv[2], 0, 10) : 12345u;
   if (rng_state == 0) rng_state = 1;
   int failed = 0;
-  for (int i = 0; i < cases; i++) failed += check_dwconv(i) + check_conv(i);
-  printf("%d\n", 2 * cases);
+  for (int i = 0; i < cases; i++) failed += check_dwconv(i) + check_conv(i) + check_add(i);
+  printf("%d\n", 3 * cases);
   return failed ? 1 : 0;
 }

@@ -291,14 +291,16 @@ static void conv_dsp_pixels(const eng_conv_t *p, const int8_t *in, int8_t *out, 
   }
 }
 
-/* A 1-channel 3x3 layer sends each row's inside part (windows plus the byte after them, see
- * engine_kernels.h) to the first-layer kernel; everything else goes through im2col. */
+/* A 3x3 layer with 1 or 3 input channels sends each row's inside part (windows plus one pixel after them,
+ * see engine_kernels.h) to its first-layer kernel; everything else goes through im2col. */
 static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
   const int out_h = p->out_h, out_w = p->out_w;
   const int mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
   int ox_lo = out_w, ox_hi = out_w;
-  if (p->in_c == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1)
-    eng_inside_columns(out_w, p->in_w, 4, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
+  const int first_layer = (p->in_c == 1 || p->in_c == 3) && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 &&
+                          p->dil_w == 1 && p->out_c <= ENG_FIRST_LAYER_MAX_OC;
+  const int row_mode = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
+  if (first_layer) eng_inside_columns(out_w, p->in_w, 4, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
   if (ox_lo >= ox_hi) {
     conv_dsp_pixels(p, in, out, scratch, mode, 0, out_h * out_w);
     return;
@@ -310,7 +312,11 @@ static void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *s
       continue;
     }
     if (ox_lo > 0) conv_dsp_pixels(p, in, out, scratch, mode, row, ox_lo);
-    eng_conv3x3_c1_row_dsp(p, in, out, oy, ox_lo, ox_hi, mode);
+    if (p->in_c == 1) {
+      eng_conv3x3_c1_row_dsp(p, in, out, oy, ox_lo, ox_hi, row_mode);
+    } else {
+      eng_conv3x3_c3_row_dsp(p, in, out, oy, ox_lo, ox_hi, row_mode);
+    }
     if (ox_hi < out_w) conv_dsp_pixels(p, in, out, scratch, mode, row + ox_hi, out_w - ox_hi);
   }
 }
@@ -325,4 +331,15 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
   }
 #endif
   conv_portable(p, in, out, scratch);
+}
+
+void eng_conv2d_s8_pw8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+#if ENG_DSP
+  const int folded = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
+  if (!p->single_round && p->in_c == 8 && conv_is_pointwise(p) && folded != RQ_EXACT) {
+    eng_pw_narrow_dsp(p, in, out, scratch, folded);
+    return;
+  }
+#endif
+  eng_conv2d_s8(p, in, out, scratch);
 }

@@ -20,6 +20,8 @@ static ENG_INLINE void conv3x3_c1_row_body(const eng_conv_t *p, const int8_t *in
   const int8_t *shift = p->shift, *weights = p->weights;
   const int8_t *x = in + (size_t)(oy * p->stride_h - p->pad_top) * in_w + (size_t)(ox0 * p->stride_w - p->pad_left);
   int8_t *o = out + ((size_t)oy * p->out_w + (size_t)ox0) * out_c;
+  rq_chan_t q[ENG_FIRST_LAYER_MAX_OC]; /* folded requantisation constants, once per row */
+  for (size_t oc = 0; mode != RQ_EXACT && oc < out_c; oc++) q[oc] = rq_chan(mult[oc], shift[oc], zp);
   for (int ox = ox0; ox < ox1; ox++, x += stride, o += out_c) {
     const uint32_t r0 = eng_load32(x), r1 = eng_load32(x + in_w), r2 = eng_load32(x + 2 * in_w);
     const uint32_t a02 = eng_sxtb16(r0), a13 = eng_sxtb16_ror8(r0);
@@ -35,19 +37,23 @@ static ENG_INLINE void conv3x3_c1_row_body(const eng_conv_t *p, const int8_t *in
       acc = eng_smlabb(b13, eng_sxtb16_ror8(w3), acc);
       acc = eng_smlad(c02, eng_sxtb16_ror8(w5), acc);
       acc = eng_smlabt(c13, eng_sxtb16(w5), acc);
-      o[oc] = dsp_out(acc, mult[oc], shift[oc], zp, lo, hi, mode);
+      if (mode == RQ_EXACT) {
+        o[oc] = dsp_out(acc, mult[oc], shift[oc], zp, lo, hi, RQ_EXACT);
+      } else {
+        o[oc] = rq_fold_out(acc, q[oc].mult, q[oc].rz, q[oc].r, lo, hi, mode);
+      }
     }
   }
 }
 
 ENG_NOINLINE static void conv3x3_c1_row_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
                                             int ox1) {
-  conv3x3_c1_row_body(p, in, out, oy, ox0, ox1, RQ_SMMULR_SAT);
+  conv3x3_c1_row_body(p, in, out, oy, ox0, ox1, RQ_FOLD_SAT);
 }
 
-ENG_NOINLINE static void conv3x3_c1_row_fast(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
+ENG_NOINLINE static void conv3x3_c1_row_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
                                              int ox1) {
-  conv3x3_c1_row_body(p, in, out, oy, ox0, ox1, RQ_SMMULR);
+  conv3x3_c1_row_body(p, in, out, oy, ox0, ox1, RQ_FOLD);
 }
 
 ENG_NOINLINE static void conv3x3_c1_row_exact(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
@@ -57,10 +63,10 @@ ENG_NOINLINE static void conv3x3_c1_row_exact(const eng_conv_t *p, const int8_t 
 
 void eng_conv3x3_c1_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1,
                             int mode) {
-  if (mode == RQ_SMMULR_SAT) {
+  if (mode == RQ_FOLD_SAT) {
     conv3x3_c1_row_sat(p, in, out, oy, ox0, ox1);
-  } else if (mode == RQ_SMMULR) {
-    conv3x3_c1_row_fast(p, in, out, oy, ox0, ox1);
+  } else if (mode == RQ_FOLD) {
+    conv3x3_c1_row_clamp(p, in, out, oy, ox0, ox1);
   } else {
     conv3x3_c1_row_exact(p, in, out, oy, ox0, ox1);
   }

@@ -44,17 +44,25 @@ static ENG_INLINE void dw3x3_row_body(const eng_dwconv_t *p, const int8_t *in, i
     const int8_t *w = weights + c * 9; /* the group's 9 taps, 4 bytes each */
     const int8_t *x = x_row + c;
     int8_t *o = o_row + c;
+    rq_chan_t q[4]; /* the group's folded requantisation constants, once per row */
+    for (int j = 0; j < 4; j++)
+      q[j] = mode == RQ_EXACT ? (rq_chan_t){0, 0, 0} : rq_chan(mult[c + j], shift[c + j], zp);
     for (int i = 0; i < n; i++, x += step, o += C) {
       int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
       dw3_row_taps(x, C, w, &a0, &a1, &a2, &a3);
       dw3_row_taps(x + row, C, w + 12, &a0, &a1, &a2, &a3);
       dw3_row_taps(x + 2 * row, C, w + 24, &a0, &a1, &a2, &a3);
-      const int32_t m0 = mult[c], m1 = mult[c + 1], m2 = mult[c + 2], m3 = mult[c + 3];
-      const int s0 = shift[c], s1 = shift[c + 1], s2 = shift[c + 2], s3 = shift[c + 3];
-      o[0] = dsp_out(a0, m0, s0, zp, lo, hi, mode);
-      o[1] = dsp_out(a1, m1, s1, zp, lo, hi, mode);
-      o[2] = dsp_out(a2, m2, s2, zp, lo, hi, mode);
-      o[3] = dsp_out(a3, m3, s3, zp, lo, hi, mode);
+      if (mode == RQ_EXACT) {
+        o[0] = dsp_out(a0, mult[c], shift[c], zp, lo, hi, RQ_EXACT);
+        o[1] = dsp_out(a1, mult[c + 1], shift[c + 1], zp, lo, hi, RQ_EXACT);
+        o[2] = dsp_out(a2, mult[c + 2], shift[c + 2], zp, lo, hi, RQ_EXACT);
+        o[3] = dsp_out(a3, mult[c + 3], shift[c + 3], zp, lo, hi, RQ_EXACT);
+      } else {
+        o[0] = rq_fold_out(a0, q[0].mult, q[0].rz, q[0].r, lo, hi, mode);
+        o[1] = rq_fold_out(a1, q[1].mult, q[1].rz, q[1].r, lo, hi, mode);
+        o[2] = rq_fold_out(a2, q[2].mult, q[2].rz, q[2].r, lo, hi, mode);
+        o[3] = rq_fold_out(a3, q[3].mult, q[3].rz, q[3].r, lo, hi, mode);
+      }
     }
   }
   /* The last C % 4 channels: weights [3][3][tail] after the groups. */
@@ -72,12 +80,12 @@ static ENG_INLINE void dw3x3_row_body(const eng_dwconv_t *p, const int8_t *in, i
 
 ENG_NOINLINE static void dw3x3_row_sat(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
                                        int ox1) {
-  dw3x3_row_body(p, in, out, oy, ox0, ox1, RQ_SMMULR_SAT);
+  dw3x3_row_body(p, in, out, oy, ox0, ox1, RQ_FOLD_SAT);
 }
 
-ENG_NOINLINE static void dw3x3_row_fast(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
-                                        int ox1) {
-  dw3x3_row_body(p, in, out, oy, ox0, ox1, RQ_SMMULR);
+ENG_NOINLINE static void dw3x3_row_clamp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
+                                         int ox1) {
+  dw3x3_row_body(p, in, out, oy, ox0, ox1, RQ_FOLD);
 }
 
 ENG_NOINLINE static void dw3x3_row_exact(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
@@ -86,10 +94,10 @@ ENG_NOINLINE static void dw3x3_row_exact(const eng_dwconv_t *p, const int8_t *in
 }
 
 void eng_dw3x3_row_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode) {
-  if (mode == RQ_SMMULR_SAT) {
+  if (mode == RQ_FOLD_SAT) {
     dw3x3_row_sat(p, in, out, oy, ox0, ox1);
-  } else if (mode == RQ_SMMULR) {
-    dw3x3_row_fast(p, in, out, oy, ox0, ox1);
+  } else if (mode == RQ_FOLD) {
+    dw3x3_row_clamp(p, in, out, oy, ox0, ox1);
   } else {
     dw3x3_row_exact(p, in, out, oy, ox0, ox1);
   }

@@ -150,6 +150,7 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
   int ox_lo = out_w, ox_hi = out_w; /* no row kernel unless below */
 #if ENG_DSP
   mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
+  const int row_mode = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
   if (p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1)
     eng_inside_columns(out_w, p->in_w, 3, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
 #endif
@@ -163,7 +164,7 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
     }
     for (int ox = 0; ox < lo; ox++) dw_pixel(p, in, out, zp_row, oy, ox, mode);
 #if ENG_DSP
-    if (lo < hi) eng_dw3x3_row_dsp(p, in, out, oy, lo, hi, mode);
+    if (lo < hi) eng_dw3x3_row_dsp(p, in, out, oy, lo, hi, row_mode);
 #endif
     for (int ox = hi; ox < out_w; ox++) dw_pixel(p, in, out, zp_row, oy, ox, mode);
   }

@@ -21,9 +21,13 @@ static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, in
 /* DEPTHWISE_CONV_2D, depth multiplier 1, 3x3, no dilation, any stride (engine_dw3x3_dsp.c): output row
  * oy, pixels [ox0, ox1), whose windows must lie wholly inside the input. Channels in groups of 4 (codegen's
  * grouped weight layout, eng_dwconv_t) are the outer loop and the row's pixels the inner one, so each
- * pixel's nine taps are fixed offsets from one walking pointer. mode: RQ_* of engine_requant.h.
- * Needs no scratch. */
+ * pixel's nine taps are fixed offsets from one walking pointer. mode: RQ_FOLD_SAT, RQ_FOLD or RQ_EXACT
+ * (engine_requant.h; the group's folded constants are computed once per row). Needs no scratch. */
 void eng_dw3x3_row_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
+
+/* The first-layer kernels keep every output channel's folded requantisation constants (engine_requant.h)
+ * on the stack, 12 bytes each; wider layers take the im2col path. mode: RQ_FOLD_SAT, RQ_FOLD or RQ_EXACT. */
+#define ENG_FIRST_LAYER_MAX_OC 32
 
 /* CONV_2D with one input channel and a 3x3 kernel, no dilation, any stride (engine_conv3x3_c1_dsp.c: a
  * grayscale first layer): output row oy, pixels [ox0, ox1), whose windows plus one byte to the right must lie
@@ -31,6 +35,21 @@ void eng_dw3x3_row_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
  * by SXTB16 once per pixel and every output channel's weights are read straight from codegen's
  * [out_c][3][3] array. Needs no scratch. */
 void eng_conv3x3_c1_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
+
+/* The same with 3 input channels (engine_conv3x3_c3_dsp.c: an RGB first layer); each kernel row is read as
+ * three words, so the windows plus one pixel to the right must lie inside the input. Needs no scratch
+ * (the pixel's 15 widened words live on the stack). */
+void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
+
+/* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c 8 and a folded requantisation mode
+ * (RQ_FOLD_SAT or RQ_FOLD), one pixel at a time with its inputs in registers (engine_pw_narrow_dsp.c).
+ * Scratch: ENG_PW8_SCRATCH_BYTES(out_c) of engine.h (a 16-byte constants record per output channel);
+ * reached through eng_conv2d_s8_pw8, which codegen calls for such layers. */
+void eng_pw_narrow_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch, int mode);
+
+/* ADD, DSP path (engine_add_dsp.c); returns 0, doing nothing, when a shift is outside what it handles
+ * exactly (an input shift > 0, an output shift outside [-22, -1]): the caller then runs the portable loop. */
+int eng_add_dsp(const eng_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 #endif
 
 #endif /* ENGINE_KERNELS_H */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "engine_kernels.h"
 
 /* The part of a pooling window that lies inside the input: taps [f0, f1) of the window starting at
  * `start` (negative inside the padding) along an axis of `size` input pixels and a window of `f` taps. */
@@ -62,6 +63,9 @@ void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out) { pool_s
 void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out) { pool_s8(p, in, out, max_pixel); }
 
 void eng_add_s8(const eng_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+#if ENG_DSP
+  if (eng_add_dsp(p, in1, in2, out)) return;
+#endif
   for (uint32_t i = 0; i < p->size; i++) {
     /* TFLite's int8 ADD: both inputs move to a common scale with 20 bits of headroom, then rescale. */
     const int32_t a = (p->in1_offset + in1[i]) * (1 << 20);

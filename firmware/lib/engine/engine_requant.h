@@ -43,5 +43,39 @@ static ENG_INLINE int8_t dsp_out(int32_t acc, int32_t mult, int shift, int32_t z
   return (int8_t)eng_clamp(v + zp, lo, hi);
 }
 
+/* The folded modes, for kernels that can keep per-channel constants at hand (engine_kernels.h says which):
+ * with r = -shift and rz = 2^(r-1) + out_zp * 2^r precomputed per channel,
+ *   out = (SMMLAR(2x, m, rz) + (x >> 31)) >> r,   then SSAT (RQ_FOLD_SAT) or the clamp (RQ_FOLD),
+ * exactly RQ_SMMULR's integers: SMMLAR adds rz to SMMULR(2x, m) = h; (x >> 31) stands for -(h < 0), since
+ * h has x's sign except when h == 0, where (rz - 1) >> r and rz >> r both give out_zp (r >= 1); adding
+ * out_zp * 2^r before the floor shift adds out_zp after it. No overflow while |h| < 2^30 and
+ * |rz| < 2^30 (r <= 22). The folded modes need every shift in [-22, -1]; otherwise RQ_EXACT. */
+enum { RQ_FOLD = 3, RQ_FOLD_SAT = 4 };
+#define RQ_FOLD_MAX_R 22
+
+typedef struct {
+  int32_t mult, rz, r;
+} rq_chan_t;
+
+static inline int requant_mode_folded(const int8_t *shift, int n, int32_t lo, int32_t hi) {
+  for (int i = 0; i < n; i++)
+    if (shift[i] >= 0 || shift[i] < -RQ_FOLD_MAX_R) return RQ_EXACT;
+  return lo == -128 && hi == 127 ? RQ_FOLD_SAT : RQ_FOLD;
+}
+
+static inline rq_chan_t rq_chan(int32_t mult, int shift, int32_t zp) {
+  const int r = -shift;
+  const rq_chan_t q = {mult, (int32_t)(1u << (r - 1)) + zp * (int32_t)(1u << r), r};
+  return q;
+}
+
+/* One accumulator through a folded mode (RQ_FOLD or RQ_FOLD_SAT, a constant at each inlined call site). */
+static ENG_INLINE int8_t rq_fold_out(int32_t acc, int32_t mult, int32_t rz, int r, int32_t lo, int32_t hi,
+                                     int mode) {
+  const int32_t v = (eng_smmlar((int32_t)((uint32_t)acc << 1), mult, rz) + (acc >> 31)) >> r;
+  if (mode == RQ_FOLD_SAT) return (int8_t)eng_ssat8(v);
+  return (int8_t)eng_clamp(v, lo, hi);
+}
+
 #endif /* ENG_DSP */
 #endif /* ENGINE_REQUANT_H */

@@ -28,6 +28,12 @@ static inline int32_t eng_smlabb(uint32_t a, uint32_t b, int32_t acc) { return _
 static inline int32_t eng_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
 /* acc + lo(a)*hi(b). */
 static inline int32_t eng_smlabt(uint32_t a, uint32_t b, int32_t acc) { return __smlabt((int32_t)a, (int32_t)b, acc); }
+/* acc + (a * b + 2^31) >> 32: SMMULR plus a 32-bit addend in the same instruction. */
+static inline int32_t eng_smmlar(int32_t a, int32_t b, int32_t acc) {
+  int32_t r;
+  __asm("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
 /* Two consecutive words from a 4-byte-aligned address in one LDRD (GCC never pairs the unaligned-safe
  * loads below). The memory operand tells the compiler which memory the asm reads. "m" lets it fold offsets
  * ([Rn, #imm], the fastest code at -O2) but also allows [Rn, Rm, LSL #n], which LDRD lacks; -Os (the
@@ -72,6 +78,9 @@ static inline void eng_load2x32(const void *p, uint32_t *a, uint32_t *b) {
 }
 static inline int32_t eng_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 static inline int32_t eng_smmulr(int32_t a, int32_t b) { return (int32_t)(((int64_t)a * b + (1LL << 31)) >> 32); }
+static inline int32_t eng_smmlar(int32_t a, int32_t b, int32_t acc) {
+  return (int32_t)(((int64_t)acc * 4294967296LL + (int64_t)a * b + (1LL << 31)) >> 32);
+}
 #else
 #define ENG_DSP 0
 #endif

@@ -1,4 +1,5 @@
-"""CONV_2D and FULLY_CONNECTED: one kernel, eng_conv2d_s8 (FULLY_CONNECTED is a 1x1 conv over rows)."""
+"""CONV_2D and FULLY_CONNECTED: eng_conv2d_s8 (FULLY_CONNECTED is a 1x1 conv over rows), its wide exact variant for
+large accumulators, and the narrow variant for 8-channel pointwise layers."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,21 +37,28 @@ class Conv2D(WeightedLayer):
         self.fold_dead_channels(w_oc_k, folded, mult, shift, out_zp, lo, hi)
         # The fast kernel when every accumulator provably stays below 2^30, else the exact wide one.
         self.wide = not self.fits_fast_kernels(w_oc_k, folded)
-        function, scratch = (("eng_conv2d_s8_wide", "ENG_CONV_WIDE_SCRATCH_BYTES") if self.wide
-                             else ("eng_conv2d_s8", "ENG_CONV_SCRATCH_BYTES"))
+        self.pointwise = (geom["k_h"] == 1 and geom["k_w"] == 1 and geom["stride_h"] == 1 and geom["stride_w"] == 1
+                          and geom["pad_top"] == 0 and geom["pad_left"] == 0
+                          and geom["in_h"] == geom["out_h"] and geom["in_w"] == geom["out_w"])
+        # The narrow kernel for 8-channel pointwise layers (it needs its constants records in scratch).
+        narrow = not self.wide and self.pointwise and geom["in_c"] == 8 and not self.single_round
+        window = (geom["k_h"], geom["k_w"], geom["in_c"])
+        if self.wide:
+            function, scratch = "eng_conv2d_s8_wide", ("ENG_CONV_WIDE_SCRATCH_BYTES", window)
+        elif narrow:
+            function, scratch = "eng_conv2d_s8_pw8", ("ENG_PW8_SCRATCH_BYTES", (geom["out_c"],))
+        else:
+            function, scratch = "eng_conv2d_s8", ("ENG_CONV_SCRATCH_BYTES", window)
         name = self.name
         decls = (c_array("int8_t", f"{name}_w", w_oc_k) + c_array("int32_t", f"{name}_b", wrap_int32(folded))
                  + c_array("int32_t", f"{name}_m", np.array(mult)) + c_array("int8_t", f"{name}_s", np.array(shift)))
         self.weight_bytes = int(w_oc_k.size + 9 * len(mult))
-        self.scratch = (scratch, (geom["k_h"], geom["k_w"], geom["in_c"]))
+        self.scratch = scratch
         fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, weights=f"{name}_w", bias=f"{name}_b",
                       mult=f"{name}_m", shift=f"{name}_s", in_place=IN_PLACE_TOKEN,
                       single_round=int(self.single_round))
         self.decls = decls + c_struct("eng_conv_t", name, fields)
         self.call = f"{function}(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
-        self.pointwise = (geom["k_h"] == 1 and geom["k_w"] == 1 and geom["stride_h"] == 1 and geom["stride_w"] == 1
-                          and geom["pad_top"] == 0 and geom["pad_left"] == 0
-                          and geom["in_h"] == geom["out_h"] and geom["in_w"] == geom["out_w"])
 
     def in_place_candidates(self) -> list[int]:
         """A 1x1 stride-1 conv writes pixel p after reading it (see eng_conv_t.in_place): its own input only."""

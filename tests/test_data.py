@@ -113,8 +113,7 @@ def test_data_cli_reports_classes_and_skipped(tmp_path):
 
 
 def test_dispatcher_lists_steps_and_rejects_unknown():
-    listing = run_tool()
-    assert listing.returncode == 2
+    listing = run_tool()  # a listing asked for by running no step is not an error (test_misuse checks exit 0)
     for step in ("data", "train", "quantize", "evaluate", "demo"):
         assert f"  {step} " in listing.stdout
     assert "tflite_graph" not in listing.stdout  # a helper module without main() is not a step

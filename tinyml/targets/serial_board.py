@@ -29,7 +29,7 @@ import numpy as np
 
 from models.errors import UserError
 from tinyml import protocol as proto
-from tinyml.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target
+from tinyml.targets.base import FLASH_FIX, DeviceInfo, Event, Lost, Notice, Result, Target
 from tinyml.transport import DEFAULT_BAUD, LinkError, SerialLink
 
 
@@ -37,6 +37,18 @@ class HandshakeTimeout(UserError):
     """No HELLO arrived in time (retried while reconnecting; fatal on the first connect)."""
 
 
+# What to do about each failure tag a runner puts in the "no model" HELLO (firmware/lib/runner_tflm/runner_tflm.h).
+RUNNER_FAILURE_FIXES = {
+    "tflm:schema-mismatch": "the .tflite's schema differs from the board's TFLM library; update the library or "
+                            "re-export with this checkout (python -m tools export BUNDLE --install), then upload",
+    "tflm:missing-op": "the firmware's op resolver lacks an op the model uses; re-run python -m tools export BUNDLE "
+                       "--install, then upload",
+    "tflm:no-arena": "the board could not allocate the tensor arena; choose a board with more RAM or a smaller model",
+    "tflm:allocate-failed": "the tensor arena is too small for this TFLM build; re-export with a larger "
+                            "--arena-margin (python -m tools export BUNDLE --install --arena-margin 50), then upload",
+    "tflm:bad-io": "the model's input or output is not one int8/uint8 tensor; re-quantize it (python -m tools "
+                   "quantize BUNDLE) and export again",
+}
 BOOT_HELLO_WAIT_S = 0.3  # a board that just booted (QEMU, native) sends HELLO at once; do not ask over it
 HELLO_RETRY_S = 1.0
 IDLE_FLUSH_S = 0.2  # no byte for this long: a frame in progress was truncated (docs/protocol.md "Idle flush")
@@ -213,6 +225,8 @@ class SerialBoardTarget(Target):
         return hello
 
     def _accept_hello(self, hello: proto.Hello, first: bool) -> None:
+        if hello.runner_failure is not None:
+            raise UserError(runner_failure_message(self.name, hello.runner_failure))
         if hello.max_payload and hello.max_payload < hello.frame_len:
             raise UserError(f"{self.name} accepts payloads up to {hello.max_payload} bytes but a "
                             f"{'x'.join(map(str, hello.input_shape))} frame is {hello.frame_len}; rebuild the firmware "
@@ -375,6 +389,12 @@ class SerialBoardTarget(Target):
             time.sleep(0.2)
         self._events.append(Notice("reconnected", f"{self.name} is back ({self._link.url}); handshake done",
                                    {"url": self._link.url}))
+
+
+def runner_failure_message(name: str, tag: str) -> str:
+    """One line for a board whose runner failed to initialise: its tag and what to do about it."""
+    fix = RUNNER_FAILURE_FIXES.get(tag, FLASH_FIX)
+    return f"{name} has no model running: its runner failed to initialise ({tag}); {fix}"
 
 
 def _model_of(hello: proto.Hello) -> tuple:

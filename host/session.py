@@ -146,6 +146,7 @@ class StreamSession:
         """Send frames (lost ones again first) while the target has a free credit; True once the source is done."""
         while (self._retry or not exhausted) and len(self._pending) < self.target.info.credits:
             attempt = 1
+            frame: Frame | None
             if self._retry:
                 frame, attempt = self._retry.popleft()
             else:
@@ -220,6 +221,7 @@ class StreamSession:
         return frame
 
     def _send(self, seq: int, frame: Frame, attempt: int) -> None:
+        assert frame.image is not None, "only listen mode has frames without an image, and it sends none"
         tensor = self.prepare(frame.image)
         self._pending[seq] = _Pending(frame, time.monotonic(), None, attempt)
         self.summary.sent += 1

@@ -80,7 +80,7 @@ class SerialBoardTarget(Target):
         self._decoder = proto.Decoder()
         self._window: proto.CreditWindow | None = None
         self._hello: proto.Hello | None = None
-        self._expected_hello = None  # the HELLO the first handshake accepted; a reset must bring the same model
+        self._expected_hello: proto.Hello | None = None  # the HELLO the first handshake accepted; a reset must bring the same model
         self._frames: dict[int, int] = {}   # wire seq -> stream seq, frames in flight
         self._requests: set[int] = set()    # wire seqs of HELLO_REQ/PING in flight
         self._next_wire = 0
@@ -215,7 +215,7 @@ class SerialBoardTarget(Target):
 
     def _parse_hello(self, packet: proto.Packet) -> proto.Hello | None:
         try:
-            hello = packet.message()
+            hello = proto.Hello.from_payload(packet.payload)
         except proto.ProtocolError as exc:
             self._events.append(Notice("malformed", f"{self.name} sent a malformed HELLO ({exc})"))
             return None
@@ -276,7 +276,7 @@ class SerialBoardTarget(Target):
             frame_seq = self._frames.get(packet.seq)
             if frame_seq is None and self.listen:
                 self._listened += 1
-                output = np.frombuffer(msg.output, dtype=np.dtype(self._hello.out_dtype)).copy()
+                output = np.frombuffer(msg.output, dtype=np.dtype(self.hello.out_dtype)).copy()
                 self._events.append(Result(self._listened, output, int(msg.inference_us), int(msg.cycles),
                                            device_seq=packet.seq))
                 return
@@ -284,7 +284,7 @@ class SerialBoardTarget(Target):
                 self._events.append(Notice("unexpected", f"RESULT for seq {packet.seq} that is not in flight"))
                 return
             self._settle(packet.seq, None)
-            output = np.frombuffer(msg.output, dtype=np.dtype(self._hello.out_dtype)).copy()
+            output = np.frombuffer(msg.output, dtype=np.dtype(self.hello.out_dtype)).copy()
             self._events.append(Result(frame_seq, output, int(msg.inference_us), int(msg.cycles)))
         elif isinstance(msg, proto.Error):
             if msg.seq_valid and packet.seq in self._frames:
@@ -323,7 +323,7 @@ class SerialBoardTarget(Target):
     def _lose_all(self, reason: str) -> None:
         if self._window is not None:
             self._window.forget_all()
-        for wire in sorted(self._frames, key=self._frames.get):
+        for wire in sorted(self._frames, key=lambda wire: self._frames[wire]):
             self._lose(wire, reason)
         self._requests.clear()
         self._ping_sent_at = None

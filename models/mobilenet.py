@@ -162,9 +162,11 @@ def count_cost(model: Any) -> ModelCost:
     for layer in model.layers:
         outputs = int(np.prod(layer.output.shape[1:])) if hasattr(layer, "kernel_size") else 0
         if isinstance(layer, keras.layers.DepthwiseConv2D):
-            macs += layer_macs("depthwise", outputs, *layer.kernel_size)
+            kh, kw = layer.kernel_size
+            macs += layer_macs("depthwise", outputs, kh, kw)
         elif isinstance(layer, keras.layers.Conv2D):
-            macs += layer_macs("conv", outputs, *layer.kernel_size, int(layer.input.shape[-1]) // layer.groups)
+            kh, kw = layer.kernel_size
+            macs += layer_macs("conv", outputs, kh, kw, int(layer.input.shape[-1]) // layer.groups)
         elif isinstance(layer, keras.layers.Dense):
             macs += layer_macs("dense", layer.units, in_channels=int(layer.input.shape[-1]))
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -32,15 +32,28 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Fixtures that train a model: a test using any of them (directly or through another fixture) is marked slow.
+# Fixtures that train a model: a test using any of them (directly, through another fixture, or by a parameter naming
+# one for request.getfixturevalue) is marked slow.
 TRAINING_FIXTURES = {"bundle_v1", "bundle_v2", "make_bundle"}
+_running: list[pytest.Item] = []  # the test being set up, for the unmarked-training guard in _build
+
+
+def _needs_training(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    named = {value for value in callspec.params.values() if isinstance(value, str)} if callspec else set()
+    return bool(TRAINING_FIXTURES & (set(getattr(item, "fixturenames", ())) | named))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark slow every test that needs a trained bundle, so `make test-fast` (-m "not slow") leaves it out."""
     for item in items:
-        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if _needs_training(item):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _running[:] = [item]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,6 +74,9 @@ FACTORY_TRAINING = dict(limit=1000, epochs=1, batch_size=32, lr=5e-3)
 
 def _build(root: Path, architecture: str, width: float, height: int, width_px: int | None, channels: int,
            input_dtype: str, budget: dict):
+    if _running and _running[0].get_closest_marker("slow") is None:  # keeps `make test-fast` fast
+        pytest.fail(f"{_running[0].nodeid} trains a model but is not marked slow: mark it @pytest.mark.slow or name "
+                    "the bundle fixture in its signature (or as a parameter) so conftest marks it", pytrace=False)
     from tools.quantize import quantize_bundle
     from tools.train import TrainConfig, train_bundle
 

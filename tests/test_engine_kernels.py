@@ -20,7 +20,7 @@ import pytest
 
 from tests.tooling import require_tool
 
-pytestmark = pytest.mark.c
+pytestmark = [pytest.mark.c, pytest.mark.slow]  # 14 C builds (gcc, clang; portable, emulated DSP): minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"

@@ -74,6 +74,7 @@ def test_trained_models_bit_exact_on_2000_test_images(fixture, request, test_ima
     check_bit_exact(bundle.artifact_path("tflite"), frames, tmp_path)
 
 
+@pytest.mark.slow  # trains (make_bundle) and builds C
 @pytest.mark.parametrize("config", EXTRA_CONFIGS,
                          ids=lambda c: f"{c['architecture'][-2:]}-{c['width']}-{c['height']}x{c['width_px'] or c['height']}"
                                        f"x{c['channels']}-{c['input_dtype']}")
@@ -105,6 +106,7 @@ def test_runner_reports_the_model(bundle_v1, tmp_path) -> None:
     assert f".out_len = {len(bundle_v1.labels)}" in source
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("fixture", ["bundle_v1", "bundle_v2"])
 def test_cortex_m4_dsp_build_bit_exact_on_qemu(fixture, request, test_images, tmp_path) -> None:
     """The real SMLAD/SXTB16 paths (arm-none-eabi-gcc, Cortex-M4F) under QEMU mps2-an386 give LiteRT-ref's bytes."""
@@ -127,12 +129,14 @@ def vww_frames(count: int, seed: int = 0) -> tuple[Path, np.ndarray]:
     return vww, engine_exactness.random_frames(vww, count, seed)
 
 
+@pytest.mark.slow  # 1,000 inferences of a 96x96 model in two C builds
 def test_vww_reference_model_bit_exact_on_1000_random_inputs(tmp_path) -> None:
     """MLPerf Tiny's VWW model, as its producer made it (dead channels with biases of +-2^30 included)."""
     vww, frames = vww_frames(1000)
     check_bit_exact(vww, frames, tmp_path, distinct=False)
 
 
+@pytest.mark.qemu
 def test_vww_reference_model_bit_exact_on_qemu(tmp_path) -> None:
     """The real Cortex-M4 DSP build of the VWW model under QEMU, 20 random inputs."""
     require_tool("arm-none-eabi-gcc")

@@ -68,6 +68,7 @@ def build_linked(models: list[tuple[str, Path, int, int]], work: Path, emulate_d
     return exe
 
 
+@pytest.mark.slow  # builds and converts many single-op models, then a C harness per seed
 @pytest.mark.parametrize("seed", [11, 12])
 def test_conv_depthwise_fc_variants_bit_exact_vs_litert_ref(seed, tmp_path) -> None:
     rng = np.random.default_rng(seed + 1000)

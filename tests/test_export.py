@@ -37,10 +37,10 @@ def _export_copy(fixture, tmp_path_factory, name: str, **kwargs) -> tuple[Bundle
     return load_bundle(copy), result
 
 
-@pytest.fixture(scope="module", params=["v1", "v2"])
+@pytest.fixture(scope="module", params=["bundle_v1", "bundle_v2"])
 def exported(request, tmp_path_factory):
     """(bundle, ExportResult) for the conftest's V1 and V2 bundles."""
-    fixture = request.getfixturevalue(f"bundle_{request.param}")
+    fixture = request.getfixturevalue(request.param)
     return _export_copy(fixture, tmp_path_factory, f"export_{request.param}")
 
 
@@ -246,6 +246,7 @@ def large_bundle(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # large_bundle converts an untrained V1 0.5
 def test_too_large_for_nano_is_refused_with_numbers(large_bundle):
     size = (large_bundle / "model_int8.tflite").stat().st_size
     nano = get_board("nano33ble")
@@ -269,6 +270,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env)
 
 
+@pytest.mark.slow  # large_bundle converts an untrained V1 0.5
 def test_cli_refusal_is_one_line(large_bundle):
     proc = _cli(str(large_bundle), "--board", "nano33ble")
     assert proc.returncode == 2

@@ -286,6 +286,7 @@ def _interrupt(run: PtyRun, how: str) -> int:
     return code
 
 
+@pytest.mark.slow  # trains a model (several times)
 def test_train_killed_or_interrupted_at_random_points_resumes(tmp_path):
     """#14 item 4 and the signals: kill -9 while a checkpoint is being saved (which left epoch-000N.tmp.keras,
     matched by the resume glob, so every rerun raised ValueError until --restart threw all epochs away), then

@@ -253,6 +253,7 @@ def test_system_python_outside_the_venv_is_one_line(bundle_v1):
         one_line_error(proc.returncode, proc.stderr, "no module", ".venv/bin/python")
 
 
+@pytest.mark.slow  # runs the train CLI (TensorFlow start-up, model build)
 def test_imagenet_weights_without_network_is_one_line(tmp_path):
     """#14 item 8: `train --weights imagenet` offline ended in Keras' download traceback."""
     env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9",
@@ -264,6 +265,7 @@ def test_imagenet_weights_without_network_is_one_line(tmp_path):
 
 
 # ---- #14 item 7: width is alpha, height is pixels, memory is estimated ---------------------------------------
+@pytest.mark.slow  # runs the train CLI three times
 @pytest.mark.parametrize("args,fragments", [
     (["--width", "64"], ["--width is alpha", "--height/--width-px"]),
     (["--height", "4096"], ["--height and --width-px are pixels"]),

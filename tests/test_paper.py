@@ -18,6 +18,7 @@ def test_printed_figures_stand_for_their_rounding_interval():
     assert not Comparison(row, row.params_m, row.macs_m * 0.97).within
 
 
+@pytest.mark.slow  # builds every published 224x224 configuration
 def test_paper_table_reproduces_every_published_row_within_two_percent():
     proc = run_tool("report", "--paper")
     assert proc.returncode == 0, proc.stderr

@@ -79,6 +79,7 @@ def test_quantize_cli_errors(tmp_path):
     assert_one_line_error(run_tool("quantize", str(tmp_path / "empty"), "--samples", "0"), "--samples must be >= 1")
 
 
+@pytest.mark.slow  # converts a Keras model
 def test_collapsed_calibration_is_refused_not_a_crash():
     """An untrained V1 calibrated on noise has dead activations; LiteRT's reference kernels would abort the
     process on it, so quantization refuses it with a reason instead."""

@@ -42,6 +42,7 @@ def test_short_training_generalises(request, fixture, fmnist_test_samples):
     assert bundle.meta["metrics"]["train"]["val_accuracy"] > 0.4
 
 
+@pytest.mark.slow  # trains a model
 def test_killed_training_resumes_at_next_epoch(tmp_path):
     out = tmp_path / "bundle"
     args = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "1500", "--epochs", "4",
@@ -91,6 +92,7 @@ def test_train_cli_help_explains_options():
         assert option in proc.stdout
 
 
+@pytest.mark.slow  # trains a model
 def test_label_smoothing_spreads_the_targets_and_trains(tmp_path):
     import keras
 

@@ -31,10 +31,12 @@ from tinyml.codegen.memory_plan import Plan, align, plan_memory
 from tinyml.codegen.ops.chain import FusedChain, stage_kind
 from tinyml.tflite_graph import Graph
 
-COST_CALL = 300.0  # instructions per extra kernel call (fixed part)
-COST_CHANNEL = 6.0  # instructions per extra kernel call and output channel
-COST_COPY = 0.3  # instructions per byte moved inside a row buffer
+COST_CALL = 150.0  # instructions per extra kernel call (fixed part)
+COST_CHANNEL = 15.5  # instructions per extra kernel call and output channel
+COST_COPY = 1.35  # instructions per byte moved inside a row buffer (newlib memmove)
+COST_STAGE = 50.0  # the driver's set-up per stage (below the fit's resolution; makes a useless chain cost something)
 REFINE_STEPS = 8  # tighter targets tried when placement exceeds the estimate
+LAYER_BY_LAYER = 1 << 31  # a RAM budget every model fits: the fastest schedule, no fused chain
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Schedule:
 def chain_overhead(chain: FusedChain) -> float:
     sim = chain.simulation()
     calls = sum((n - 1) * (COST_CALL + COST_CHANNEL * g.out_c) for n, g in zip(sim.calls, chain.geoms))
-    return calls + COST_COPY * sim.copied
+    return calls + COST_COPY * sim.copied + COST_STAGE * len(chain.members)
 
 
 def fusable_runs(graph: Graph, layers: list[Layer]) -> list[tuple[int, int]]:

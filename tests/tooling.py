@@ -68,8 +68,9 @@ def message_fields(msg: P.Message) -> dict:
         return {"max_payload": msg.max_payload, "version": msg.version}
     if isinstance(msg, P.Hello):
         h, w, c = msg.input_shape
-        return {"version": msg.version, "credits": msg.credits, "in_dtype": P.DTYPE_CODES[msg.in_dtype],
-                "out_dtype": P.DTYPE_CODES[msg.out_dtype], "max_payload": msg.max_payload,
+        codes = {**P.DTYPE_CODES, P.NO_MODEL: P.DTYPE_NONE}
+        return {"version": msg.version, "credits": msg.credits, "in_dtype": codes[msg.in_dtype],
+                "out_dtype": codes[msg.out_dtype], "max_payload": msg.max_payload,
                 "model_id": msg.model_id.hex(), "in_h": h, "in_w": w, "in_c": c, "out_len": msg.num_classes,
                 "in_scale": msg.in_scale, "in_zero_point": msg.in_zero_point, "out_scale": msg.out_scale,
                 "out_zero_point": msg.out_zero_point, "arena_bytes": msg.arena_bytes, "engine": msg.engine,

@@ -18,7 +18,7 @@ bytes to fragmentation.
 Extra instructions of a chain (COST_* below, calibrated on QEMU mps2-an386 with -icount shift=0 by
 bench/engine_memory.py --calibrate): every kernel call beyond a layer's first costs a fixed part (the call,
 the row view, the kernel's per-call set-up) plus a part per output channel (per-call requantisation-mode and
-constants set-up), and every byte moved inside a row buffer a fraction of an instruction (newlib memmove).
+constants set-up), and every byte moved inside a row buffer about one instruction (newlib memcpy).
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ from tinyml.codegen.memory_plan import Plan, align, plan_memory
 from tinyml.codegen.ops.chain import FusedChain, stage_kind
 from tinyml.tflite_graph import Graph
 
-COST_CALL = 150.0  # instructions per extra kernel call (fixed part)
+COST_CALL = 146.0  # instructions per extra kernel call (fixed part)
 COST_CHANNEL = 15.5  # instructions per extra kernel call and output channel
-COST_COPY = 1.35  # instructions per byte moved inside a row buffer (newlib memmove)
+COST_COPY = 1.15  # instructions per byte moved inside a row buffer (newlib memcpy)
 COST_STAGE = 50.0  # the driver's set-up per stage (below the fit's resolution; makes a useless chain cost something)
 REFINE_STEPS = 8  # tighter targets tried when placement exceeds the estimate
 LAYER_BY_LAYER = 1 << 31  # a RAM budget every model fits: the fastest schedule, no fused chain

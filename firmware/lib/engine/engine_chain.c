@@ -99,9 +99,13 @@ static void produce(run_t *r, int i) {
   } else {
     int8_t *buf = r->bufs + s->buf_offset;
     if (j - st->base == s->rows) { /* full: move the rows still needed to the front */
-      const int keep = st->keep;
-      if (j > keep)
-        memmove(buf, buf + (size_t)(keep - st->base) * (size_t)g->out_row, (size_t)(j - keep) * (size_t)g->out_row);
+      const int keep = st->keep, drop = keep - st->base, held = j - keep;
+      const size_t row = (size_t)g->out_row;
+      if (held > 0 && drop >= held) { /* the usual case (capacity >= 2 * kept rows): no overlap */
+        memcpy(buf, buf + (size_t)drop * row, (size_t)held * row);
+      } else if (held > 0) {
+        memmove(buf, buf + (size_t)drop * row, (size_t)held * row);
+      }
       st->base = keep;
     }
     dst = buf + (size_t)(j - st->base) * (size_t)g->out_row;

@@ -127,7 +127,7 @@ def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = N
         tflite_bytes = tflite.read_bytes()
         # The schedule `python -m tools codegen BUNDLE --ram-budget` chose, so HELLO's arena is the recorded one.
         budget = ((bundle.meta.get("codegen") or {}).get("schedule") or {}).get("ram_budget")
-        key = source_digest(spec, hashlib.sha256(tflite_bytes).hexdigest() + f" ram_budget={budget}")
+        key = source_digest(spec, hashlib.sha256(tflite_bytes).hexdigest() + ("" if budget is None else f" ram_budget={budget}"))
         stamp = out / "stamp"
         if not force and image.exists() and stamp.exists() and stamp.read_text() == key:
             return image

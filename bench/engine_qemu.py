@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.bundle import TensorQuant, load_bundle  # noqa: E402
 from models.errors import UserError, run_cli  # noqa: E402
+from models.mobilenet import layer_macs  # noqa: E402
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input  # noqa: E402
 from models.reference import ReferenceModel  # noqa: E402
 from tinyml.codegen import generate_from_tflite  # noqa: E402
@@ -97,14 +98,19 @@ def random_init_tflite(architecture: str, width: float, size: int, channels: int
     return quantize_keras_model(model, batch, "int8")
 
 
+OP_KINDS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "dense"}
+
+
 def op_macs(graph, op) -> int:
-    """Multiply-accumulates of one conv/depthwise/dense layer, from the graph shapes (0 for other ops)."""
-    if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+    """Multiply-accumulates of one .tflite op (models.mobilenet.layer_macs, as count_cost counts Keras layers)."""
+    kind = OP_KINDS.get(op.name)
+    if kind is None:
         return 0
     out = graph.tensors[op.outputs[0]]
-    w = graph.tensors[op.inputs[1]]
-    per_output = int(np.prod(w.shape[1:])) if op.name != "DEPTHWISE_CONV_2D" else int(np.prod(w.shape[1:3]))
-    return out.size * per_output
+    w = graph.tensors[op.inputs[1]].shape  # conv (O, kh, kw, I), depthwise (1, kh, kw, O), dense (O, I)
+    if kind == "dense":
+        return layer_macs(kind, out.size, in_channels=int(w[-1]))
+    return layer_macs(kind, out.size, int(w[1]), int(w[2]), int(w[3]))
 
 
 def model_macs(tflite: bytes) -> int:

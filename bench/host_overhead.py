@@ -6,7 +6,7 @@ the code host/stream.py runs:
 - read:       decode a camera JPEG (what a USB webcam delivers as MJPEG) to RGB, at 320x240 (the capture mode
               stream.py asks a camera for when the model input fits, host.sources.camera_capture_size) and at
               640x480 (a camera without that mode)
-- preprocess: the bundle's preprocessing + input quantisation (StreamSession.prepare = models.preprocess)
+- preprocess: the bundle's preprocessing + input quantisation (models.preprocess.prepare_frame, as the stream loop)
 - encode:     the FRAME message (tinyml.protocol.encode)
 - write:      SerialLink.write into a real pty whose other end a separate `cat` process drains
 
@@ -33,11 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host.session import StreamSession
-from host.sources import ArraySource
 from models.bundle import Bundle
+from models.preprocess import prepare_frame
 from tinyml import protocol as proto
-from tinyml.targets.cpu import CpuTarget
 from tinyml.transport import SerialLink
 
 
@@ -72,8 +70,6 @@ def measure(bundle: Bundle, frames: int, capture: tuple[int, int]) -> dict[str, 
     import cv2
 
     jpeg = np.frombuffer(camera_jpeg(*capture), np.uint8)
-    session = StreamSession(bundle, ArraySource(np.zeros((1, 8, 8), np.uint8), None, "bench"), CpuTarget(bundle),
-                            compare_cpu=False)
     master, slave = os.openpty()
     tty.setraw(slave)
     drainer = subprocess.Popen(["cat"], stdin=master, stdout=subprocess.DEVNULL)
@@ -87,7 +83,7 @@ def measure(bundle: Bundle, frames: int, capture: tuple[int, int]) -> dict[str, 
             t0 = time.perf_counter()
             rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             t1 = time.perf_counter()
-            tensor = session.prepare(rgb)
+            tensor = prepare_frame(rgb, bundle)  # what StreamSession._send does per frame
             t2 = time.perf_counter()
             data = proto.encode(proto.Frame(tensor.tobytes()), i & 0xFFFF or 1)
             t3 = time.perf_counter()

@@ -19,7 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, TextIO
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class ResultsLog:
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path is not None else None
-        self._fh = None
+        self._fh: TextIO | None = None
         if self.path is not None:  # checked now, created at the first record: a run that never starts leaves no file
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from host.sources import Frame, LatestFrame, Source
 from host.summary import Summary
 from models.bundle import Bundle
 from models.errors import UserError
-from models.preprocess import PreprocessSpec, preprocess, quantize_input
+from models.preprocess import prepare_frame
 from models.reference import ReferenceModel
 from models.scoring import RunningScore
 from tinyml.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target, check_compatible
@@ -65,8 +65,7 @@ class StreamSession:
         # The reference runs in labelled mode (or on request) unless the target *is* the reference.
         wanted = (source is not None and source.labelled) if compare_cpu is None else compare_cpu
         self.compare_cpu = bool(wanted) and target.name != "cpu" and not self.listen
-        self._spec = PreprocessSpec.from_bundle(bundle)
-        self._in_quant, self._out_quant = bundle.input_quant, bundle.output_quant
+        self._out_quant = bundle.output_quant
         self._labels = bundle.labels
         self._reference: ReferenceModel | None = None
         self.summary = Summary(self._labels, target.name, "", "the board's camera" if source is None
@@ -74,10 +73,6 @@ class StreamSession:
         self._pending: dict[int, _Pending] = {}  # the frames in flight: sent, neither answered nor lost yet
         self._stop = StopRequest()
         self.started = False  # the target answered the handshake and matches the bundle
-
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """The device input tensor (models.preprocess.prepare_frame, with the bundle's spec parsed once)."""
-        return quantize_input(preprocess(image, self._spec), self._in_quant)
 
     # ---- the loop -----------------------------------------------------------------------------------
     def run(self) -> Summary:
@@ -146,6 +141,7 @@ class StreamSession:
         """Send frames (lost ones again first) while the target has a free credit; True once the source is done."""
         while (self._retry or not exhausted) and len(self._pending) < self.target.info.credits:
             attempt = 1
+            frame: Frame | None
             if self._retry:
                 frame, attempt = self._retry.popleft()
             else:
@@ -220,7 +216,8 @@ class StreamSession:
         return frame
 
     def _send(self, seq: int, frame: Frame, attempt: int) -> None:
-        tensor = self.prepare(frame.image)
+        assert frame.image is not None, "only listen mode has frames without an image, and it sends none"
+        tensor = prepare_frame(frame.image, self.bundle)
         self._pending[seq] = _Pending(frame, time.monotonic(), None, attempt)
         self.summary.sent += 1
         self.target.send(seq, tensor)

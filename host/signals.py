@@ -15,7 +15,7 @@ from types import FrameType
 
 from models.errors import Terminated
 
-REASONS = {signal.SIGINT: "interrupted by the user (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+REASONS: dict[int, str] = {signal.SIGINT: "interrupted by the user (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
 
 class StopRequest:

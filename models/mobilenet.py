@@ -135,6 +135,21 @@ class ModelCost:
         return {"params": self.params, "trainable_params": self.trainable, "macs": self.macs}
 
 
+def layer_macs(kind: str, outputs: int, kernel_h: int = 1, kernel_w: int = 1, in_channels: int = 1) -> int:
+    """Multiply-accumulates of one layer with ``outputs`` output elements: the one MAC formula, for Keras layers
+    (:func:`count_cost`) and .tflite ops (bench/engine_qemu.py) alike.
+
+    ``kind`` "conv": each output takes kernel_h * kernel_w * in_channels (per group); "depthwise": kernel_h * kernel_w;
+    "dense": in_channels (kernel 1x1). Anything else (BatchNorm, activations, pooling, additions) counts 0: those fold
+    away or are negligible, and the papers' figures leave them out.
+    """
+    if kind == "depthwise":
+        return outputs * kernel_h * kernel_w
+    if kind in ("conv", "dense"):
+        return outputs * kernel_h * kernel_w * in_channels
+    return 0
+
+
 def count_cost(model: Any) -> ModelCost:
     """Count parameters and MACs of a Keras model (one inference, batch 1).
 
@@ -145,16 +160,14 @@ def count_cost(model: Any) -> ModelCost:
 
     macs = 0
     for layer in model.layers:
+        outputs = int(np.prod(layer.output.shape[1:])) if hasattr(layer, "kernel_size") else 0
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw = layer.kernel_size
-            _, oh, ow, oc = layer.output.shape
-            macs += oh * ow * oc * kh * kw
+            macs += layer_macs("depthwise", outputs, kh, kw)
         elif isinstance(layer, keras.layers.Conv2D):
             kh, kw = layer.kernel_size
-            _, oh, ow, oc = layer.output.shape
-            in_c = layer.input.shape[-1]
-            macs += oh * ow * oc * kh * kw * in_c // layer.groups
+            macs += layer_macs("conv", outputs, kh, kw, int(layer.input.shape[-1]) // layer.groups)
         elif isinstance(layer, keras.layers.Dense):
-            macs += int(layer.input.shape[-1]) * layer.units
+            macs += layer_macs("dense", layer.units, in_channels=int(layer.input.shape[-1]))
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return ModelCost(params=int(model.count_params()), trainable=trainable, macs=int(macs))

@@ -23,9 +23,13 @@ def reference_interpreter(model: str | os.PathLike | bytes) -> Any:
     stream.py and of ``tools classify``, evaluate, the bit-exact tests all run through it)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    kwargs = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-    if "model_path" in kwargs and not Path(kwargs["model_path"]).exists():
-        raise UserError(f"model file {kwargs['model_path']} does not exist; run: python -m tools quantize BUNDLE")
+    kwargs: dict[str, bytes | str]
+    if isinstance(model, (bytes, bytearray)):
+        kwargs = {"model_content": bytes(model)}
+    elif not Path(model).exists():
+        raise UserError(f"model file {model!s} does not exist; run: python -m tools quantize BUNDLE")
+    else:
+        kwargs = {"model_path": str(model)}
     try:
         interpreter = Interpreter(experimental_op_resolver_type=OpResolverType.BUILTIN_REF, **kwargs)
         interpreter.allocate_tensors()

@@ -47,8 +47,12 @@ def app_test_output(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert "Sanitizer" not in run.stderr, run.stderr
     lines: dict[str, str] = {}
     for line in run.stdout.splitlines():
-        _, _, rest = line.partition(" ")
-        lines.setdefault(rest.split(":")[0], line)
+        kind, _, rest = line.partition(" ")
+        if kind == "bytes":  # "bytes <name> <hex>": what the device sent, for the Python side
+            name, _, data = rest.partition(" ")
+            lines[f"bytes {name}"] = data
+        else:
+            lines.setdefault(rest.split(":")[0], line)
     assert run.returncode in (0, 1), f"app_test crashed (status {run.returncode}): {run.stderr[-2000:]}"
     return lines
 
@@ -56,3 +60,44 @@ def app_test_output(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.mark.parametrize("case", CASES)
 def test_app_core(app_test_output: dict[str, str], case: str) -> None:
     assert app_test_output.get(case) == f"ok {case}", app_test_output.get(case, f"{case} did not run")
+
+
+def test_no_model_hello_reaches_the_user_as_the_runner_failure(app_test_output: dict[str, str]) -> None:
+    """#15: a board whose runner failed to initialise sends HELLO with dtype codes 0/0; the host used to reject it
+    as malformed ("unknown dtype codes 0/0") and time out, hiding the runner's tag. Fed the exact bytes app.c sent,
+    the codec decodes it and the serial target stops at once with the tag and its fix in one line."""
+    import os
+    import threading
+    import tty
+
+    from models.errors import UserError
+    from tinyml import protocol as proto
+    from tinyml.targets.serial_board import SerialBoardTarget
+
+    data = bytes.fromhex(app_test_output["bytes no_model_hello"])
+    (packet,) = proto.Decoder().feed(data)
+    hello = packet.message()
+    assert isinstance(hello, proto.Hello)
+    assert (hello.in_dtype, hello.out_dtype, hello.input_shape, hello.num_classes) == ("none", "none", (0, 0, 0), 0)
+    assert hello.runner_failure == "test:arena-too-small" and hello.build == "app-test"
+    assert proto.encode(hello, packet.seq) == data
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+
+    def board() -> None:  # answers the host's first bytes (its HELLO_REQ) with the C's boot HELLO
+        os.read(master, 4096)
+        os.write(master, data)
+
+    thread = threading.Thread(target=board, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(UserError) as failure:
+            SerialBoardTarget(os.ttyname(slave), name="the board", hello_timeout=5.0).open()
+    finally:
+        thread.join(5.0)
+        os.close(master)
+        os.close(slave)
+    message = str(failure.value)
+    assert "\n" not in message and message.startswith(
+        "the board has no model running: its runner failed to initialise (test:arena-too-small); flash firmware")

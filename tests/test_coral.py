@@ -1,5 +1,5 @@
-"""tinyml/targets/coral.py and tools/classify.py: runtime selection, the missing-runtime paths, and the shared
-pre/post-processing run through the very same runner on LiteRT's CPU interpreter.
+"""tinyml/edgetpu/runtime.py, tinyml/targets/coral.py and tools/classify.py: runtime selection, the missing-runtime
+paths, and the shared pre/post-processing run through the very same runner on LiteRT's CPU interpreter.
 
 No Edge TPU and no libedgetpu exist here; the tests that need their absence skip where they are installed.
 """
@@ -18,17 +18,16 @@ from models.bundle import load_bundle
 from models.errors import UserError
 from models.preprocess import prepare_frame
 from tinyml.data import read_image_file
-from tinyml.targets.base import check_compatible
-from tinyml.targets.coral import (
-    CoralTarget,
+from tinyml.edgetpu.runtime import (
     InterpreterRunner,
-    compiled_model,
     cpu_interpreter,
     delegate_library,
     edgetpu_interpreter,
     open_runner,
     parse_device,
 )
+from tinyml.targets.base import check_compatible
+from tinyml.targets.coral import CoralTarget, compiled_model
 from tools import classify
 
 

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import IO, TYPE_CHECKING, Callable, Iterable
 
 from models.errors import UserError
 
@@ -81,7 +81,7 @@ class LocalBoard:
         self.url: str | None = None
         self.restarts = 0  # times live_url() started the board again after it died
         self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr = None  # a file, not a pipe: a chatty process must never block on a full pipe
+        self._stderr: IO[bytes] | None = None  # a file, not a pipe: a chatty process must never block on a full pipe
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> str:

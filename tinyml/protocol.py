@@ -81,6 +81,10 @@ class ErrorCode(enum.IntEnum):
 ERROR_SEQ_VALID = 0x01
 DTYPES = {1: "int8", 2: "uint8"}  # runner.h enum runner_dtype
 DTYPE_CODES = {name: code for code, name in DTYPES.items()}
+# Both HELLO dtypes 0 (runner.h RUNNER_DTYPE_NONE, protocol.h PROTO_DTYPE_NONE): the "no model" HELLO of a board
+# whose runner failed to initialise; its engine field names why (e.g. "tflm:missing-op"). Decoded as dtype NO_MODEL.
+DTYPE_NONE = 0
+NO_MODEL = "none"
 
 
 class ProtocolError(ValueError):
@@ -130,7 +134,11 @@ class HelloRequest:
 
 @dataclass(frozen=True)
 class Hello:
-    """Device -> host: what the device runs and how many frames it can hold (its credits)."""
+    """Device -> host: what the device runs and how many frames it can hold (its credits).
+
+    A board whose runner failed to initialise still answers, with the "no model" HELLO: both dtypes
+    :data:`NO_MODEL`, every model field zero and the runner's failure tag as ``engine`` (:attr:`runner_failure`).
+    """
 
     TYPE: ClassVar[MsgType] = MsgType.HELLO
     model_id: bytes                 # 32-byte sha256 of the int8 .tflite
@@ -150,6 +158,11 @@ class Hello:
     version: int = PROTOCOL_VERSION
 
     @property
+    def runner_failure(self) -> str | None:
+        """Why the board has no model (its runner's tag, e.g. "tflm:missing-op"), or None when it has one."""
+        return self.engine if self.in_dtype == NO_MODEL else None
+
+    @property
     def frame_len(self) -> int:
         """Payload length of a FRAME for this device (one byte per int8/uint8 element)."""
         h, w, c = self.input_shape
@@ -162,7 +175,7 @@ class Hello:
             raise ValueError(f"model_id must be {MODEL_ID_LEN} bytes, got {len(self.model_id)}")
         h, w, c = self.input_shape
         fixed = _HELLO_FIXED.pack(
-            self.version, self.credits, DTYPE_CODES[self.in_dtype], DTYPE_CODES[self.out_dtype], self.max_payload,
+            self.version, self.credits, _dtype_code(self.in_dtype), _dtype_code(self.out_dtype), self.max_payload,
             self.model_id, h, w, c, self.num_classes, self.in_scale, self.in_zero_point, self.out_scale,
             self.out_zero_point, self.arena_bytes)
         return fixed + bytes([len(engine)]) + engine + bytes([len(build)]) + build
@@ -177,12 +190,19 @@ class Hello:
         if pos >= len(payload):
             raise ProtocolError("HELLO payload ends before the build string")
         build, pos = _short_string(payload, pos, BUILD_MAX, "build")
-        if in_dt not in DTYPES or out_dt not in DTYPES:
+        no_model = in_dt == out_dt == DTYPE_NONE
+        if not no_model and (in_dt not in DTYPES or out_dt not in DTYPES):
             raise ProtocolError(f"HELLO names unknown dtype codes {in_dt}/{out_dt}")
         if credits < 1:
             raise ProtocolError("HELLO announces 0 credits")
-        return cls(bytes(model_id), (h, w, c), DTYPES[in_dt], in_scale, in_zp, classes, DTYPES[out_dt], out_scale,
+        in_dtype, out_dtype = (NO_MODEL, NO_MODEL) if no_model else (DTYPES[in_dt], DTYPES[out_dt])
+        return cls(bytes(model_id), (h, w, c), in_dtype, in_scale, in_zp, classes, out_dtype, out_scale,
                    out_zp, engine, build, credits, max_payload, arena, version)
+
+
+def _dtype_code(dtype: str) -> int:
+    """HELLO's code for a dtype name (NO_MODEL for the no-model HELLO)."""
+    return DTYPE_NONE if dtype == NO_MODEL else DTYPE_CODES[dtype]
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ from models.errors import UserError, run_cli
 from models.preprocess import prepare_frame
 from models.reference import RUNTIME
 from tinyml.data import read_image_file
+from tinyml.edgetpu.runtime import RUNTIMES, InterpreterRunner, open_runner, parse_device
 from tinyml.targets.base import check_compatible
-from tinyml.targets.coral import RUNTIMES, InterpreterRunner, compiled_model, open_runner, parse_device
+from tinyml.targets.coral import compiled_model
 
 
 @dataclass

@@ -72,6 +72,9 @@ static int test_init(void *ctx, runner_info_t *info) {
   info->out_scale = 1.0f / 256.0f;
   info->out_zero_point = -128;
   info->arena_bytes = 4242;
+  /* A failing runner leaves its info half-filled, as runner_tflm does after reading the shape: the app must
+   * send the "no model" HELLO regardless, carrying only the failure tag. */
+  if (init_status != RUNNER_OK) info->engine = "test:arena-too-small";
   return init_status;
 }
 
@@ -409,11 +412,24 @@ static void test_runner_init_failure_reported(void) {
   check(app_init(&app, &test_runner, &cfg) == APP_OK, "a runner failure must not stop the app");
   make_pixels(px, 1);
   host_send_msg(PROTO_FRAME, 3, px, IN_BYTES);
+  host_send_msg(PROTO_FRAME, 4, px, 7); /* any size: the HELLO announced no shape */
   run_device();
-  if (!check(decode_replies(0, r, 4) == 2, "expected HELLO + ERROR")) return;
+  if (!check(decode_replies(0, r, 4) == 3, "expected HELLO + 2 ERRORs")) return;
   check(r[0].type == PROTO_HELLO, "boot HELLO missing");
   expect_error(&r[1], 3, PROTO_ERR_RUNNER, PROTO_ERROR_SEQ_VALID, RUNNER_ERR_ARENA);
+  expect_error(&r[2], 4, PROTO_ERR_RUNNER, PROTO_ERROR_SEQ_VALID, RUNNER_ERR_ARENA);
   check(invokes == 0, "runner invoked after a failed init");
+  proto_hello_t h;
+  if (!check(proto_decode_hello(r[0].payload, r[0].length, &h) == 0, "the no-model HELLO does not decode")) return;
+  check(h.in_dtype == PROTO_DTYPE_NONE && h.out_dtype == PROTO_DTYPE_NONE, "no-model HELLO dtypes %u/%u", h.in_dtype,
+        h.out_dtype);
+  check(h.in_h == 0 && h.in_w == 0 && h.in_c == 0 && h.out_len == 0 && h.arena_bytes == 0 && h.model_id[0] == 0,
+        "no-model HELLO carries the half-filled model fields");
+  check(strcmp(h.engine, "test:arena-too-small") == 0, "no-model HELLO engine '%s'", h.engine);
+  /* The exact boot HELLO bytes, for tests/test_app_core.py to feed the Python host. */
+  printf("bytes no_model_hello ");
+  for (size_t i = 0; i < PROTO_OVERHEAD + r[0].length; ++i) printf("%02x", tx_data[i]);
+  printf("\n");
 }
 
 static void test_config_checked(void) {

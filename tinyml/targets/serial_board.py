@@ -29,7 +29,7 @@ import numpy as np
 
 from models.errors import UserError
 from tinyml import protocol as proto
-from tinyml.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target
+from tinyml.targets.base import FLASH_FIX, DeviceInfo, Event, Lost, Notice, Result, Target
 from tinyml.transport import DEFAULT_BAUD, LinkError, SerialLink
 
 
@@ -37,6 +37,18 @@ class HandshakeTimeout(UserError):
     """No HELLO arrived in time (retried while reconnecting; fatal on the first connect)."""
 
 
+# What to do about each failure tag a runner puts in the "no model" HELLO (firmware/lib/runner_tflm/runner_tflm.h).
+RUNNER_FAILURE_FIXES = {
+    "tflm:schema-mismatch": "the .tflite's schema differs from the board's TFLM library; update the library or "
+                            "re-export with this checkout (python -m tools export BUNDLE --install), then upload",
+    "tflm:missing-op": "the firmware's op resolver lacks an op the model uses; re-run python -m tools export BUNDLE "
+                       "--install, then upload",
+    "tflm:no-arena": "the board could not allocate the tensor arena; choose a board with more RAM or a smaller model",
+    "tflm:allocate-failed": "the tensor arena is too small for this TFLM build; re-export with a larger "
+                            "--arena-margin (python -m tools export BUNDLE --install --arena-margin 50), then upload",
+    "tflm:bad-io": "the model's input or output is not one int8/uint8 tensor; re-quantize it (python -m tools "
+                   "quantize BUNDLE) and export again",
+}
 BOOT_HELLO_WAIT_S = 0.3  # a board that just booted (QEMU, native) sends HELLO at once; do not ask over it
 HELLO_RETRY_S = 1.0
 IDLE_FLUSH_S = 0.2  # no byte for this long: a frame in progress was truncated (docs/protocol.md "Idle flush")
@@ -68,7 +80,7 @@ class SerialBoardTarget(Target):
         self._decoder = proto.Decoder()
         self._window: proto.CreditWindow | None = None
         self._hello: proto.Hello | None = None
-        self._expected_hello = None  # the HELLO the first handshake accepted; a reset must bring the same model
+        self._expected_hello: proto.Hello | None = None  # the HELLO the first handshake accepted; a reset must bring the same model
         self._frames: dict[int, int] = {}   # wire seq -> stream seq, frames in flight
         self._requests: set[int] = set()    # wire seqs of HELLO_REQ/PING in flight
         self._next_wire = 0
@@ -203,7 +215,7 @@ class SerialBoardTarget(Target):
 
     def _parse_hello(self, packet: proto.Packet) -> proto.Hello | None:
         try:
-            hello = packet.message()
+            hello = proto.Hello.from_payload(packet.payload)
         except proto.ProtocolError as exc:
             self._events.append(Notice("malformed", f"{self.name} sent a malformed HELLO ({exc})"))
             return None
@@ -213,6 +225,8 @@ class SerialBoardTarget(Target):
         return hello
 
     def _accept_hello(self, hello: proto.Hello, first: bool) -> None:
+        if hello.runner_failure is not None:
+            raise UserError(runner_failure_message(self.name, hello.runner_failure))
         if hello.max_payload and hello.max_payload < hello.frame_len:
             raise UserError(f"{self.name} accepts payloads up to {hello.max_payload} bytes but a "
                             f"{'x'.join(map(str, hello.input_shape))} frame is {hello.frame_len}; rebuild the firmware "
@@ -262,7 +276,7 @@ class SerialBoardTarget(Target):
             frame_seq = self._frames.get(packet.seq)
             if frame_seq is None and self.listen:
                 self._listened += 1
-                output = np.frombuffer(msg.output, dtype=np.dtype(self._hello.out_dtype)).copy()
+                output = np.frombuffer(msg.output, dtype=np.dtype(self.hello.out_dtype)).copy()
                 self._events.append(Result(self._listened, output, int(msg.inference_us), int(msg.cycles),
                                            device_seq=packet.seq))
                 return
@@ -270,7 +284,7 @@ class SerialBoardTarget(Target):
                 self._events.append(Notice("unexpected", f"RESULT for seq {packet.seq} that is not in flight"))
                 return
             self._settle(packet.seq, None)
-            output = np.frombuffer(msg.output, dtype=np.dtype(self._hello.out_dtype)).copy()
+            output = np.frombuffer(msg.output, dtype=np.dtype(self.hello.out_dtype)).copy()
             self._events.append(Result(frame_seq, output, int(msg.inference_us), int(msg.cycles)))
         elif isinstance(msg, proto.Error):
             if msg.seq_valid and packet.seq in self._frames:
@@ -309,7 +323,7 @@ class SerialBoardTarget(Target):
     def _lose_all(self, reason: str) -> None:
         if self._window is not None:
             self._window.forget_all()
-        for wire in sorted(self._frames, key=self._frames.get):
+        for wire in sorted(self._frames, key=lambda wire: self._frames[wire]):
             self._lose(wire, reason)
         self._requests.clear()
         self._ping_sent_at = None
@@ -375,6 +389,12 @@ class SerialBoardTarget(Target):
             time.sleep(0.2)
         self._events.append(Notice("reconnected", f"{self.name} is back ({self._link.url}); handshake done",
                                    {"url": self._link.url}))
+
+
+def runner_failure_message(name: str, tag: str) -> str:
+    """One line for a board whose runner failed to initialise: its tag and what to do about it."""
+    fix = RUNNER_FAILURE_FIXES.get(tag, FLASH_FIX)
+    return f"{name} has no model running: its runner failed to initialise ({tag}); {fix}"
 
 
 def _model_of(hello: proto.Hello) -> tuple:

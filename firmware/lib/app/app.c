@@ -20,9 +20,12 @@ static void copy_str(char *dst, size_t cap, const char *src) {
   dst[i] = '\0';
 }
 
+/* HELLO from the runner's info; after a failed init the "no model" HELLO (protocol.h PROTO_DTYPE_NONE): every
+ * model field zero, whatever the runner left half-filled, and `engine` carrying the runner's failure tag. */
 void app_send_hello(app_t *app, uint16_t seq) {
   proto_hello_t hello;
-  const runner_info_t *info = &app->info;
+  static const runner_info_t no_model;
+  const runner_info_t *info = app->runner_status == RUNNER_OK ? &app->info : &no_model;
   memset(&hello, 0, sizeof hello);
   hello.version = PROTO_VERSION;
   hello.credits = (uint8_t)(app->cfg.n_frame_bufs - 1u);
@@ -39,7 +42,7 @@ void app_send_hello(app_t *app, uint16_t seq) {
   hello.out_scale = info->out_scale;
   hello.out_zero_point = info->out_zero_point;
   hello.arena_bytes = info->arena_bytes;
-  copy_str(hello.engine, sizeof hello.engine, info->engine != NULL ? info->engine : "none");
+  copy_str(hello.engine, sizeof hello.engine, app->info.engine != NULL ? app->info.engine : "none");
   copy_str(hello.build, sizeof hello.build, port_build_id());
   size_t n = proto_encode_hello(app->cfg.tx, app->cfg.tx_cap, seq, &hello);
   port_write(app->cfg.tx, n);
@@ -138,8 +141,11 @@ static void handle_event(app_t *app, const proto_event_t *ev) {
     return;
   }
   switch (ev->type) {
-    case PROTO_FRAME:
-      send_error(app, ev->seq, PROTO_ERR_WRONG_FRAME_SIZE, PROTO_ERROR_SEQ_VALID, (uint32_t)app->in_bytes);
+    case PROTO_FRAME: /* without a model (the runner failed) no size is right: name the runner's fault instead */
+      if (app->runner_status != RUNNER_OK)
+        send_error(app, ev->seq, PROTO_ERR_RUNNER, PROTO_ERROR_SEQ_VALID, (uint32_t)app->runner_status);
+      else
+        send_error(app, ev->seq, PROTO_ERR_WRONG_FRAME_SIZE, PROTO_ERROR_SEQ_VALID, (uint32_t)app->in_bytes);
       break;
     case PROTO_HELLO_REQ: {
       uint32_t host_max = 0;

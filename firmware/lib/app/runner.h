@@ -15,8 +15,9 @@
 extern "C" {
 #endif
 
-/* The codes are DTYPES in tinyml/protocol.py (HELLO carries them); tests/test_constants.py checks this enum. */
-enum runner_dtype { RUNNER_DTYPE_INT8 = 1, RUNNER_DTYPE_UINT8 = 2 };
+/* The codes are DTYPES in tinyml/protocol.py (HELLO carries them); tests/test_constants.py checks this enum.
+ * NONE is no tensor at all: a runner whose init fails may leave it (the app then sends the "no model" HELLO). */
+enum runner_dtype { RUNNER_DTYPE_NONE = 0, RUNNER_DTYPE_INT8 = 1, RUNNER_DTYPE_UINT8 = 2 };
 
 /* Error codes a runner returns; the app forwards them in ERROR messages. 0 is success. */
 enum runner_status {
@@ -44,7 +45,8 @@ typedef struct runner_info {
 } runner_info_t;
 
 typedef struct runner {
-  /* Prepare the backend and fill *info. Returns enum runner_status. */
+  /* Prepare the backend and fill *info. Returns enum runner_status; on failure only info->engine counts: set it
+   * to a tag naming the reason ("tflm:missing-op"), which the "no model" HELLO carries to the host. */
   int (*init)(void *ctx, runner_info_t *info);
   /* Run one inference: `input` holds in_h*in_w*in_c bytes in in_dtype, `output` receives out_len bytes. */
   int (*invoke)(void *ctx, const uint8_t *input, uint8_t *output);

@@ -185,8 +185,10 @@ int proto_decode_hello(const uint8_t *p, uint32_t length, proto_hello_t *h) {
   h->out_scale = getf32(p + 56);
   h->out_zero_point = (int32_t)get32(p + 60);
   h->arena_bytes = get32(p + 64);
-  if (h->credits < 1 || h->in_dtype < PROTO_DTYPE_MIN || h->in_dtype > PROTO_DTYPE_MAX || h->out_dtype < PROTO_DTYPE_MIN ||
-      h->out_dtype > PROTO_DTYPE_MAX)
+  /* Both dtypes NONE: the "no model" HELLO of a board whose runner failed (engine names why); valid. */
+  const int no_model = h->in_dtype == PROTO_DTYPE_NONE && h->out_dtype == PROTO_DTYPE_NONE;
+  if (h->credits < 1 || (!no_model && (h->in_dtype < PROTO_DTYPE_MIN || h->in_dtype > PROTO_DTYPE_MAX ||
+                                       h->out_dtype < PROTO_DTYPE_MIN || h->out_dtype > PROTO_DTYPE_MAX)))
     return PROTO_ERR_MALFORMED;
   uint32_t pos = PROTO_HELLO_FIXED_LEN;
   uint32_t engine_len = p[pos++];

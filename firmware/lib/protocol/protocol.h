@@ -98,15 +98,18 @@ size_t proto_encode(uint8_t *out, size_t cap, uint8_t type, uint16_t seq, const 
                     uint32_t length);
 
 /* HELLO's tensor dtype codes: enum runner_dtype in runner.h (1 int8, 2 uint8). The one table is DTYPES in
-   tinyml/protocol.py; tests/test_constants.py checks this range and runner.h against it. */
+   tinyml/protocol.py; tests/test_constants.py checks this range and runner.h against it.
+   PROTO_DTYPE_NONE in both fields is the "no model" HELLO: the runner failed to initialise, the model fields are
+   zero and `engine` names the failure (e.g. "tflm:missing-op"); DTYPE_NONE in tinyml/protocol.py. */
 #define PROTO_DTYPE_MIN 1u
 #define PROTO_DTYPE_MAX 2u
+#define PROTO_DTYPE_NONE 0u
 
 /* HELLO contents. Strings are NUL-terminated; longer ones are cut to PROTO_ENGINE_MAX/PROTO_BUILD_MAX. */
 typedef struct proto_hello {
   uint8_t version;      /* PROTO_VERSION */
   uint8_t credits;      /* frames the device can hold at once (>= 1): the host's in-flight window */
-  uint8_t in_dtype;     /* enum runner_dtype: 1 int8, 2 uint8 */
+  uint8_t in_dtype;     /* enum runner_dtype: 1 int8, 2 uint8; 0 in both: no model (see PROTO_DTYPE_NONE) */
   uint8_t out_dtype;
   uint32_t max_payload; /* largest payload the device accepts */
   uint8_t model_id[PROTO_MODEL_ID_LEN];

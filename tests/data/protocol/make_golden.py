@@ -89,6 +89,18 @@ def vectors() -> list[dict]:
     sync_inside = b"\xa5\x5a" + frame(0x06, 1, b"x")[2:12] + b"tail"
     add("sync_in_payload", frame(0x03, 7, sync_inside), [good(3, 7, sync_inside, 0, {})],
         "a payload holding a sync word and even a valid header is not mistaken for a frame")
+    # A board whose runner failed to initialise (firmware/lib/app/app.c): dtypes 0/0, every model field zero, the
+    # runner's failure tag as engine. It decodes; the host names the tag instead of calling the HELLO malformed.
+    no_model = {**HELLO_FIELDS, "in_dtype": 0, "out_dtype": 0, "model_id": bytes(32).hex(), "in_h": 0, "in_w": 0,
+                "in_c": 0, "out_len": 0, "in_scale": 0.0, "in_zero_point": 0, "out_scale": 0.0,
+                "out_zero_point": 0, "arena_bytes": 0, "engine": "tflm:missing-op", "build": "nano33ble golden"}
+    p = hello_payload(no_model)
+    add("hello_no_model", frame(0x02, 0, p), [good(2, 0, p, 0, no_model)],
+        "boot HELLO of a board whose TFLM runner failed (an op missing from the resolver)")
+    p = hello_payload({**HELLO_FIELDS, "out_dtype": 0})
+    add("hello_half_dtype", frame(0x02, 0, p),
+        [{"event": "frame", "type": 2, "seq": 0, "offset": 0, "payload": p.hex(), "message_error": "MALFORMED"}],
+        "only one dtype 0: neither a model nor the no-model HELLO")
     p = b"\x00" * 10
     add("hello_malformed", frame(0x02, 0, p),
         [{"event": "frame", "type": 2, "seq": 0, "offset": 0, "payload": p.hex(), "message_error": "MALFORMED"}],

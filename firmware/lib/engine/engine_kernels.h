@@ -17,6 +17,10 @@ static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, in
   *hi = b;
 }
 
+/* Scratch of eng_dw3x3_b3_dsp below: the zero-point row its padding rows read. Defined in every build so
+ * that the code generator (tinyml/codegen/kernel_abi.py) reads one size rule whatever the target. */
+#define ENG_DW3X3_B3_SCRATCH_BYTES(out_c) ((uint32_t)(out_c))
+
 #if ENG_DSP
 /* DEPTHWISE_CONV_2D, depth multiplier 1, 3x3, no dilation, horizontal stride 1 or 2, out_w >= 3, a folded
  * requantisation mode (RQ_FOLD_SAT or RQ_FOLD), at most one padding column left (pad_left <= 1) and right
@@ -24,7 +28,6 @@ static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, in
  * 3 output pixels x 2 channels per pass so that neighbouring pixels share their input column loads. Scratch:
  * ENG_DW3X3_B3_SCRATCH_BYTES(out_c), the zero-point row that padding rows read (within
  * ENG_DWCONV_SCRATCH_BYTES, the size eng_dwconv2d_s8, its dispatcher, is given). */
-#define ENG_DW3X3_B3_SCRATCH_BYTES(out_c) ((uint32_t)(out_c))
 void eng_dw3x3_b3_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *zp_row, int mode);
 
 /* The first-layer kernels keep every output channel's folded requantisation constants (engine_requant.h)

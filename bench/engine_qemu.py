@@ -19,6 +19,7 @@ alive) and calibrated on Fashion-MNIST: instruction counts depend on shapes, not
     python bench/engine_qemu.py                 # print the figures (about 2-4 minutes)
     python bench/engine_qemu.py --record        # ... and rewrite the "Own int8 engine" section of docs/benchmarks.md
     python bench/engine_qemu.py --tflite ../shared/models/vww_96_int8.tflite --profile   # per-layer table
+    python bench/engine_qemu.py --models v1,v1c3,v2 --tflite ../shared/models/vww_96_int8.tflite --profile --record
 """
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ HARNESS = ROOT / "tests" / "c" / "engine_harness.c"
 BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Own int8 engine"
 ARCH_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
-DEFAULT_MODELS = [("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35)]
+# --models keys: architecture, width, input channels (v1c3: the VWW shape, 96x96x3)
+DEFAULT_MODELS = {"v1": ("mobilenet_v1", 0.25, 1), "v2": ("mobilenet_v2", 0.35, 1), "v1c3": ("mobilenet_v1", 0.25, 3)}
 ANCHORS = ("Anchors (MobileNet V1 0.25 96x96x1, TFLM person_detect.tflite, same QEMU setup): TFLM reference kernels "
            "526 M instructions, TFLM + CMSIS-NN 22.9 M; TFLM arena 82.3 KB; text 386 KB of which the model is 300.6 KB.")
 
@@ -75,6 +77,7 @@ class Figures:
     tflm_arena: int | None
     exact: int
     checked: int
+    layers: str = ""  # the per-layer table (--profile), "" otherwise
 
 
 def random_init_tflite(architecture: str, width: float, size: int, channels: int, images: np.ndarray) -> bytes:
@@ -198,10 +201,12 @@ def measure(name: str, tflite: bytes, images: np.ndarray, work: Path, timeout: f
     reference = ReferenceModel(tflite)
     expected = [reference.invoke(frame).tobytes() for frame in frames]
     runs = run_qemu(build_elf(model_dir, frames, work), len(frames), timeout)
+    table = ""
     if profile:
         layers: dict[int, int] = {}
         run_qemu(build_elf(model_dir, frames[:1], work / "profile", profile=True), 1, timeout, layers)
-        print(profile_table(name, load_graph(tflite), layers), file=sys.stderr)
+        table = profile_table(name, load_graph(tflite), layers)
+        print(table, file=sys.stderr)
     engine_flash, model_flash = object_flash(model_dir, work)
     try:
         tflm_arena = measure_arena(work / "model.tflite")
@@ -209,7 +214,7 @@ def measure(name: str, tflite: bytes, images: np.ndarray, work: Path, timeout: f
         tflm_arena = None
     return Figures(name, model_macs(tflite), [r[0] for r in runs], gen.arena_bytes, gen.activation_bytes,
                    gen.scratch_bytes, int(frames[0].size), gen.weights_bytes, engine_flash, model_flash, tflm_arena,
-                   sum(r[1] == e for r, e in zip(runs, expected)), len(frames))
+                   sum(r[1] == e for r, e in zip(runs, expected)), len(frames), table)
 
 
 def report(figures: list[Figures]) -> str:
@@ -241,6 +246,9 @@ def report(figures: list[Figures]) -> str:
                      + (f" = {f.tflm_arena / f.arena:.1f}x less than TFLM's arena for the same model" if f.tflm_arena else "")
                      + f"; flash = model constants + {extra_flash:.1f} KB (kernels, requantisation code, call sequence).")
     lines.append("")
+    for f in figures:
+        if f.layers:
+            lines += [f.layers, ""]
     return "\n".join(lines)
 
 
@@ -263,8 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tflite", action="append", default=[],
                         help="a bare int8 .tflite to measure (repeatable), e.g. ../shared/models/vww_96_int8.tflite; "
                              "it runs Fashion-MNIST test images converted to its input shape")
-    parser.add_argument("--models", default="v1,v2",
-                        help="default models to measure, comma-separated from v1 (V1 0.25), v2 (V2 0.35); default v1,v2")
+    parser.add_argument("--models",
+                        help="random-init models to measure, comma-separated from v1 (V1 0.25 x1), v2 (V2 0.35 x1), "
+                             "v1c3 (V1 0.25 x3, the VWW shape); default v1,v2 unless --tflite or --bundle is given")
     parser.add_argument("--size", type=int, default=96, help="input height=width of the default models (default 96)")
     parser.add_argument("--images", type=int, default=20,
                         help="Fashion-MNIST test images to run and compare with LiteRT-ref (default 20)")
@@ -290,11 +299,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         models = [(Path(t).name, Path(t).read_bytes()) for t in args.tflite]
         if args.bundle:
             models += [(load_bundle(b).name, load_bundle(b).artifact_path("tflite").read_bytes()) for b in args.bundle]
-        elif not models:
+        elif args.models or not models:
+            keys = (args.models or "v1,v2").split(",")
+            unknown = [k for k in keys if k not in DEFAULT_MODELS]
+            if unknown:
+                raise UserError(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(DEFAULT_MODELS)}")
             train = balanced_sample(load_fashion_mnist("train"), 64, seed=0).images
-            models += [(f"{arch[-2:].upper()} {width:g} {args.size}x{args.size}x1 int8 (random-init)",
-                       random_init_tflite(arch, width, args.size, 1, train)) for arch, width in DEFAULT_MODELS
-                      if arch[-2:] in args.models.split(",")]
+            for key in keys:
+                arch, width, channels = DEFAULT_MODELS[key]
+                models.append((f"{arch[-2:].upper()} {width:g} {args.size}x{args.size}x{channels} int8 (random-init)",
+                               random_init_tflite(arch, width, args.size, channels, train)))
         for i, (name, tflite) in enumerate(models):
             print(f"measuring {name} ...", file=sys.stderr)
             figures.append(measure(name, tflite, test, work_root / f"m{i}", args.timeout, args.profile))

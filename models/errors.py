@@ -38,8 +38,10 @@ def _missing_dependency(exc: ModuleNotFoundError) -> str | None:
     return f"{sys.executable} has no module {name!r}, which this project needs; {VENV_HINT}"
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
+def _stopped(terminated: bool) -> int:
+    """Say how the run ended and return its exit code: 143 for SIGTERM, 130 for Ctrl-C."""
+    print("terminated" if terminated else "interrupted", file=sys.stderr)
+    return Terminated.exit_code if terminated else 130
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
@@ -47,24 +49,34 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
 
     A third-party package missing from this Python (the system python3 instead of .venv) is such a mistake too.
     KeyboardInterrupt exits 130 quietly and SIGTERM 143 (the caller has already printed its summary if it has
-    one); both unwind the stack, so partial files are cleaned up and child processes stopped.
+    one); both unwind the stack, so partial files are cleaned up and child processes stopped. The signals are
+    recorded as they arrive because a library may swallow the KeyboardInterrupt and fail later with another
+    error (TensorFlow's converter does, Ctrl-C mid-trace ends in a TypeError): once a stop signal came, any
+    error that follows is reported as the interruption it is, never as a traceback.
     """
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
     on_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main else {}
     try:
         return int(main(argv) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt as exc:
-        print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
-        return getattr(exc, "exit_code", 130)
-    except ModuleNotFoundError as exc:
-        message = _missing_dependency(exc)
+        return _stopped(isinstance(exc, Terminated))
+    except Exception as exc:
+        if received:
+            return _stopped(received[-1] == signal.SIGTERM)
+        if isinstance(exc, UserError):
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        message = _missing_dependency(exc) if isinstance(exc, ModuleNotFoundError) else None
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return UserError.exit_code
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -6,7 +6,9 @@ does) go through tests/c/engine_harness.c and through models.reference.Reference
 identical. The MLPerf Tiny VWW reference model (../shared/models) runs 1,000 random image-like inputs. Each
 model is built twice: the portable C kernels, and the Cortex-M4 DSP kernels with plain-C stand-ins for the
 intrinsics (ENG_EMULATE_DSP), so the DSP paths' data layout is checked here too (QEMU runs the real ones:
-bench/engine_qemu.py --check).
+bench/engine_qemu.py --check). Every model is checked in three schedules (tests/tooling.schedule_budgets): the
+default smallest arena (fused row-band chains, tinyml/codegen/schedule.py), a RAM budget halfway to layer by
+layer (some runs fused), and layer by layer.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ import pytest
 from bench import engine_exactness
 from models.preprocess import prepare_frame
 from models.reference import ReferenceModel
-from tests.tooling import check_bit_exact, require_shared_model, require_tool
-from tinyml.codegen import generate
+from tests.tooling import check_bit_exact, require_shared_model, require_tool, schedule_budgets
+from tinyml.codegen import generate, generate_from_tflite
 
 IMAGES = 2000  # per trained model: a 1-in-2,000 fault shows up
 EXTRA_IMAGES = 500  # per random-init configuration (shapes and dtypes; LiteRT-ref is the slow side)
@@ -32,6 +34,7 @@ EXTRA_CONFIGS = [
     dict(architecture="mobilenet_v1", width=0.25, height=32, width_px=48, channels=1, input_dtype="uint8"),
     dict(architecture="mobilenet_v2", width=0.5, height=32, width_px=40, channels=3, input_dtype="uint8"),
     dict(architecture="mobilenet_v2", width=0.35, height=48, width_px=32, channels=3, input_dtype="int8"),
+    dict(architecture="mobilenet_v2", width=0.35, height=64, width_px=48, channels=1, input_dtype="int8"),
 ]
 
 
@@ -71,7 +74,8 @@ def test_trained_models_bit_exact_on_2000_test_images(fixture, request, test_ima
     frames = np.stack([prepare_frame(image, bundle) for image in test_images])  # exactly what the host sends
     # The bare .tflite, not the bundle: generating from a bundle records into model.json, and shared
     # fixture bundles stay untouched.
-    check_bit_exact(bundle.artifact_path("tflite"), frames, tmp_path)
+    tflite = bundle.artifact_path("tflite")
+    check_bit_exact(tflite, frames, tmp_path, budgets=schedule_budgets(tflite))
 
 
 @pytest.mark.slow  # trains (make_bundle) and builds C
@@ -90,7 +94,7 @@ def test_more_widths_shapes_and_dtypes_bit_exact(config, test_images, tmp_path) 
     quant = TensorQuant(x.dtype, float(x.quantization.scale[0]), int(x.quantization.zero_point[0]))
     spec = PreprocessSpec(config["height"], config["width_px"] or config["height"], config["channels"])
     frames = quantize_input(preprocess_batch(test_images[:EXTRA_IMAGES], spec), quant)
-    check_bit_exact(tflite, frames, tmp_path)
+    check_bit_exact(tflite, frames, tmp_path, budgets=schedule_budgets(tflite))
 
 
 def test_runner_reports_the_model(bundle_v1, tmp_path) -> None:
@@ -109,14 +113,16 @@ def test_runner_reports_the_model(bundle_v1, tmp_path) -> None:
 @pytest.mark.qemu
 @pytest.mark.parametrize("fixture", ["bundle_v1", "bundle_v2"])
 def test_cortex_m4_dsp_build_bit_exact_on_qemu(fixture, request, test_images, tmp_path) -> None:
-    """The real SMLAD/SXTB16 paths (arm-none-eabi-gcc, Cortex-M4F) under QEMU mps2-an386 give LiteRT-ref's bytes."""
+    """The real SMLAD/SXTB16 paths (arm-none-eabi-gcc, Cortex-M4F) under QEMU mps2-an386 give LiteRT-ref's bytes,
+    in the default (fused) schedule."""
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
     from bench import engine_qemu as bench
 
     bundle = request.getfixturevalue(fixture)
     frames = np.stack([prepare_frame(image, bundle) for image in test_images[:20]])
-    generate(bundle.artifact_path("tflite"), tmp_path / "codegen")
+    gen = generate_from_tflite(bundle.artifact_path("tflite").read_bytes(), tmp_path / "codegen")
+    assert gen.schedule.chains, "the default schedule should fuse the first blocks"
     runs = bench.run_qemu(bench.build_elf(tmp_path / "codegen", frames, tmp_path), len(frames), timeout=300)
     reference = ReferenceModel(bundle.artifact_path("tflite"))
     expected = [reference.invoke(frame).tobytes() for frame in frames]
@@ -133,18 +139,18 @@ def vww_frames(count: int, seed: int = 0) -> tuple[Path, np.ndarray]:
 def test_vww_reference_model_bit_exact_on_1000_random_inputs(tmp_path) -> None:
     """MLPerf Tiny's VWW model, as its producer made it (dead channels with biases of +-2^30 included)."""
     vww, frames = vww_frames(1000)
-    check_bit_exact(vww, frames, tmp_path, distinct=False)
+    check_bit_exact(vww, frames, tmp_path, distinct=False, budgets=schedule_budgets(vww))
 
 
 @pytest.mark.qemu
 def test_vww_reference_model_bit_exact_on_qemu(tmp_path) -> None:
-    """The real Cortex-M4 DSP build of the VWW model under QEMU, 20 random inputs."""
+    """The real Cortex-M4 DSP build of the VWW model under QEMU, 20 random inputs, default (fused) schedule."""
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
     from bench import engine_qemu as bench
 
     vww, frames = vww_frames(20, seed=1)
-    generate(vww, tmp_path / "codegen")
+    assert generate_from_tflite(vww.read_bytes(), tmp_path / "codegen").schedule.chains
     runs = bench.run_qemu(bench.build_elf(tmp_path / "codegen", frames, tmp_path), len(frames), timeout=600)
     reference = ReferenceModel(vww)
     assert [data for _, data in runs] == [reference.invoke(frame).tobytes() for frame in frames]

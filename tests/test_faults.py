@@ -286,6 +286,26 @@ def _interrupt(run: PtyRun, how: str) -> int:
     return code
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_a_library_swallows_still_ends_as_an_interruption(signum, capsys):
+    """TensorFlow's converter catches the KeyboardInterrupt of a Ctrl-C mid-trace and fails later with a TypeError
+    (CI, quantize): run_cli must still end that run as interrupted (130) or terminated (143), with no traceback."""
+    from models.errors import run_cli
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # what the library does with it
+        raise TypeError("'NoneType' object is not callable")
+
+    code = run_cli(main, [])
+    err = capsys.readouterr().err
+    assert code == (130 if signum == signal.SIGINT else 143)
+    assert err.strip() == ("interrupted" if signum == signal.SIGINT else "terminated")
+
+
 @pytest.mark.slow  # trains a model (several times)
 def test_train_killed_or_interrupted_at_random_points_resumes(tmp_path):
     """#14 item 4 and the signals: kill -9 while a checkpoint is being saved (which left epoch-000N.tmp.keras,

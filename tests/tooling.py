@@ -22,6 +22,7 @@ import pytest
 from models.reference import ReferenceModel
 from tinyml import protocol as P
 from tinyml.codegen import generate
+from tinyml.codegen.schedule import LAYER_BY_LAYER
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,22 +195,40 @@ def run_harness(exe: Path, frames: np.ndarray, out_dtype: np.dtype, work: Path) 
 
 
 
-def check_bit_exact(tflite: Path, frames: np.ndarray, tmp_path: Path, distinct: bool = True) -> None:
-    out_dir = tmp_path / "codegen"
-    generate(tflite, out_dir)
+def schedule_budgets(tflite: Path) -> list[int | None]:
+    """RAM budgets that give the three kinds of schedule (tinyml/codegen/schedule.py): the smallest arena (None,
+    fused wherever that helps), one halfway between it and layer by layer (some runs fused), and layer by layer."""
+    from tinyml.codegen import lower_graph
+    from tinyml.codegen.schedule import choose_schedule
+    from tinyml.tflite_graph import load_graph
+
+    graph = load_graph(tflite.read_bytes())
+    smallest = choose_schedule(graph, lower_graph(graph)).arena_bytes
+    fastest = choose_schedule(graph, lower_graph(graph), LAYER_BY_LAYER).arena_bytes
+    return [None, (smallest + fastest) // 2, LAYER_BY_LAYER]
+
+
+def check_bit_exact(tflite: Path, frames: np.ndarray, tmp_path: Path, distinct: bool = True,
+                    budgets: list[int | None] | None = None) -> None:
+    """Every output byte of the engine (portable and emulated-DSP builds, each schedule in ``budgets``;
+    default: the generator's default schedule) equals LiteRT-ref's, on frames that give varied outputs."""
     reference = ReferenceModel(tflite)
     assert frames.dtype == reference.input_dtype
     expected = np.stack([reference.invoke(frame) for frame in frames])
     # Non-degenerate: the images must not all give the same answer, or equality would prove little.
     assert len({row.tobytes() for row in expected}) > (len(frames) // 2 if distinct else 10)
     assert len(set(expected.argmax(axis=1).tolist())) >= min(3, expected.shape[1])
-    for emulate_dsp in (False, True):
-        exe = build_harness(out_dir, tmp_path / f"harness{'_dsp' if emulate_dsp else ''}", emulate_dsp)
-        got = run_harness(exe, frames, reference.output_dtype, tmp_path)
-        mismatched = np.flatnonzero((got != expected).any(axis=1))
-        assert mismatched.size == 0, (
-            f"{'DSP' if emulate_dsp else 'portable'} path differs from LiteRT-ref on {mismatched.size} of "
-            f"{len(frames)} images, first #{mismatched[:1]}: {got[mismatched[:1]]} vs {expected[mismatched[:1]]}")
+    for budget in budgets or [None]:
+        out_dir = tmp_path / f"codegen_{budget or 'default'}"
+        generate(tflite, out_dir, budget)
+        for emulate_dsp in (False, True):
+            exe = build_harness(out_dir, tmp_path / f"harness{'_dsp' if emulate_dsp else ''}", emulate_dsp)
+            got = run_harness(exe, frames, reference.output_dtype, tmp_path)
+            mismatched = np.flatnonzero((got != expected).any(axis=1))
+            assert mismatched.size == 0, (
+                f"{'DSP' if emulate_dsp else 'portable'} path, RAM budget {budget}, differs from LiteRT-ref on "
+                f"{mismatched.size} of {len(frames)} images, first #{mismatched[:1]}: {got[mismatched[:1]]} vs "
+                f"{expected[mismatched[:1]]}")
 
 
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"

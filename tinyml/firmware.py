@@ -125,14 +125,16 @@ def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = N
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         tflite_bytes = tflite.read_bytes()
-        key = source_digest(spec, hashlib.sha256(tflite_bytes).hexdigest())
+        # The schedule `python -m tools codegen BUNDLE --ram-budget` chose, so HELLO's arena is the recorded one.
+        budget = ((bundle.meta.get("codegen") or {}).get("schedule") or {}).get("ram_budget")
+        key = source_digest(spec, hashlib.sha256(tflite_bytes).hexdigest() + ("" if budget is None else f" ram_budget={budget}"))
         stamp = out / "stamp"
         if not force and image.exists() and stamp.exists() and stamp.read_text() == key:
             return image
         from tinyml.codegen import generate_from_tflite  # TensorFlow-free, but keep `--help` instant
 
         model_dir = out / "model"
-        generate_from_tflite(tflite_bytes, model_dir)
+        generate_from_tflite(tflite_bytes, model_dir, budget)
         if model_files is not None:
             model_files(bundle, tflite_bytes, model_dir)
         image.unlink(missing_ok=True)

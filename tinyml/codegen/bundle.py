@@ -10,10 +10,12 @@ from models.errors import UserError
 from tinyml.codegen.emit import generate_from_tflite
 
 
-def generate(bundle_or_tflite: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
+def generate(bundle_or_tflite: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+             ram_budget: int | None = None) -> list[Path]:
     """Generate the engine C for a bundle (recorded in its model.json) or a bare .tflite file.
 
-    Default output: BUNDLE/codegen/ for a bundle, <file stem>_codegen/ next to a bare .tflite.
+    Default output: BUNDLE/codegen/ for a bundle, <file stem>_codegen/ next to a bare .tflite. ram_budget:
+    the fastest schedule whose arena fits (bytes); None: the smallest arena (tinyml/codegen/schedule.py).
     """
     src = Path(bundle_or_tflite)
     bundle: Bundle | None = None
@@ -28,7 +30,7 @@ def generate(bundle_or_tflite: str | os.PathLike, out_dir: str | os.PathLike | N
         raise UserError(f"{src} does not exist; pass a bundle directory (or a .tflite file)")
     if not tflite_path.exists():
         raise UserError(f"{tflite_path} does not exist; create it with: python -m tools quantize BUNDLE")
-    result = generate_from_tflite(tflite_path.read_bytes(), out_dir or default_out)
+    result = generate_from_tflite(tflite_path.read_bytes(), out_dir or default_out, ram_budget)
     if bundle is not None:
         out = Path(out_dir or default_out)
         rel = os.path.relpath(out, bundle.path)
@@ -40,6 +42,11 @@ def generate(bundle_or_tflite: str | os.PathLike, out_dir: str | os.PathLike | N
             "scratch_bytes": result.scratch_bytes,
             "weights_bytes": result.weights_bytes,
             "layers": result.layers,
+            "schedule": {
+                "ram_budget": ram_budget,
+                "fused": [[m.op.index for m in chain.members] for chain in result.schedule.chains],
+                "extra_instructions_estimate": round(result.schedule.overhead),
+            },
             "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in result.paths},
         }
         bundle.save()

@@ -56,6 +56,7 @@ class Layer:
 
     kernel: ClassVar[str] = ""  # short name of the kernel family (plans and tests refer to it)
     alias: ClassVar[bool] = False  # output is the input's bytes under another shape: no code
+    internal_bytes: int = 0  # arena bytes the layer needs while it runs besides its tensors (a chain's row buffers)
 
     def __init__(self, graph: Graph, op: Operator):
         self.g = graph
@@ -80,6 +81,15 @@ class Layer:
     @property
     def scratch_bytes(self) -> int:
         return 0 if self.scratch is None else scratch_bytes(*self.scratch)
+
+    def scratch_needs(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The kernel scratch macros (and arguments) the generated C checks its scratch region against."""
+        return [] if self.scratch is None else [self.scratch]
+
+    @property
+    def label(self) -> str:
+        """How the generated C's comments name it."""
+        return f"op #{self.op.index} {self.op.name}"
 
     def declarations(self) -> str:
         return self.decls.replace(IN_PLACE_TOKEN, str(int(self.in_place)))

@@ -15,6 +15,8 @@ class Plan:
     offsets: dict[int, int] = field(default_factory=dict)  # arena tensor -> byte offset
     aliases: dict[int, str] = field(default_factory=dict)  # tensor -> "input" / "output" (caller buffers)
     arena_bytes: int = 0  # activations only
+    internal: dict[int, int] = field(default_factory=dict)  # layer index -> offset of its internal buffers
+    live: list[int] = field(default_factory=list)  # per layer: arena bytes in use while it runs (address union)
 
 
 def align(n: int) -> int:
@@ -46,6 +48,8 @@ def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
     """
     g_in, g_out = set(graph.inputs), set(graph.outputs)
     plan = Plan()
+    for layer in layers:
+        layer.in_place = False  # decided below, for this list of layers
     for t in g_in:
         plan.aliases[t] = "input"
     for t in g_out:
@@ -59,6 +63,9 @@ def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
             size[t] = nbytes(graph.tensors[t])
         for t in layer.inputs:
             last[t] = i
+        if layer.internal_bytes:  # a chain's row buffers: a tensor of its own, alive while the layer runs
+            t = internal_tensor(i)
+            size[t], first[t], last[t] = layer.internal_bytes, i, i
     group: dict[int, int] = {}  # tensor -> group id (the first member)
     rel: dict[int, int] = {}  # tensor -> offset relative to its group
 
@@ -120,4 +127,21 @@ def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
             placed.append((base + offset, size[t], first.get(t, -1), last.get(t, first.get(t, -1))))
         plan.arena_bytes = max(plan.arena_bytes, base + extent)
     plan.arena_bytes = align(plan.arena_bytes)
+    plan.internal = {i: plan.offsets[internal_tensor(i)] for i in range(len(layers)) if internal_tensor(i) in plan.offsets}
+    plan.live = [union_bytes([(a, a + n) for a, n, p0, p1 in placed if p0 <= i <= p1]) for i in range(len(layers))]
     return plan
+
+
+def internal_tensor(layer_index: int) -> int:
+    """The planner's key for a layer's internal buffers (negative: no graph tensor has it)."""
+    return -2 - layer_index
+
+
+def union_bytes(spans: list[tuple[int, int]]) -> int:
+    """Bytes covered by a set of [start, end) address ranges (in-place tensors overlap)."""
+    total, reach = 0, 0
+    for a, b in sorted(spans):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total

@@ -142,35 +142,31 @@ static void dw_pixel(const eng_dwconv_t *p, const int8_t *in, int8_t *out, const
 }
 
 
-/* Depth multiplier 1: the DSP build sends the inside-the-image part of every row of a 3x3 layer to the
- * row kernel (engine_dw3x3_dsp.c); everything else goes pixel by pixel through dw_pixel. */
+/* Depth multiplier 1, pixel by pixel through dw_pixel: what the 3-pixel block kernel (engine_dw3x3_b3_dsp.c)
+ * does not take (other kernel sizes and strides, a shift outside the folded range, the portable build). */
 static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *zp_row) {
-  const int out_h = p->out_h, out_w = p->out_w;
   int mode = 0;
-  int ox_lo = out_w, ox_hi = out_w; /* no row kernel unless below */
 #if ENG_DSP
   mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
-  const int row_mode = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
-  if (p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1)
-    eng_inside_columns(out_w, p->in_w, 3, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
 #endif
   memset(zp_row, p->in_zp, (size_t)p->out_c);
-  for (int oy = 0; oy < out_h; oy++) {
-    const int y0 = oy * p->stride_h - p->pad_top;
-    int lo = out_w, hi = out_w;
-    if (ox_lo < ox_hi && y0 >= 0 && y0 + 2 < p->in_h) {
-      lo = ox_lo;
-      hi = ox_hi;
-    }
-    for (int ox = 0; ox < lo; ox++) dw_pixel(p, in, out, zp_row, oy, ox, mode);
-#if ENG_DSP
-    if (lo < hi) eng_dw3x3_row_dsp(p, in, out, oy, lo, hi, row_mode);
-#endif
-    for (int ox = hi; ox < out_w; ox++) dw_pixel(p, in, out, zp_row, oy, ox, mode);
-  }
+  for (int oy = 0; oy < p->out_h; oy++)
+    for (int ox = 0; ox < p->out_w; ox++) dw_pixel(p, in, out, zp_row, oy, ox, mode);
 }
 
 void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+#if ENG_DSP
+  /* 3x3, multiplier 1, stride 1 or 2 across, folded requantisation: the 3-pixel block kernel, whole layer */
+  if (p->depth_mult == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->out_w >= 3 &&
+      (p->stride_w == 1 || p->stride_w == 2) && p->pad_left <= 1 &&
+      (p->out_w - 1) * p->stride_w - p->pad_left + 2 <= p->in_w) { /* at most one padding column a side */
+    const int folded = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
+    if (folded != RQ_EXACT) {
+      eng_dw3x3_b3_dsp(p, in, out, (int8_t *)scratch, folded);
+      return;
+    }
+  }
+#endif
   if (p->depth_mult == 1 && p->k_h * p->k_w <= ENG_DW_MAX_TAPS) {
     dwconv_dm1(p, in, out, (int8_t *)scratch);
   } else {

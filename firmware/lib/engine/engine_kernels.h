@@ -17,13 +17,18 @@ static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, in
   *hi = b;
 }
 
+/* Scratch of eng_dw3x3_b3_dsp below: the zero-point row its padding rows read. Defined in every build so
+ * that the code generator (tinyml/codegen/kernel_abi.py) reads one size rule whatever the target. */
+#define ENG_DW3X3_B3_SCRATCH_BYTES(out_c) ((uint32_t)(out_c))
+
 #if ENG_DSP
-/* DEPTHWISE_CONV_2D, depth multiplier 1, 3x3, no dilation, any stride (engine_dw3x3_dsp.c): output row
- * oy, pixels [ox0, ox1), whose windows must lie wholly inside the input. Channels in groups of 4 (codegen's
- * grouped weight layout, eng_dwconv_t) are the outer loop and the row's pixels the inner one, so each
- * pixel's nine taps are fixed offsets from one walking pointer. mode: RQ_FOLD_SAT, RQ_FOLD or RQ_EXACT
- * (engine_requant.h; the group's folded constants are computed once per row). Needs no scratch. */
-void eng_dw3x3_row_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
+/* DEPTHWISE_CONV_2D, depth multiplier 1, 3x3, no dilation, horizontal stride 1 or 2, out_w >= 3, a folded
+ * requantisation mode (RQ_FOLD_SAT or RQ_FOLD), at most one padding column left (pad_left <= 1) and right
+ * ((out_w - 1) * stride_w - pad_left + 2 <= in_w) (engine_dw3x3_b3_dsp.c): the whole layer, borders included,
+ * 3 output pixels x 2 channels per pass so that neighbouring pixels share their input column loads. Scratch:
+ * ENG_DW3X3_B3_SCRATCH_BYTES(out_c), the zero-point row that padding rows read (within
+ * ENG_DWCONV_SCRATCH_BYTES, the size eng_dwconv2d_s8, its dispatcher, is given). */
+void eng_dw3x3_b3_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *zp_row, int mode);
 
 /* The first-layer kernels keep every output channel's folded requantisation constants (engine_requant.h)
  * on the stack, 12 bytes each; wider layers take the im2col path. mode: RQ_FOLD_SAT, RQ_FOLD or RQ_EXACT. */

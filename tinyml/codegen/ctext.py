@@ -1,6 +1,8 @@
 """C text for the generated model: const arrays, struct initialisers and exact float literals."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 
@@ -21,6 +23,6 @@ def c_float(value: float) -> str:
     return float(np.float32(value)).hex() + "f"
 
 
-def c_struct(ctype: str, name: str, fields: dict[str, object]) -> str:
+def c_struct(ctype: str, name: str, fields: Mapping[str, object]) -> str:
     inits = ", ".join(f".{k} = {v}" for k, v in fields.items())
     return f"static const {ctype} {name} = {{{inits}}};\n"

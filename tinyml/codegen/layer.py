@@ -36,7 +36,7 @@ def nbytes(t: Tensor) -> int:
 
 def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     if len(shape) == 4:
-        return shape  # type: ignore[return-value]
+        return shape
     if len(shape) == 2:
         return shape[0], 1, 1, shape[1]
     if len(shape) == 1:

@@ -24,6 +24,7 @@ class Conv2D(WeightedLayer):
         if n != 1 or ic_w != ic or oc_w != oc:
             raise unsupported(self.op, f"batch {n} or grouped convolution")
         geom = self.window_geometry(x, y, kh, kw)
+        assert w.data is not None  # int8_weighted refused non-constant weights
         self.emit(x, w.data.reshape(oc, -1), y, geom, self.op.options["fused_activation_function"])
 
     def emit(self, x: Tensor, w_oc_k: np.ndarray, y: Tensor, geom: dict[str, int], act: str) -> None:
@@ -43,6 +44,7 @@ class Conv2D(WeightedLayer):
         # The narrow kernel for 8-channel pointwise layers (it needs its constants records in scratch).
         narrow = not self.wide and self.pointwise and geom["in_c"] == 8 and not self.single_round
         window = (geom["k_h"], geom["k_w"], geom["in_c"])
+        scratch: tuple[str, tuple[int, ...]]  # the kernel header's scratch macro and its arguments
         if self.wide:
             function, scratch = "eng_conv2d_s8_wide", ("ENG_CONV_WIDE_SCRATCH_BYTES", window)
         elif narrow:
@@ -80,4 +82,5 @@ class FullyConnected(Conv2D):
             raise unsupported(self.op, f"input {x.shape} for weights {w.shape}")
         geom = dict(in_h=rows, in_w=1, in_c=k, out_h=rows, out_w=1, out_c=oc, k_h=1, k_w=1, stride_h=1, stride_w=1,
                     dil_h=1, dil_w=1, pad_top=0, pad_left=0)
+        assert w.data is not None  # int8_weighted refused non-constant weights
         self.emit(x, w.data.reshape(oc, k), y, geom, self.op.options["fused_activation_function"])

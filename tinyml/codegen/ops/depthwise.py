@@ -25,6 +25,7 @@ class DepthwiseConv2D(WeightedLayer):
         _, in_zp = quant(x)
         out_scale, out_zp = quant(y)
         lo, hi = activation_range(o["fused_activation_function"], out_scale, out_zp, "int8")
+        assert w.data is not None  # int8_weighted refused non-constant weights
         weights = w.data.reshape(kh * kw, oc)
         folded = self.bias(self.optional_input(2), oc) - in_zp * weights.astype(np.int64).sum(axis=0)
         w_by_channel = weights.T  # [oc][taps]

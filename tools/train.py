@@ -288,12 +288,16 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
     if ckpt_file is not None:
         print(f"resuming at epoch {done + 1} of {config.epochs} from {ckpt_file}", flush=True)
         model = keras.models.load_model(ckpt_file)
+        model.jit_compile = False  # the saved compile config does not keep it; see the compile call below
     else:
         model = build(classes=classes, weights=config.weights, batch_size=None)
     check_memory(model, config)
     if ckpt_file is None:
         model.compile(optimizer=keras.optimizers.Adam(_lr_schedule(config, steps)),
-                      loss=_loss(config), metrics=["accuracy"])
+                      loss=_loss(config), metrics=["accuracy"],
+                      # XLA ("auto") costs 5x the CPU time per image for these small models and 2x the start-up
+                      # (docs/benchmarks.md, "make demo phase profile"): plain TensorFlow graphs are faster here.
+                      jit_compile=False)
         ckpt.start()
     x_train, x_val = preprocess_batch(splits.train.images, spec), preprocess_batch(splits.val.images, spec)
 

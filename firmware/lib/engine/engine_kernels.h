@@ -21,6 +21,9 @@ static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, in
  * that the code generator (tinyml/codegen/kernel_abi.py) reads one size rule whatever the target. */
 #define ENG_DW3X3_B3_SCRATCH_BYTES(out_c) ((uint32_t)(out_c))
 
+/* Scratch of eng_pw_4x2_sat / eng_pw_4x2_clamp (engine.h, engine_pw_4x2_dsp.c): 4 pixels widened to int16. */
+#define ENG_PW_4X2_SCRATCH_BYTES(in_c) (8u * (uint32_t)(in_c))
+
 #if ENG_DSP
 /* DEPTHWISE_CONV_2D, depth multiplier 1, 3x3, no dilation, horizontal stride 1 or 2, out_w >= 3, a folded
  * requantisation mode (RQ_FOLD_SAT or RQ_FOLD), at most one padding column left (pad_left <= 1) and right

@@ -285,9 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n'-' = not recorded yet; fill in with:\n  " + "\n  ".join(dict.fromkeys(hints)))
     if board is not None:
         from tools.board_fit import best_fits, format_choices
+        from tools.report_page import basis
 
+        aside = basis(rows).excluded  # stale or measured on another basis: warned about above, never chosen
         print()
-        print(format_choices(best_fits(rows, board), board))
+        print(format_choices(best_fits([r for r in rows if r.name not in aside], board), board, aside))
     if args.out:
         from tools.report_page import write_report
 

@@ -143,7 +143,7 @@ def test_device_reset_on_a_link_that_stays_up(bundle_v1, qemu_board, tmp_path):
     assert len(results) > 10
 
 
-def test_corrupted_bytes_are_resynced_andaccounted(bundle_v1, qemu_board, tmp_path):
+def test_corrupted_bytes_are_resynced_and_accounted(bundle_v1, qemu_board, tmp_path):
     log = tmp_path / "run.jsonl"
     with LinkRelay(lambda: qemu_board.url, flip_rate=3e-4, seed=7) as relay:
         summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1), log_path=log)

@@ -5,7 +5,8 @@
   depthwise path, other depthwise kernels, first-layer and im2col convolutions, all requantisation modes) and
   compares each output byte with the literal reference.
 * tests/c/engine_kernels/test_*.c, one beside each kernel family (conv and the wide exact conv, depthwise and
-  the wide exact depthwise with multipliers 1-4 and more than 25 taps, pooling / ADD / MEAN / QUANTIZE / PAD),
+  the wide exact depthwise with multipliers 1-4 and more than 25 taps, the 4-pixel x 2-channel pointwise kernel
+  with its pair-layout weights and its tail, pooling / ADD / MEAN / QUANTIZE / PAD),
   do the same over thousands of random cases with the reference written out in kernel_ref.h; their scratch
   buffers are malloc'd at exactly the header macro's size, so an overrun is an ASan error.
 

@@ -21,6 +21,9 @@ static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, in
  * that the code generator (tinyml/codegen/kernel_abi.py) reads one size rule whatever the target. */
 #define ENG_DW3X3_B3_SCRATCH_BYTES(out_c) ((uint32_t)(out_c))
 
+/* Scratch of eng_pw_4x2_sat / eng_pw_4x2_clamp (engine.h, engine_pw_4x2_dsp.c): 4 pixels widened to int16. */
+#define ENG_PW_4X2_SCRATCH_BYTES(in_c) (8u * (uint32_t)(in_c))
+
 #if ENG_DSP
 /* DEPTHWISE_CONV_2D, depth multiplier 1, 3x3, no dilation, horizontal stride 1 or 2, out_w >= 3, a folded
  * requantisation mode (RQ_FOLD_SAT or RQ_FOLD), at most one padding column left (pad_left <= 1) and right
@@ -45,12 +48,6 @@ void eng_conv3x3_c1_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, 
  * three words, so the windows plus one pixel to the right must lie inside the input. Needs no scratch
  * (the pixel's 15 widened words live on the stack). */
 void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
-
-/* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c 8 and a folded requantisation mode
- * (RQ_FOLD_SAT or RQ_FOLD), one pixel at a time with its inputs in registers (engine_pw_narrow_dsp.c).
- * Scratch: ENG_PW8_SCRATCH_BYTES(out_c) of engine.h (a 16-byte constants record per output channel);
- * reached through eng_conv2d_s8_pw8, which codegen calls for such layers. */
-void eng_pw_narrow_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch, int mode);
 
 /* ADD, DSP path (engine_add_dsp.c); returns 0, doing nothing, when a shift is outside what it handles
  * exactly (an input shift > 0, an output shift outside [-22, -1]): the caller then runs the portable loop. */

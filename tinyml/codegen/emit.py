@@ -141,6 +141,7 @@ int model_engine_invoke(const uint8_t *input, uint8_t *output);
 
 #include "engine.h"
 #include "engine_chain.h"
+#include "engine_kernels.h"
 #include "engine_wide.h"
 #include "model_engine.h"
 

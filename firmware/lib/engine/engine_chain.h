@@ -31,7 +31,8 @@ enum eng_stage_kind {
   ENG_STAGE_CONV_PW8 = 1,  /* eng_conv2d_s8_pw8,     layer: eng_conv_t */
   ENG_STAGE_CONV_WIDE = 2, /* eng_conv2d_s8_wide,    layer: eng_conv_t */
   ENG_STAGE_DW = 3,        /* eng_dwconv2d_s8,       layer: eng_dwconv_t */
-  ENG_STAGE_DW_WIDE = 4    /* eng_dwconv2d_s8_wide,  layer: eng_dwconv_t */
+  ENG_STAGE_DW_WIDE = 4,   /* eng_dwconv2d_s8_wide,  layer: eng_dwconv_t */
+  ENG_STAGE_DW3X3 = 5      /* eng_dwconv2d_s8_3x3,   layer: eng_dwconv_t */
 };
 
 typedef struct eng_stage {

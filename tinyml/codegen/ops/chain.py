@@ -17,7 +17,7 @@ from tinyml.tflite_graph import Graph
 # The kernel entry point a member's layer-by-layer call uses -> the eng_stage_kind that calls it.
 STAGE_KINDS = {"eng_conv2d_s8": "ENG_STAGE_CONV", "eng_conv2d_s8_pw8": "ENG_STAGE_CONV_PW8",
                "eng_conv2d_s8_wide": "ENG_STAGE_CONV_WIDE", "eng_dwconv2d_s8": "ENG_STAGE_DW",
-               "eng_dwconv2d_s8_wide": "ENG_STAGE_DW_WIDE"}
+               "eng_dwconv2d_s8_wide": "ENG_STAGE_DW_WIDE", "eng_dwconv2d_s8_3x3": "ENG_STAGE_DW3X3"}
 BUF_ALIGN = 8
 EXTRA_ROWS = 2  # row buffer capacity beyond the consumer's window (engine_chain.h: 2/3 row copied per row)
 

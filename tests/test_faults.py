@@ -13,17 +13,13 @@ swapped artifacts and the hostile model.json files live in tests/test_misuse.py 
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
@@ -31,87 +27,10 @@ import pytest
 
 from host.results_log import read_log
 from tests.fault_counts import COUNTS, check_no_traceback
-from tests.tooling import require_tool
+from tests.tooling import PtyRun, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = random.Random(int(os.environ.get("FAULT_SEED", "14")))
-
-
-def _take_terminal() -> None:
-    """In the child: make the pty on stdin the controlling terminal of its new session (as a shell's job is)."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class PtyRun:
-    """A command running in a fresh session whose controlling terminal is a pseudo-terminal we hold the master of."""
-
-    def __init__(self, *argv: str, cwd: Path = ROOT, env: dict[str, str] | None = None):
-        master, slave = pty.openpty()
-        env = {**os.environ, **(env or {})}
-        self.proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
-                                     start_new_session=True, preexec_fn=_take_terminal)
-        os.close(slave)
-        self._master = master
-        self._output = bytearray()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-        self.children: set[int] = set()  # every process the command started that we saw (boards)
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                data = os.read(self._master, 65536)
-            except OSError:  # EIO: the last process holding the slave exited
-                return
-            if not data:
-                return
-            self._output += data
-
-    @property
-    def text(self) -> str:
-        return self._output.decode(errors="replace")
-
-    def ctrl_c(self) -> None:
-        """Type Ctrl-C: the terminal sends SIGINT to its foreground process group."""
-        self.watch_children()
-        os.write(self._master, b"\x03")
-        COUNTS["signals"] += 1
-
-    def signal(self, signum: int, group: bool) -> None:
-        self.watch_children()
-        if group:
-            os.killpg(self.proc.pid, signum)
-        else:
-            os.kill(self.proc.pid, signum)
-        COUNTS["signals" if signum != signal.SIGKILL else "kills"] += 1
-
-    def watch_children(self) -> set[int]:
-        self.children |= _children(self.proc.pid)
-        return self.children
-
-    def wait(self, timeout: float = 120.0) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            pytest.fail(f"{self.proc.args} did not end within {timeout} s; output:\n{self.text[-3000:]}")
-        self._reader.join(5)
-        os.close(self._master)
-        return code
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 def _alive(pid: int) -> bool:

@@ -88,3 +88,10 @@ def test_page_has_plots_verdict_and_flags_a_stale_row(measured, tmp_path):
     verdict = md.split("## Verdict")[1].split("## Models")[0]
     assert f"Most accurate MobileNet V1: {v1.name}" in verdict and "Most accurate MobileNet V2" not in verdict
     assert f"nano33ble: MobileNet V1 {v1.name}" in verdict and "no MobileNet V2 in this comparison fits" in verdict
+    # the terminal's board answer leaves the stale V2 out too, and says why
+    proc = run_tool("report", str(bundles), "--board", "nano33ble")
+    assert proc.returncode == 0, proc.stderr
+    v2_rows = [line for line in proc.stdout.splitlines() if line.startswith("| MobileNet V2 |")]
+    assert len(v2_rows) == 2 and all("none fits" in line and "0 / 0" in line for line in v2_rows)
+    assert (f"Not considered (figures stale or measured on another basis): {v2.name}: evaluate figures were "
+            "recorded for another .tflite") in proc.stdout

@@ -69,3 +69,21 @@ def test_another_budget_in_the_same_folder_and_bad_grids_are_one_line_errors(tmp
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--colour", "sepia"), "unknown colour mode 'sepia'")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--size", "16"), "too small")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--width", "a,b"), "--width 'a,b'")
+
+
+@pytest.mark.slow
+def test_local_ray_trials_run_at_the_sweeps_own_niceness():
+    """Ray's raylet would start workers 15 niceness steps down (nice 19 under `nice -n 5`), starving the trials."""
+    _require_ray()
+    import ray
+
+    from tools.sweep import init_ray
+
+    assert os.nice(0) < 19, "at nice 19 this test cannot tell Ray's default apart; run the suite at a lower one"
+    init_ray(None, 1)
+    try:
+        worker = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())
+    finally:
+        ray.shutdown()
+    assert worker == os.nice(0)
+    assert "RAY_worker_niceness" not in os.environ  # the driver's environment is left as it was

@@ -3,16 +3,22 @@
 - require_tool: an external tool, or a failure under CI=true and a skip elsewhere;
 - run_tool, assert_one_line_error: the build steps as a user runs them, and the one-line error contract;
 - the protocol's canonical event form, golden vectors and damaged stream (test_protocol.py, test_protocol_c.py);
-- the native engine harness and the bit-exactness check (test_engine_native.py, test_engine_ops.py).
+- the native engine harness and the bit-exactness check (test_engine_native.py, test_engine_ops.py);
+- PtyRun: a command on a pseudo-terminal, as a person runs it (test_faults.py, test_demo.py).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import termios
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,7 @@ import numpy as np
 import pytest
 
 from models.reference import ReferenceModel
+from tests.fault_counts import COUNTS
 from tinyml import protocol as P
 from tinyml.codegen import generate
 from tinyml.codegen.schedule import LAYER_BY_LAYER
@@ -50,6 +57,86 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> N
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and fragment in errors[0], proc.stderr
+
+
+# ---- a command on a pseudo-terminal -------------------------------------------------------------
+
+def _take_terminal() -> None:
+    """In the child: make the pty on stdin the controlling terminal of its new session (as a shell's job is)."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class PtyRun:
+    """A command running in a fresh session whose controlling terminal is a pseudo-terminal we hold the master of."""
+
+    def __init__(self, *argv: str, cwd: Path = ROOT, env: dict[str, str] | None = None):
+        master, slave = pty.openpty()
+        env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
+                                     start_new_session=True, preexec_fn=_take_terminal)
+        os.close(slave)
+        self._master = master
+        self._output = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        self.children: set[int] = set()  # every process the command started that we saw (boards)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self._master, 65536)
+            except OSError:  # EIO: the last process holding the slave exited
+                return
+            if not data:
+                return
+            self._output += data
+
+    @property
+    def text(self) -> str:
+        return self._output.decode(errors="replace")
+
+    def ctrl_c(self) -> None:
+        """Type Ctrl-C: the terminal sends SIGINT to its foreground process group."""
+        self.watch_children()
+        os.write(self._master, b"\x03")
+        COUNTS["signals"] += 1
+
+    def signal(self, signum: int, group: bool) -> None:
+        self.watch_children()
+        if group:
+            os.killpg(self.proc.pid, signum)
+        else:
+            os.kill(self.proc.pid, signum)
+        COUNTS["signals" if signum != signal.SIGKILL else "kills"] += 1
+
+    def watch_children(self) -> set[int]:
+        self.children |= children_of(self.proc.pid)
+        return self.children
+
+    def wait(self, timeout: float = 120.0) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            pytest.fail(f"{self.proc.args} did not end within {timeout} s; output:\n{self.text[-3000:]}")
+        self._reader.join(5)
+        os.close(self._master)
+        return code
+
+
+def children_of(pid: int) -> set[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
 
 
 # ---- protocol: golden vectors, canonical events, damaged stream ---------------------------------

@@ -5,7 +5,8 @@ the C-level stderr, so file descriptor 2 is captured around that call. ``measure
 records, export sizes the firmware with and report checks board fit with: the recorded total, or more when the
 memory planner's temporary buffer does not fit in it (the smallest arena that really allocates, in 16-byte
 steps). It runs in a child process (``python -m tinyml.tflm MODEL ROOMY``): a model TFLM rejects makes the runtime
-abort, which must not take the caller with it.
+abort, which must not take the caller with it. ``bundle_arena`` measures a bundle's model once: evaluate records the
+figure with the .tflite's sha256, and export, the firmware step and report reuse it for that same .tflite.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from models.bundle import Bundle
 from models.errors import UserError
 
 ARENA_STEP = 16
@@ -38,7 +40,8 @@ def capture_fd2(func: Callable[[], Any]) -> str:
         return sink.read().decode("utf-8", "replace")
 
 
-def _allocations(interp: Any) -> dict[str, int]:
+def allocations(interp: Any) -> dict[str, int]:
+    """Arena bytes a loaded tflite-micro interpreter uses: total, head (activations) and tail (persistent)."""
     report = capture_fd2(interp.print_allocations)
     found = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", report)}
     if "total" not in found:
@@ -67,6 +70,18 @@ def measure_arena(tflite_path: str | os.PathLike, timeout: float = 300.0) -> int
     return max(int(total.group(1)), int(minimum.group(1)))
 
 
+def bundle_arena(bundle: Bundle) -> int:
+    """measure_arena of the bundle's current .tflite, measured once per model: the figure evaluate recorded
+    (``metrics.evaluation.tflm_arena_bytes.required``) when it was recorded for this .tflite's sha256, else a new
+    measurement (each costs a child process and a TFLM start-up, and the demo's steps would otherwise take three)."""
+    tflite = bundle.verified_artifact("tflite")
+    evaluation = bundle.meta.get("metrics", {}).get("evaluation", {})
+    recorded = evaluation.get("tflm_arena_bytes", {}).get("required")
+    if evaluation.get("tflite_sha256") == bundle.model_id and isinstance(recorded, int):
+        return recorded
+    return measure_arena(tflite)
+
+
 def _measure_in_child(argv: Sequence[str]) -> int:
     """The child of measure_arena: allocate with a roomy arena and read the recorded total, then search upwards
     for the smallest arena that really allocates (the total leaves out the planner's temporary buffer, which
@@ -74,7 +89,7 @@ def _measure_in_child(argv: Sequence[str]) -> int:
     from tflite_micro import runtime
 
     path, roomy = argv[0], int(argv[1])
-    total = _allocations(runtime.Interpreter.from_file(path, arena_size=roomy))["total"]
+    total = allocations(runtime.Interpreter.from_file(path, arena_size=roomy))["total"]
 
     def allocates(arena: int) -> bool:
         try:

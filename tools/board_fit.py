@@ -15,6 +15,7 @@ not recorded for a backend is not a candidate for it (and is named, so the user 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -116,8 +117,12 @@ def best_fits(rows: list[Row], board: Board) -> list[Choice]:
     return choices
 
 
-def format_choices(choices: list[Choice], board: Board) -> str:
-    """Markdown: one row per family x backend, the chosen model, its accuracy, usage and margins."""
+def format_choices(choices: list[Choice], board: Board, aside: Mapping[str, str] | None = None) -> str:
+    """Markdown: one row per family x backend, the chosen model, its accuracy, usage and margins.
+
+    ``aside`` names the models left out of ``choices`` (stale or measured on another basis, see
+    tools.report_page.basis), so a missing candidate is explained rather than silently dropped.
+    """
     kib = 1024
     lines = [f"Board: {board.name} ({board.description}): {board.model_budget / kib:.0f} KiB flash and "
              f"{board.arena_budget / kib:.0f} KiB RAM for the model"
@@ -135,6 +140,10 @@ def format_choices(choices: list[Choice], board: Board) -> str:
                      f"| {100 * c.row.accuracy:.2f}% | {c.fit.model_bytes / kib:.1f} KiB "
                      f"| {flash_margin(c.fit) / kib:.1f} KiB | {ram_used / kib:.1f} KiB{where} "
                      f"| {ram_margin(c.fit) / kib:.1f} KiB | {c.fitting} / {c.candidates} |")
+    if aside:
+        lines.append("")
+        lines.append("Not considered (figures stale or measured on another basis): "
+                     + "; ".join(f"{name}: {why}" for name, why in aside.items()))
     missing = sorted({name for c in choices for name in c.unmeasured})
     if missing:
         lines.append("")

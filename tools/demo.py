@@ -11,10 +11,13 @@ bench/train_fashion_mnist.py runs the same build steps at full size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,27 +29,55 @@ from tools.train import TrainConfig, train_bundle
 
 # (architecture, width, epochs): the epochs that take each past 85 % on the device within the demo's time budget
 MODELS = (("mobilenet_v1", 0.25, 4), ("mobilenet_v2", 0.35, 3))
+BATCH_SIZE = 128  # per image 0.72 ms of CPU vs 1.04 at batch 64 (docs/benchmarks.md, "make demo")
 REPORT_BOARD = "nano33ble"  # the smallest board in the table: where V1 vs V2 is a real choice
 STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
+
+
+class Steps:
+    """Wall and CPU seconds of each step, in order. CPU is user + system of this process and of its children that
+    have ended (stream.py and the QEMU it ran, the TFLM arena child), so a loaded machine's figure can be judged."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, tuple[float, float]] = {}
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.monotonic(), own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = self._now()
+        try:
+            yield
+        finally:
+            wall_end, cpu_end = self._now()
+            self.times[name] = (wall_end - wall, cpu_end - cpu)
+
+    def line(self) -> str:
+        return ", ".join(f"{name} {wall:.0f} s ({cpu:.0f} CPU s)" for name, (wall, cpu) in self.times.items())
 
 
 def build_and_evaluate(out: Path, config: TrainConfig, samples: int = 300, eval_limit: int | None = None,
                        restart: bool = True, verbose: int | str = 2) -> dict[str, Any]:
     """Train, quantize and evaluate one bundle at ``out`` (its figures land in model.json, where report reads them).
 
-    Returns what only this run knows, for :func:`format_runs`. ``restart`` discards what is at ``out``; without it
-    an interrupted training there resumes.
+    Returns what only this run knows, for :func:`format_runs`; its ``steps`` (:class:`Steps`) go on timing the
+    demo's later steps. ``restart`` discards what is at ``out``; without it an interrupted training there resumes.
     """
-    started = time.monotonic()
-    bundle = train_bundle(out, config, restart=restart, verbose=verbose)
-    trained = time.monotonic()
-    quantize_bundle(bundle, samples=samples)
-    result = evaluate_bundle(bundle, limit=eval_limit)
+    steps = Steps()
+    with steps("train"):
+        bundle = train_bundle(out, config, restart=restart, verbose=verbose)
+    with steps("quantize"):
+        quantize_bundle(bundle, samples=samples)
+    with steps("evaluate"):
+        result = evaluate_bundle(bundle, limit=eval_limit)
     return {
         "model": f"{config.architecture} {config.width:g}", "bundle": str(out), "drop": result["int8_drop_points"],
         "images": result["images"], "split": result["split"],
         "ref_tflm": "identical" if result["ref_tflm_identical"] else f"{result['ref_tflm_mismatches']} differ",
-        "train_s": round(trained - started), "total_s": round(time.monotonic() - started),
+        "steps": steps,
     }
 
 
@@ -56,35 +87,50 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
     The V1-vs-V2 table itself is tools/report's (format_rows), the one the project has.
     """
     return "\n".join(f"{r['model']}: int8 drop {r['drop']:.2f} points, LiteRT-ref vs TFLM {r['ref_tflm']} on "
-                     f"{r['images']} {r['split']} images; trained in {r['train_s']} s, {r['total_s']} s in all"
-                     for r in rows)
+                     f"{r['images']} {r['split']} images; {r['steps'].line()}" for r in rows)
 
 
 def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
     """Stream ``frames`` labelled test images to the bundle's firmware on QEMU with host/stream.py; return figures.
 
     stream.py builds the firmware (engine code generator + arm-none-eabi-gcc), boots QEMU, checks the board's HELLO
-    against the bundle and compares every answer with the CPU reference; its JSON-lines log gives the figures.
+    against the bundle and compares every answer with the CPU reference; its JSON-lines log gives the figures. QEMU
+    runs with ``-icount shift=0``, so the instruction counts in the log are the exact, repeatable ones report shows:
+    they are recorded as the bundle's ``metrics.qemu`` instead of booting QEMU a second time to count again.
     """
     from tinyml.codegen import generate
     from tinyml.firmware import build, image_size
+    from tools.report import record_qemu
 
     generate(bundle_dir)  # BUNDLE/codegen/: the C the firmware links; records arena and weight bytes in model.json
     log = bundle_dir / "qemu.jsonl"
+    status = [] if sys.stdout.isatty() else ["--quiet"]  # the live status line only on a terminal
     cmd = [sys.executable, str(STREAM_SCRIPT), str(bundle_dir), "fashion-mnist:test", "--limit", str(frames),
-           "--board", "qemu", "--headless", "--quiet", "--log", str(log)]
+           "--board", "qemu", "--headless", *status, "--log", str(log)]
     print("$ python host/stream.py " + " ".join(cmd[2:]), flush=True)
     if subprocess.run(cmd).returncode != 0:
         raise UserError(f"streaming to the QEMU board failed (see above); the log is {log}")
+    figures = stream_figures(log)
+    bundle = load_bundle(bundle_dir)
+    elf = build(bundle, "qemu")  # the image stream.py ran (cached: no rebuild)
+    record_qemu(bundle, figures["instructions"], figures["frames"], figures["engine"], elf)
+    size = image_size(elf)
+    return {**figures, "elf": elf, "arena_bytes": bundle.meta.get("codegen", {}).get("arena_bytes"),
+            "flash_bytes": size["text"] + size["data"], "weights_bytes": bundle.meta.get("codegen", {}).get("weights_bytes")}
+
+
+def stream_figures(log: Path) -> dict[str, Any]:
+    """What a stream.py JSON-lines log says: frames answered, on-device accuracy, agreement with the CPU reference,
+    mean instructions per inference and the board's engine (from its HELLO, in the start record)."""
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    start = next(r for r in records if r["type"] == "start")
     summary = next(r for r in reversed(records) if r["type"] == "summary")
     cycles = [r["cycles"] for r in records if r["type"] == "result"]
-    bundle = load_bundle(bundle_dir)
-    size = image_size(build(bundle, "qemu"))
+    if not cycles:
+        raise UserError(f"the QEMU board answered no frame (see {log}); rebuild with python -m tools firmware "
+                        f"{start['bundle']} --port qemu --force")
     return {"frames": summary["answered"], "accuracy": summary["accuracy"], "agreement": summary["agreement_exact"],
-            "instructions": sum(cycles) / len(cycles) if cycles else 0.0,
-            "arena_bytes": bundle.meta.get("codegen", {}).get("arena_bytes"), "flash_bytes": size["text"] + size["data"],
-            "weights_bytes": bundle.meta.get("codegen", {}).get("weights_bytes")}
+            "instructions": sum(cycles) / len(cycles), "engine": start["device"]["engine"]}
 
 
 def format_board_table(rows: list[dict[str, Any]]) -> str:
@@ -109,7 +155,7 @@ def run_demo(out: Path, limit: int | None = None, epochs: int | None = None,
     for architecture, width, default_epochs in MODELS:
         print(f"== {architecture} width {width}: train -> quantize -> evaluate", flush=True)
         config = TrainConfig(architecture=architecture, width=width, limit=limit, epochs=epochs or default_epochs,
-                             batch_size=64, lr=4e-3)
+                             batch_size=BATCH_SIZE, lr=4e-3)
         rows.append(build_and_evaluate(out / architecture, config, eval_limit=eval_limit, verbose=verbose))
     return rows
 
@@ -141,37 +187,47 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="labelled test images streamed to each model's firmware on QEMU (default 200; 0 skips)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    started = time.monotonic()
-    rows = run_demo(out, args.limit, args.epochs, args.eval_limit)
-    for row in rows:
-        print(f"== {row['model']}: export for TFLM boards, Edge TPU pre-check", flush=True)
-        row.update(export_and_precheck(Path(row["bundle"])))
-        if args.board_frames > 0:
-            print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386), fed by host/stream.py", flush=True)
-            row["qemu"] = run_on_qemu(Path(row["bundle"]), args.board_frames)
+    whole = Steps()
+    with whole("in all"):
+        rows = run_demo(out, args.limit, args.epochs, args.eval_limit)
+        for row in rows:
+            print(f"== {row['model']}: export for TFLM boards, Edge TPU pre-check", flush=True)
+            with row["steps"]("export + Edge TPU pre-check"):
+                row.update(export_and_precheck(Path(row["bundle"])))
+            if args.board_frames > 0:
+                print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386), fed by host/stream.py", flush=True)
+                with row["steps"]("codegen + firmware + stream on QEMU"):
+                    row["qemu"] = run_on_qemu(Path(row["bundle"]), args.board_frames)
+        report_dir = out / "report"
+        print(f"\n== report: python -m tools report {' '.join(r['bundle'] for r in rows)} --board {REPORT_BOARD} "
+              f"--out {report_dir}", flush=True)
+        from tools.report import main as report_main
+
+        with whole("report"):
+            report_main([r["bundle"] for r in rows] + ["--board", REPORT_BOARD, "--out", str(report_dir)])
     print()
     print(format_runs(rows))
     if args.board_frames > 0:
         print()
         print(format_board_table(rows))
-        from tools.report import measure_qemu
-
-        for row in rows:  # the report's instruction figure: a repeatable count over 2 frames (icount)
-            measure_qemu(load_bundle(row["bundle"]), frames=2)
-    print(f"\n== report: python -m tools report {' '.join(r['bundle'] for r in rows)} --board {REPORT_BOARD} "
-          f"--out {out / 'report'}", flush=True)
-    from tools.report import main as report_main
-
-    report_main([r["bundle"] for r in rows] + ["--board", REPORT_BOARD, "--out", str(out / "report")])
-    print(f"\nartifacts ({time.monotonic() - started:.0f} s in all):")
-    for row in rows:
-        bundle = Path(row["bundle"])
-        print(f"  {row['model']}: bundle {bundle} (model.json, model.keras, model_int8.tflite), TFLM export "
-              f"{row['export_dir']}, engine C {bundle / 'codegen'}, QEMU log {bundle / 'qemu.jsonl'}")
-    print(f"  report: {out / 'report' / 'report.html'} (self-contained), {out / 'report' / 'report.md'}, "
-          f"plots {out / 'report'}/*.png")
+    print(f"\ntime: {whole.line()}")
+    print(format_artifacts(rows, report_dir))
     return 0
 
+
+def format_artifacts(rows: list[dict[str, Any]], report_dir: Path) -> str:
+    """Where everything the demo made is: bundles, TFLM export, engine C, firmware ELF, stream log, report."""
+    lines = ["\nartifacts:"]
+    for row in rows:
+        bundle = Path(row["bundle"])
+        lines.append(f"  {row['model']}: bundle {bundle}/ (model.json, model.keras, model_int8.tflite, labels.txt)")
+        lines.append(f"    TFLM export {row['export_dir']}/, engine C {bundle / 'codegen'}/")
+        if "qemu" in row:
+            lines.append(f"    QEMU firmware {row['qemu']['elf']}, stream log {bundle / 'qemu.jsonl'}")
+    plots = ", ".join(p.name for p in sorted(report_dir.glob("*.png")))
+    lines.append(f"  report: {report_dir / 'report.md'}, {report_dir / 'report.html'} (self-contained), "
+                 f"plots in {report_dir}/: {plots or 'none'}")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -6,14 +6,13 @@
 
 For every evaluated image the int8 output vectors of LiteRT-ref and TFLM are compared byte for byte; the result
 (identical on all N images, or the count and first index of mismatches) is printed and stored. The TFLM tensor
-arena is measured with the runtime's RecordingMicroAllocator, which reports only through ``print_allocations()``
-on the C-level stderr, so file descriptor 2 is captured around that call. Everything lands in model.json under
+arena is measured by tinyml.tflm (the runtime's RecordingMicroAllocator, and the smallest arena that allocates); the
+recorded figure is the one export, the firmware step and report reuse for this .tflite. Everything lands in model.json under
 ``metrics.evaluation``.
 """
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,9 +22,9 @@ import numpy as np
 from models.bundle import Bundle, TensorQuant, load_bundle, sha256_file
 from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input
-from models.quiet import import_tensorflow, native_output
+from models.quiet import import_tensorflow
 from models.scoring import scores
-from tinyml.tflm import measure_arena
+from tinyml.tflm import allocations, measure_arena
 
 SPLITS = ("test", "val", "train")
 
@@ -55,13 +54,7 @@ class TflmModel:
         """Arena bytes used: total, head (activations, reused between ops) and tail (persistent); after invoke()."""
         if not self._invoked:
             raise RuntimeError("TflmModel.arena() needs one invoke() first")
-        with native_output((2,)) as captured:  # the runtime reports only on the C-level stderr
-            self._interp.print_allocations()
-        report = captured.text
-        found = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", report)}
-        if "total" not in found:
-            raise RuntimeError(f"tflite-micro printed no arena report; got: {report[:200]!r}")
-        return found
+        return allocations(self._interp)
 
 
 def _check_integer(tflite: bytes, path: Path) -> TensorQuant:

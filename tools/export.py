@@ -14,8 +14,8 @@ always carries the bundle that `host/stream.py` needs to talk to the firmware it
 - model_info.h: plain C macros (input shape, dtype, quantisation, classes, labels, model id = sha256 of the
   .tflite, which HELLO reports, arena size, camera pixel lookup table). C99 and C++ both include it.
 
-The arena size is measured, not guessed (tinyml.tflm.measure_arena, the figure evaluate and report use too: the
-tflite-micro runtime allocates the model in a child process). The measured figure comes from a 64-bit host;
+The arena size is measured, not guessed (tinyml.tflm.bundle_arena: the figure evaluate recorded for this .tflite,
+which report uses too, or a new measurement, the tflite-micro runtime allocating the model in a child process). The measured figure comes from a 64-bit host;
 32-bit targets need less for TFLM's own structs, but optimised kernels (ESP-NN, CMSIS-NN) request scratch buffers
 the reference kernels do not, so a stated margin is added (ARENA_MARGIN_PERCENT, ARENA_MARGIN_BYTES).
 """
@@ -38,7 +38,7 @@ from models.errors import UserError, run_cli
 from models.preprocess import PreprocessSpec, preprocess, quantize_input
 from tinyml.protocol import DTYPE_CODES
 from tinyml.tflite_graph import Graph, load_graph
-from tinyml.tflm import measure_arena
+from tinyml.tflm import bundle_arena
 from tools.boards import BOARDS, Fit, check_fit, get_board
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -284,7 +284,7 @@ def export_bundle(bundle_path: str | Path, board: str | None = None, install: bo
     if margin_percent < 0:
         raise UserError(f"--arena-margin must be >= 0, got {margin_percent}")
     ops = resolver_ops(graph)
-    arena_measured = measure_arena(tflite_path)
+    arena_measured = bundle_arena(bundle)
     arena_bytes = arena_with_margin(arena_measured, margin_percent)
     height, width, channels = bundle.input_shape
     fits = [check_fit(b, len(tflite), arena_bytes, height * width * channels) for b in BOARDS.values()]

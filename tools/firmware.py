@@ -18,12 +18,12 @@ from tools.boards import KIB, Board, get_board
 
 def write_model_info(bundle: Bundle, tflite: bytes, model_dir: Path) -> Path:
     """model_info.h exactly as ``tools export`` writes it (the sketch's camera mode reads it), without
-    touching the bundle: the arena figure is measured the same way, though only a TFLM build uses it."""
+    touching the bundle: the same arena figure (evaluate's, or measured now), though only a TFLM build uses it."""
     from tinyml.tflite_graph import load_graph
-    from tinyml.tflm import measure_arena
+    from tinyml.tflm import bundle_arena
     from tools import export
 
-    measured = measure_arena(bundle.artifact_path("tflite"))
+    measured = bundle_arena(bundle)
     text = export.render_model_info(bundle, load_graph(tflite), tflite, measured, export.arena_with_margin(measured),
                                     export.ARENA_MARGIN_PERCENT)
     path = model_dir / "model_info.h"

@@ -75,7 +75,7 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
     """
     from models.preprocess import prepare_frame
     from tinyml.data import balanced_sample, bundle_splits
-    from tinyml.firmware import build, image_size
+    from tinyml.firmware import build
     from tinyml.local_boards import QemuBoard, run_frames
 
     images = balanced_sample(bundle_splits(bundle).test, frames, seed=0).images[:frames]  # one per class, then cut
@@ -90,13 +90,21 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
         raise UserError(f"the QEMU firmware reports model {bytes(hello.model_id).hex()[:12]}, the bundle is "
                         f"{bundle.model_id[:12]}; rebuild with: python -m tools firmware {bundle.path} --port qemu")
     instructions = sum(r.cycles for r in results) / len(results)
+    record_qemu(bundle, instructions, len(results), hello.engine, elf)
+    return instructions
+
+
+def record_qemu(bundle: Bundle, instructions: float, frames: int, engine: str, elf: Path) -> None:
+    """Record a QEMU icount figure in model.json ("metrics.qemu"): measure_qemu's, or the mean over the frames a
+    ``host/stream.py --board qemu`` run answered (tools/demo records its stream's rather than boot QEMU again)."""
+    from tinyml.firmware import image_size
+
     size = image_size(elf)
-    bundle.update("metrics", {"qemu": {"board": "mps2-an386 (Cortex-M4, icount)", "frames": len(results),
-                                       "instructions_per_inference": instructions, "engine": hello.engine,
+    bundle.update("metrics", {"qemu": {"board": "mps2-an386 (Cortex-M4, icount)", "frames": frames,
+                                       "instructions_per_inference": instructions, "engine": engine,
                                        "flash_bytes": size["text"] + size["data"],
                                        "tflite_sha256": bundle.model_id}})
     bundle.save()
-    return instructions
 
 
 def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
@@ -277,9 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n'-' = not recorded yet; fill in with:\n  " + "\n  ".join(dict.fromkeys(hints)))
     if board is not None:
         from tools.board_fit import best_fits, format_choices
+        from tools.report_page import basis
 
+        aside = basis(rows).excluded  # stale or measured on another basis: warned about above, never chosen
         print()
-        print(format_choices(best_fits(rows, board), board))
+        print(format_choices(best_fits([r for r in rows if r.name not in aside], board), board, aside))
     if args.out:
         from tools.report_page import write_report
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,7 +190,7 @@ def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list
     if v1 is not None and v2 is not None:
         lead, other = (v2, v1) if v2.accuracy > v1.accuracy else (v1, v2)
         out.append(f"{FAMILY_STYLE[lead.architecture][0]} leads by {100 * (lead.accuracy - other.accuracy):.2f} points "
-                   f"at its best, with {_ratio(lead.macs, other.macs)} the MACs, {_ratio(lead.tflite_bytes, other.tflite_bytes)} "
+                   f"at its best{_significance(lead, other)}, with {_ratio(lead.macs, other.macs)} the MACs, {_ratio(lead.tflite_bytes, other.tflite_bytes)} "
                    f"the flash and {_ratio(lead.instructions, other.instructions)} the instructions of the best "
                    f"{FAMILY_STYLE[other.architecture][0]}.")
     for bname, board in boards.items():
@@ -209,12 +210,36 @@ def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list
         if len(ranked) > 1:
             second = ranked[1]
             text += (f" over {FAMILY_STYLE[second.family][0]} {second.row.name} ({100 * second.row.accuracy:.2f}%, "
-                     f"{second.backend}), {100 * (top.row.accuracy - second.row.accuracy):.2f} points")
+                     f"{second.backend}), {100 * (top.row.accuracy - second.row.accuracy):.2f} points"
+                     f"{_significance(top.row, second.row)}")
         else:
             missing = next(f for f in FAMILIES if f not in per_family)
             text += f"; no {FAMILY_STYLE[missing][0]} in this comparison fits"
         out.append(text + ".")
     return [s for s in out if s]
+
+
+def noise_points(a: Row, b: Row) -> float | None:
+    """Half-width, in points, of the 95 % interval of the accuracy difference a - b (None: image counts unknown).
+
+    Binomial standard errors of the two accuracies, added in quadrature (normal approximation). Both models are
+    usually scored on the same images, for which this is conservative; a per-image (paired) test would need the
+    answers, which evaluate does not keep. A lead below this is what the test images cannot tell apart.
+    """
+    if not a.images or not b.images or a.int8_acc is None or b.int8_acc is None:
+        return None
+    variance = a.int8_acc * (1 - a.int8_acc) / a.images + b.int8_acc * (1 - b.int8_acc) / b.images
+    return 100 * 1.96 * math.sqrt(variance)
+
+
+def _significance(lead: Row, other: Row) -> str:
+    """' (within the +-X-point noise of N test images)' or ' (beyond ...)', for a verdict sentence."""
+    noise = noise_points(lead, other)
+    if noise is None:
+        return ""
+    side = "within" if 100 * (lead.accuracy - other.accuracy) <= noise else "beyond"
+    counts = f"{lead.images:,}" if lead.images == other.images else f"{lead.images:,} and {other.images:,}"
+    return f" ({side} the +-{noise:.2f}-point 95 % noise of {counts} test images)"
 
 
 @dataclass(frozen=True)

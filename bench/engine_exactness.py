@@ -19,6 +19,7 @@ run_native from here for its own (smaller) checks.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -44,12 +45,46 @@ CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
 BUILDS = (("portable", False), ("emulated DSP", True))
 
 
+OBJECT_CACHE = ROOT / "build" / "engine_objects"
+
+
+def engine_objects(cc: str, flags: Sequence[str], cache: Path = OBJECT_CACHE) -> list[Path]:
+    """The engine's kernels (every firmware/lib/engine/*.c but runner_engine.c, the one that includes the generated
+    model's header) compiled with ``cc flags -c``, one object per source.
+
+    They do not depend on the model, so every harness build links the same objects: each is cached under
+    ``cache`` by a hash of the compiler's version, the flags, the source and every engine and app header, so an
+    edit to any of those recompiles and nothing stale is linked. Objects are written to a temporary name and
+    renamed, so two builds running at once never see half a file.
+    """
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+    headers = b"".join(p.read_bytes() for d in (ENGINE_DIR, APP_DIR) for p in sorted(d.glob("*.h")))
+    cache.mkdir(parents=True, exist_ok=True)
+    objects = []
+    for source in sorted(ENGINE_DIR.glob("*.c")):
+        if source.name == "runner_engine.c":
+            continue
+        key = hashlib.sha256("\0".join([cc, version, *flags]).encode() + headers + source.read_bytes()).hexdigest()
+        obj = cache / f"{source.stem}-{key[:20]}.o"
+        if not obj.exists():
+            partial = obj.with_suffix(f".{os.getpid()}.tmp")
+            cmd = [cc, *flags, f"-I{ENGINE_DIR}", f"-I{APP_DIR}", "-c", str(source), "-o", str(partial)]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"compiling {source.name} failed:\n{result.stderr}")
+            os.replace(partial, obj)
+        objects.append(obj)
+    return objects
+
+
 def build_native(model_dir: Path, exe: Path, emulate_dsp: bool = False, gcc: str = "gcc") -> Path:
-    """Compile the native file-in/file-out harness against a generated model directory."""
-    sources = [HARNESS, *sorted(ENGINE_DIR.glob("*.c")), model_dir / "model_engine.c"]
+    """Compile the native file-in/file-out harness against a generated model directory (the kernels' objects come
+    from engine_objects' cache; the harness, the runner and the generated model are compiled each time)."""
     defines = ["-DENG_EMULATE_DSP"] if emulate_dsp else []
-    cmd = [gcc, *CFLAGS, *defines, f"-I{ENGINE_DIR}", f"-I{APP_DIR}", f"-I{model_dir}", *map(str, sources), "-lm",
-           "-o", str(exe)]
+    kernels = engine_objects(gcc, [*CFLAGS, *defines])
+    sources = [HARNESS, ENGINE_DIR / "runner_engine.c", model_dir / "model_engine.c"]
+    cmd = [gcc, *CFLAGS, *defines, f"-I{ENGINE_DIR}", f"-I{APP_DIR}", f"-I{model_dir}", *map(str, sources),
+           *map(str, kernels), "-lm", "-o", str(exe)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"building the engine harness failed:\n{result.stderr}")

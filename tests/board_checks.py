@@ -2,19 +2,21 @@
 firmware on the project's Arduino stand-in) and by a real flashed board (tests/test_board_real.py, run with
 ``--board-port``): a labelled run through host/stream.py whose every answer is compared byte for byte with
 LiteRT BUILTIN_REF (models/reference.py), and malformed requests answered with ERRORs while service goes on.
+Also the two helpers the board test modules share: ``read_events`` (decoded events off a link) and ``accounted``
+(the stream log's accounting promise).
 """
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import serial
 
-from host.results_log import read_log
+from host.results_log import check_accounted, read_log
 from models.bundle import Bundle
-from tests.test_firmware_native import _read_events
 from tinyml import protocol as wire
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +72,7 @@ def check_fault_replies(bundle: Bundle, url: str, baud: int = 921600) -> None:
         link.reset_input_buffer()
         link.write(wire.encode(wire.Frame(frame[:-1]), seq=1) + bytes(damaged) + b"\x00garbage\xa5"
                    + wire.encode(wire.Frame(frame), seq=3))
-        events = _read_events(link, wire.Decoder(), 3)
+        events = read_events(link, wire.Decoder(), 3)
     finally:
         link.close()
     answers = [(e.seq, e.message()) for e in events if isinstance(e, wire.Packet) and e.type != wire.MsgType.HELLO]
@@ -79,3 +81,43 @@ def check_fault_replies(bundle: Bundle, url: str, baud: int = 921600) -> None:
     results = [(seq, m) for seq, m in answers if isinstance(m, wire.Result)]
     assert [seq for seq, _ in results] == [3]
     assert results[0][1].output == ReferenceModel(bundle.artifact_path("tflite")).invoke(tensor).tobytes()
+
+
+def read_events(link, decoder: wire.Decoder, count: int, timeout: float = 10.0) -> list:
+    """Decoded events until ``count`` answers (anything but HELLO) arrived."""
+    events: list = []
+    deadline = time.monotonic() + timeout
+    answers = 0
+    while answers < count and time.monotonic() < deadline:
+        new = decoder.feed(link.read(max(1, link.in_waiting)))
+        events += new
+        answers += sum(not (isinstance(e, wire.Packet) and e.type == wire.MsgType.HELLO) for e in new)
+    assert answers >= count, f"got {events}"
+    return events
+
+
+def accounted(log: Path, frames: int | None) -> tuple[list[dict], list[dict]]:
+    """Check the accounting promise; return (results, losses).
+
+    Every seq sent has exactly one record; every frame of the slice was sent, answered at most once, and each of
+    its lost attempts but the last says it was sent again.
+    """
+    records = read_log(log)
+    check_accounted(records)
+    done = [r for r in records if r["type"] in ("result", "lost")]
+    assert sorted(r["seq"] for r in done) == list(range(1, len(done) + 1))
+    attempts: dict[str, list[dict]] = {}
+    for r in done:
+        attempts.setdefault(r["frame"], []).append(r)
+    if frames is not None:
+        assert len(attempts) == frames
+    for name, recs in attempts.items():
+        assert sum(r["type"] == "result" for r in recs) <= 1, f"{name} answered twice"
+        assert all(r["type"] == "lost" and r["resend"] for r in recs[:-1]), f"{name}: attempt after an answer"
+        assert recs[-1]["type"] == "result" or not recs[-1]["resend"]
+    results = [r for r in done if r["type"] == "result"]
+    losses = [r for r in done if r["type"] == "lost"]
+    assert all(r["reason"] for r in losses)
+    assert all(r["exact"] for r in results), "an answer differs from the CPU reference"
+    assert records[-1]["type"] == "summary"
+    return results, losses

@@ -5,7 +5,8 @@
   compares each output byte with the literal reference.
 * tests/c/engine_kernels/test_*.c, one beside each kernel family (conv and the wide exact conv, depthwise and
   the wide exact depthwise with multipliers 1-4 and more than 25 taps, the 3x3 depthwise kernel with its
-  borders, strides, narrow rows and one-row chain views, pooling / ADD / MEAN / QUANTIZE / PAD),
+  borders, strides, narrow rows and one-row chain views, the 4-pixel x 2-channel pointwise kernel with its
+  pair-layout weights and its tail, pooling / ADD / MEAN / QUANTIZE / PAD),
   do the same over thousands of random cases with the reference written out in kernel_ref.h; their scratch
   buffers are malloc'd at exactly the header macro's size, so an overrun is an ASan error.
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.engine_exactness import engine_objects
 from tests.tooling import require_tool
 
 pytestmark = [pytest.mark.c, pytest.mark.slow]  # 14 C builds (gcc, clang; portable, emulated DSP): minutes
@@ -27,14 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
 UNIT = ROOT / "tests" / "c" / "kernel_variants_unit.c"
 FAMILY_TESTS = ROOT / "tests" / "c" / "engine_kernels"
-KERNELS = sorted(p for p in ENGINE_DIR.glob("engine_*.c"))
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 
 def build(cc: str, source: Path, exe: Path, emulate_dsp: bool) -> Path:
-    cmd = [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-O1", *SANITIZE,
-           *(["-DENG_EMULATE_DSP"] if emulate_dsp else []), f"-I{ENGINE_DIR}", str(source), *map(str, KERNELS), "-lm",
-           "-o", str(exe)]
+    """``source`` linked with every kernel, all under ASan/UBSan; the kernels' objects are compiled once per
+    compiler and build (bench/engine_exactness.engine_objects caches them by content)."""
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-O1", *SANITIZE,
+             *(["-DENG_EMULATE_DSP"] if emulate_dsp else [])]
+    kernels = engine_objects(cc, flags)
+    cmd = [cc, *flags, f"-I{ENGINE_DIR}", str(source), *map(str, kernels), "-lm", "-o", str(exe)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return exe

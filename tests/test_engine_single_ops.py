@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.engine_exactness import engine_objects
 from models.reference import ReferenceModel
 from tests.tflite_builder import conv_model, fully_connected_model
 from tests.tooling import require_tool
@@ -63,8 +64,9 @@ def build_linked(models: list[tuple[str, Path, int, int]], work: Path, emulate_d
     source = work / "driver.c"
     source.write_text("\n".join(driver))
     exe = work / f"single_ops{'_dsp' if emulate_dsp else ''}"
-    kernels = [str(p) for p in sorted(ENGINE_DIR.glob("*.c")) if p.name != "runner_engine.c"]
-    subprocess.run([gcc, *flags, str(source), *kernels, *map(str, objects), "-lm", "-o", str(exe)], check=True)
+    kernels = engine_objects(gcc, flags)  # compiled once per build kind, cached by content
+    subprocess.run([gcc, *flags, str(source), *map(str, kernels), *map(str, objects), "-lm", "-o", str(exe)],
+                   check=True)
     return exe
 
 

@@ -17,8 +17,7 @@ import pytest
 from host.link_relay import LinkRelay
 from host.sources import open_source
 from host.stream import stream
-from tests.board_checks import check_fault_replies, stream_labelled
-from tests.test_stream_board import _accounted
+from tests.board_checks import accounted, check_fault_replies, stream_labelled
 from tests.tooling import require_tool
 from tinyml.local_boards import NativeBoard, QemuBoard, run_frames
 from tinyml.targets.serial_board import SerialBoardTarget
@@ -89,7 +88,7 @@ def test_sketch_survives_a_link_that_flips_bits(bundle_v1, sketch_board, tmp_pat
         summary = stream(bundle_v1, open_source("fashion-mnist:test", bundle_v1.labels, count=DAMAGED_FRAMES), target,
                          log_path=log)
     assert relay.flipped["to_device"] > 0
-    results, losses = _accounted(log, DAMAGED_FRAMES)  # each frame once, every accepted answer exact
+    results, losses = accounted(log, DAMAGED_FRAMES)  # each frame once, every accepted answer exact
     assert losses and summary.resent > 0 and len(results) >= 0.9 * DAMAGED_FRAMES
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import serial
 
 from models.errors import UserError
+from tests.board_checks import read_events
 from tests.tooling import require_tool
 from tinyml import protocol as wire
 from tinyml.local_boards import NativeBoard, QemuBoard, require_executable, run_frames
@@ -57,19 +57,6 @@ def test_native_results_equal_litert_reference(native, test_frames) -> None:
     assert all(r.latency_us < 1_000_000 for r in results)
 
 
-def _read_events(link, decoder: wire.Decoder, count: int, timeout: float = 10.0) -> list:
-    """Decoded events until ``count`` answers (anything but HELLO) arrived."""
-    events: list = []
-    deadline = time.monotonic() + timeout
-    answers = 0
-    while answers < count and time.monotonic() < deadline:
-        new = decoder.feed(link.read(max(1, link.in_waiting)))
-        events += new
-        answers += sum(not (isinstance(e, wire.Packet) and e.type == wire.MsgType.HELLO) for e in new)
-    assert answers >= count, f"got {events}"
-    return events
-
-
 def test_corrupt_and_wrong_frames_get_errors_then_service_continues(native, test_frames) -> None:
     bundle, exe = native
     frame = test_frames(bundle)[0].tobytes()
@@ -80,7 +67,7 @@ def test_corrupt_and_wrong_frames_get_errors_then_service_continues(native, test
         link = serial.serial_for_url(board.url, timeout=0.05)
         decoder = wire.Decoder()
         link.write(wire.encode(wire.Frame(frame[:-1]), seq=1) + bytes(damaged) + b"\x00garbage\xa5" + good)
-        events = _read_events(link, decoder, 3)
+        events = read_events(link, decoder, 3)
         link.close()
     # the boot HELLO may or may not still be in the pty when it is opened: only the answers count here
     messages = [(e.seq, e.message()) for e in events if isinstance(e, wire.Packet) and e.type != wire.MsgType.HELLO]

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from host.link_relay import LinkRelay
-from host.results_log import check_accounted, read_log
+from host.results_log import read_log
 from host.sources import open_source
 from host.stream import stream
 from models.errors import UserError
+from tests.board_checks import accounted
 from tests.tooling import require_tool
 from tinyml.targets.serial_board import SerialBoardTarget
 
@@ -74,33 +75,6 @@ def _after_results(log: Path, count: int, action, timeout: float = 60.0) -> thre
     return thread
 
 
-def _accounted(log: Path, frames: int | None) -> tuple[list[dict], list[dict]]:
-    """Check the accounting promise; return (results, losses).
-
-    Every seq sent has exactly one record; every frame of the slice was sent, answered at most once, and each of
-    its lost attempts but the last says it was sent again.
-    """
-    records = read_log(log)
-    check_accounted(records)
-    done = [r for r in records if r["type"] in ("result", "lost")]
-    assert sorted(r["seq"] for r in done) == list(range(1, len(done) + 1))
-    attempts: dict[str, list[dict]] = {}
-    for r in done:
-        attempts.setdefault(r["frame"], []).append(r)
-    if frames is not None:
-        assert len(attempts) == frames
-    for name, recs in attempts.items():
-        assert sum(r["type"] == "result" for r in recs) <= 1, f"{name} answered twice"
-        assert all(r["type"] == "lost" and r["resend"] for r in recs[:-1]), f"{name}: attempt after an answer"
-        assert recs[-1]["type"] == "result" or not recs[-1]["resend"]
-    results = [r for r in done if r["type"] == "result"]
-    losses = [r for r in done if r["type"] == "lost"]
-    assert all(r["reason"] for r in losses)
-    assert all(r["exact"] for r in results), "an answer differs from the CPU reference"
-    assert records[-1]["type"] == "summary"
-    return results, losses
-
-
 def _stream_cli(*args: str) -> dict:
     result = subprocess.run([sys.executable, "host/stream.py", *args, "--headless", "--quiet"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
@@ -147,7 +121,7 @@ def test_board_killed_and_restarted_mid_stream(bundle_v1, qemu_board, tmp_path):
     summary = stream(bundle_v1, _slice(bundle_v1), _target(lambda: qemu_board.url, bundle_v1), log_path=log)
     watcher.join()
     assert summary.reconnects >= 1 and summary.answered + summary.unanswered == FRAMES
-    results, losses = _accounted(log, FRAMES)
+    results, losses = accounted(log, FRAMES)
     assert losses and summary.answered == FRAMES  # the frames lost in the power cut were sent again
     assert all("link lost" in r["reason"] or "device reset" in r["reason"] for r in losses)
     reconnect_at = next(i for i, r in enumerate(read_log(log)) if r.get("kind") == "reconnected")
@@ -163,7 +137,7 @@ def test_device_reset_on_a_link_that_stays_up(bundle_v1, qemu_board, tmp_path):
         watcher.join()
     records = read_log(log)
     assert any(r.get("kind") == "device-reset" for r in records) and summary.reconnects == 0
-    results, losses = _accounted(log, FRAMES)
+    results, losses = accounted(log, FRAMES)
     assert losses and all(r["reason"] in ("device reset", "no answer: request or answer lost in transit")
                           or r["reason"].startswith("device error") for r in losses)
     assert len(results) > 10
@@ -174,7 +148,7 @@ def test_corrupted_bytes_are_resynced_and_accounted(bundle_v1, qemu_board, tmp_p
     with LinkRelay(lambda: qemu_board.url, flip_rate=3e-4, seed=7) as relay:
         summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1), log_path=log)
     assert relay.flipped["to_device"] > 0 and relay.flipped["to_host"] >= 0
-    results, losses = _accounted(log, FRAMES)
+    results, losses = accounted(log, FRAMES)
     assert losses, "bit flips at this rate must destroy some frames"
     assert summary.resent > 0 and len(results) >= 0.9 * FRAMES
     assert summary.agreement == 1.0 and summary.exact_agreement == 1.0
@@ -189,7 +163,7 @@ def test_blackout_is_settled_by_ping_and_frames_are_sent_again(bundle_v1, qemu_b
                          log_path=log)
         watcher.join()
     assert relay.dropped > 0 and summary.reconnects == 0
-    results, losses = _accounted(log, FRAMES)
+    results, losses = accounted(log, FRAMES)
     assert any(r["reason"] == "no answer: request or answer lost in transit" for r in losses)
     assert summary.answered == FRAMES
 
@@ -201,7 +175,7 @@ def test_port_vanishes_and_comes_back(bundle_v1, qemu_board, tmp_path):
         summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1), log_path=log)
         watcher.join()
     assert summary.reconnects >= 1
-    results, losses = _accounted(log, FRAMES)
+    results, losses = accounted(log, FRAMES)
     assert len(results) > 10
     assert all(r["reason"] for r in losses)
 
@@ -215,7 +189,7 @@ def test_port_that_never_returns_stops_with_a_clear_error(bundle_v1, qemu_board,
         stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1, reconnect_s=1.5), log_path=log)
     watcher.join()
     records = read_log(log)
-    _accounted(log, None)
+    accounted(log, None)
     assert "did not come back" in records[-1]["error"]
 
 

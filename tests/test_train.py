@@ -45,7 +45,7 @@ def test_short_training_generalises(request, fixture, fmnist_test_samples):
 @pytest.mark.slow  # trains a model
 def test_killed_training_resumes_at_next_epoch(tmp_path):
     out = tmp_path / "bundle"
-    args = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "1500", "--epochs", "4",
+    args = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "400", "--epochs", "4",
             "--batch-size", "32", "--schedule", "step", "--flip", "--shift", "0.1", "--zoom", "0.1",
             "--brightness", "0.1", "--quiet"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -28,7 +28,8 @@ from tools.quantize import quantize_bundle
 from tools.train import TrainConfig, train_bundle
 
 # (architecture, width, epochs): the epochs that take each past 85 % on the device within the demo's time budget
-MODELS = (("mobilenet_v1", 0.25, 4), ("mobilenet_v2", 0.35, 3))
+# (V1 at batch 128 reached 83.4 % int8 on 1,000 test images in 4 epochs, 85.1 % at batch 64: one more epoch)
+MODELS = (("mobilenet_v1", 0.25, 5), ("mobilenet_v2", 0.35, 3))
 BATCH_SIZE = 128  # per image 0.72 ms of CPU vs 1.04 at batch 64 (docs/benchmarks.md, "make demo")
 REPORT_BOARD = "nano33ble"  # the smallest board in the table: where V1 vs V2 is a real choice
 STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
@@ -181,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  "TPU pre-check, report with plots (what `make demo` runs).")
     parser.add_argument("--out", default="runs/demo", help="where the bundles and the report go (default runs/demo)")
     parser.add_argument("--limit", type=int, help="training images, class-balanced (default: all 54,000)")
-    parser.add_argument("--epochs", type=int, help="training epochs per model (default: 4 for V1, 3 for V2)")
+    parser.add_argument("--epochs", type=int, help="training epochs per model (default: 5 for V1, 3 for V2)")
     parser.add_argument("--eval-limit", type=int, default=1000, help="test images to evaluate on (default 1000)")
     parser.add_argument("--board-frames", type=int, default=200,
                         help="labelled test images streamed to each model's firmware on QEMU (default 200; 0 skips)")

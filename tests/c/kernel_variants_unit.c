@@ -3,9 +3,9 @@
  * MultiplyByQuantizedMultiplier), on random shapes and parameters chosen so every variant is reached:
  * 3x3 depthwise (eng_dwconv2d_s8_3x3, the 3-pixel column-buffer kernel, where codegen calls it: every shift in
  * the folded range; the per-pixel path otherwise; channel counts with and without a remainder of 4), other
- * depthwise kernels, and convolutions with 1 and 3 input
- * channels (the first-layer kernels), pointwise ones with 8 (the narrow kernel) and others (the
- * im2col and 2-pixel paths), and ADD (its DSP path and, for output shifts it does not take, the portable
+ * depthwise kernels, and convolutions with 1 and 3 input channels (the first-layer kernels), pointwise ones
+ * with 8 and others (the im2col and 2-pixel paths; the 4x2 pointwise kernel has its own test,
+ * tests/c/engine_kernels/test_pw.c), and ADD (its DSP path and, for output shifts it does not take, the portable
  * loop). Each requantisation mode is drawn:
  * negative shifts with the full int8 range (SSAT), with a ReLU range, a shift >= 0 and a shift below -22
  * (both the exact path).
@@ -145,7 +145,7 @@ static int check_dwconv(int case_no) {
 }
 
 static int check_conv(int case_no) {
-  const int pick = rnd_in(0, 3), narrow = pick == 3; /* 3: pointwise with 8 input channels */
+  const int pick = rnd_in(0, 3), narrow = pick == 3; /* 3: 1x1 stride 1 with 8 input channels */
   const int k = narrow ? 1 : (rnd_in(0, 2) ? 3 : rnd_in(1, 4)), stride = narrow ? 1 : rnd_in(1, 2);
   const int same = rnd_in(0, 3) != 0;
   const int in_c = pick == 0 ? 1 : (pick == 1 ? 3 : (narrow ? 8 : rnd_in(2, 20)));
@@ -173,12 +173,8 @@ static int check_conv(int case_no) {
                         .in_zp = in_zp, .out_zp = q.out_zp, .act_min = q.lo, .act_max = q.hi, .weights = w,
                         .bias = folded, .mult = q.mult, .shift = q.shift};
   /* exactly the header's size for the function codegen would call, so an overrun is an ASan error */
-  void *scratch = malloc(narrow ? ENG_PW8_SCRATCH_BYTES(out_c) : ENG_CONV_SCRATCH_BYTES(k, k, in_c));
-  if (narrow) {
-    eng_conv2d_s8_pw8(&p, in, out, scratch);
-  } else {
-    eng_conv2d_s8(&p, in, out, scratch);
-  }
+  void *scratch = malloc(ENG_CONV_SCRATCH_BYTES(k, k, in_c));
+  eng_conv2d_s8(&p, in, out, scratch);
   int bad = 0;
   for (int oy = 0; oy < out_h && !bad; oy++)
     for (int ox = 0; ox < out_w && !bad; ox++)

@@ -47,10 +47,14 @@ def io_check(graph: Graph) -> tuple[Tensor, Tensor]:
 
 
 def lower_graph(graph: Graph) -> list[Layer]:
-    """One Layer per live operator, in execution order."""
+    """One Layer per live operator, in execution order, each kernel's scratch within what the model needs anyway
+    (the largest of the layers' leanest needs): a faster kernel never makes the arena larger."""
     layers = [lower_operator(graph, op) for op in live_operators(graph)]
     if not layers:
         raise UserError("the model has no operators to run; re-create it with python -m tools quantize")
+    limit = max(layer.base_scratch_bytes for layer in layers)
+    for layer in layers:
+        layer.fit_scratch(limit)
     return layers
 
 

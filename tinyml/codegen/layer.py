@@ -82,6 +82,14 @@ class Layer:
     def scratch_bytes(self) -> int:
         return 0 if self.scratch is None else scratch_bytes(*self.scratch)
 
+    @property
+    def base_scratch_bytes(self) -> int:
+        """The scratch the layer needs with its leanest kernel (lower_graph sizes the region from these)."""
+        return self.scratch_bytes
+
+    def fit_scratch(self, limit: int) -> None:
+        """Choose a kernel whose scratch fits limit bytes (default: the layer has one kernel)."""
+
     def scratch_needs(self) -> list[tuple[str, tuple[int, ...]]]:
         """The kernel scratch macros (and arguments) the generated C checks its scratch region against."""
         return [] if self.scratch is None else [self.scratch]

@@ -161,15 +161,17 @@ void ENG_LAYER_HOOK(int op_index);
 
 /* Scratch bytes eng_conv2d_s8 needs for a layer (codegen sizes one shared scratch area from this rule). */
 #define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 16u)
-/* Scratch bytes eng_conv2d_s8_pw8 needs: a 16-byte constants record per output channel, plus what
- * eng_conv2d_s8 needs for a 1x1 conv over 8 channels (its fallback when a shift is outside the folded range). */
-#define ENG_PW8_SCRATCH_BYTES(out_c) (16u * (uint32_t)(out_c) + 56u)
 #define ENG_DWCONV_SCRATCH_BYTES(out_c) (4u * (uint32_t)(out_c))
 
 void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
-/* CONV_2D that codegen has found pointwise (1x1, stride 1, no padding) with 8 input channels: the narrow
- * DSP kernel (engine_pw_narrow_dsp.c) when the requantisation folds, else eng_conv2d_s8. */
-void eng_conv2d_s8_pw8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+/* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c % 4 == 0, an even out_c and every shift in [-22, -1]
+ * (engine_pw_4x2_dsp.c: 4 pixels x 2 channels per pass), which codegen calls directly for such layers: _sat when
+ * the activation range is [-128, 127], _clamp otherwise. Weights in the pair layout: for each pair of output
+ * channels (2q, 2q+1) and each group of 4 input channels k..k+3, 8 bytes
+ *   [w(2q,k) w(2q+1,k) w(2q,k+2) w(2q+1,k+2) | w(2q,k+1) w(2q+1,k+1) w(2q,k+3) w(2q+1,k+3)].
+ * Scratch: ENG_PW_4X2_SCRATCH_BYTES(in_c) of engine_kernels.h, 8-byte aligned. */
+void eng_pw_4x2_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_4x2_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);
 void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);

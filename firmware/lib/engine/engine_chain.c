@@ -64,13 +64,7 @@ static void stage_row(const eng_stage_t *s, const int8_t *src, int n, int top, i
   v.out_h = 1;
   v.pad_top = (uint8_t)top;
   v.in_place = 0;
-  if (s->kind == ENG_STAGE_CONV_PW8) {
-    eng_conv2d_s8_pw8(&v, src, dst, scratch);
-  } else if (s->kind == ENG_STAGE_CONV_WIDE) {
-    eng_conv2d_s8_wide(&v, src, dst, scratch);
-  } else {
-    eng_conv2d_s8(&v, src, dst, scratch);
-  }
+  s->conv(&v, src, dst, scratch);
 }
 
 /* Compute the next output row of stage i, first computing the input rows its window needs. */

@@ -332,14 +332,3 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
 #endif
   conv_portable(p, in, out, scratch);
 }
-
-void eng_conv2d_s8_pw8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
-#if ENG_DSP
-  const int folded = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
-  if (!p->single_round && p->in_c == 8 && conv_is_pointwise(p) && folded != RQ_EXACT) {
-    eng_pw_narrow_dsp(p, in, out, scratch, folded);
-    return;
-  }
-#endif
-  eng_conv2d_s8(p, in, out, scratch);
-}

@@ -17,6 +17,9 @@ static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, in
   *hi = b;
 }
 
+/* Scratch of eng_pw_4x2_sat / eng_pw_4x2_clamp (engine.h, engine_pw_4x2_dsp.c): 4 pixels widened to int16. */
+#define ENG_PW_4X2_SCRATCH_BYTES(in_c) (8u * (uint32_t)(in_c))
+
 #if ENG_DSP
 /* The first-layer kernels keep every output channel's folded requantisation constants (engine_requant.h)
  * on the stack, 12 bytes each; wider layers take the im2col path. mode: RQ_FOLD_SAT, RQ_FOLD or RQ_EXACT. */
@@ -33,12 +36,6 @@ void eng_conv3x3_c1_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, 
  * three words, so the windows plus one pixel to the right must lie inside the input. Needs no scratch
  * (the pixel's 15 widened words live on the stack). */
 void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode);
-
-/* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c 8 and a folded requantisation mode
- * (RQ_FOLD_SAT or RQ_FOLD), one pixel at a time with its inputs in registers (engine_pw_narrow_dsp.c).
- * Scratch: ENG_PW8_SCRATCH_BYTES(out_c) of engine.h (a 16-byte constants record per output channel);
- * reached through eng_conv2d_s8_pw8, which codegen calls for such layers. */
-void eng_pw_narrow_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch, int mode);
 
 /* ADD, DSP path (engine_add_dsp.c); returns 0, doing nothing, when a shift is outside what it handles
  * exactly (an input shift > 0, an output shift outside [-22, -1]): the caller then runs the portable loop. */

@@ -1,17 +1,19 @@
 /* eng_chain_run (engine_chain.c) against the same layers run layer by layer: random chains of 2-4
- * convolution-type layers (3x3/1x1/5x5 convolutions with strides 1-2, SAME and VALID padding, the narrow
- * pointwise variant, depthwise with strides and dilations, the wide exact kernels) with random row-buffer
- * capacities from the consumer's window to the whole tensor, so the rows-moved-to-the-front path, the
+ * convolution-type layers (3x3/1x1/5x5 convolutions with strides 1-2, SAME and VALID padding, the 4-pixel x
+ * 2-channel pointwise kernels, depthwise with strides and dilations, the wide exact kernels) with
+ * random row-buffer capacities from the consumer's window to the whole tensor, so the rows-moved-to-the-front path, the
  * skipped rows of a stride beyond the window and the top/bottom padding of each row view are all reached.
  * The row buffers and scratch are malloc'd at exactly the sizes the chain needs, so an overrun is an ASan
  * error. Every output byte must equal the layer-by-layer one (whose kernels test_conv.c / test_dwconv.c check
  * against the reference arithmetic). */
 #include "engine_chain.h"
+#include "engine_kernels.h"
 #include "engine_wide.h"
 #include "kernel_ref.h"
 
 typedef struct {
   int kind, h, w, c; /* output shape */
+  eng_conv_kernel_t fn; /* ENG_STAGE_CONV: the kernel */
   eng_conv_t conv;
   eng_dwconv_t dw;
   int8_t *weights, *shift;
@@ -32,12 +34,14 @@ static int pad_for(int in, int out, int k, int s, int dil) {
 /* A random layer reading an in_h x in_w x in_c tensor; 0 when the shape leaves no output row. */
 static int random_layer(layer_t *L, int in_h, int in_w, int in_c) {
   const int pick = rnd_in(0, 9);
-  const int dw = pick >= 6, wide = pick == 5 || pick == 9, pw8 = pick == 4 && in_c == 8;
-  const int k = pw8 ? 1 : (dw ? (rnd_in(0, 3) ? 3 : 5) : (rnd_in(0, 1) ? 1 : 3));
-  const int s = pw8 ? 1 : rnd_in(1, 2), dil = dw && rnd_in(0, 4) == 0 ? 2 : 1, same = pw8 ? 0 : rnd_in(0, 3) != 0;
+  const int dw = pick >= 6, wide = pick == 5 || pick == 9;
+  const int pw4 = (pick == 3 || pick == 4) && in_c % 4 == 0, pointwise = pw4;
+  const int k = pointwise ? 1 : (dw ? (rnd_in(0, 3) ? 3 : 5) : (rnd_in(0, 1) ? 1 : 3));
+  const int s = pointwise ? 1 : rnd_in(1, 2), dil = dw && rnd_in(0, 4) == 0 ? 2 : 1;
+  const int same = pointwise ? 0 : rnd_in(0, 3) != 0;
   const int oh = out_size(in_h, k, s, dil, same), ow = out_size(in_w, k, s, dil, same);
   if (oh < 1 || ow < 1) return 0;
-  const int oc = dw ? in_c : (pw8 ? rnd_in(1, 20) : rnd_in(1, 12));
+  const int oc = dw ? in_c : (pw4 ? 2 * rnd_in(1, 10) : rnd_in(1, 12));
   const int taps = k * k, per = dw ? taps : taps * in_c, nw = dw ? taps * oc : oc * per;
   L->weights = malloc((size_t)nw);
   for (int i = 0; i < nw; i++) L->weights[i] = (int8_t)rnd_in(-40, 40);
@@ -50,7 +54,7 @@ static int random_layer(layer_t *L, int in_h, int in_w, int in_c) {
     L->shift[c] = (int8_t)rnd_in(-10, -5);
   }
   const int8_t in_zp = (int8_t)rnd_in(-20, 20);
-  const int32_t out_zp = rnd_in(-20, 20), lo = rnd_in(0, 1) ? -128 : out_zp;
+  const int32_t out_zp = rnd_in(-20, 20), lo = rnd_in(0, 1) ? -128 : out_zp, hi = pw4 && rnd_in(0, 1) ? 100 : 127;
   L->h = oh;
   L->w = ow;
   L->c = oc;
@@ -64,24 +68,24 @@ static int random_layer(layer_t *L, int in_h, int in_w, int in_c) {
                            .mult = L->mult, .shift = L->shift};
     L->scratch = wide ? 0 : ENG_DWCONV_SCRATCH_BYTES(oc);
   } else {
-    L->kind = wide ? ENG_STAGE_CONV_WIDE : (pw8 ? ENG_STAGE_CONV_PW8 : ENG_STAGE_CONV);
+    L->kind = ENG_STAGE_CONV;
+    L->fn = wide ? eng_conv2d_s8_wide
+                 : (pw4 ? (lo == -128 && hi == 127 ? eng_pw_4x2_sat : eng_pw_4x2_clamp) : eng_conv2d_s8);
     L->conv = (eng_conv_t){.in_h = in_h, .in_w = in_w, .in_c = in_c, .out_h = oh, .out_w = ow, .out_c = oc,
                            .k_h = k, .k_w = k, .stride_h = s, .stride_w = s, .dil_h = 1, .dil_w = 1,
                            .pad_top = same ? pad_for(in_h, oh, k, s, 1) : 0,
                            .pad_left = same ? pad_for(in_w, ow, k, s, 1) : 0, .in_place = 0, .single_round = 0,
-                           .in_zp = in_zp, .out_zp = out_zp, .act_min = lo, .act_max = 127, .weights = L->weights,
+                           .in_zp = in_zp, .out_zp = out_zp, .act_min = lo, .act_max = hi, .weights = L->weights,
                            .bias = L->bias, .mult = L->mult, .shift = L->shift};
     L->scratch = wide ? ENG_CONV_WIDE_SCRATCH_BYTES(k, k, in_c)
-                      : (pw8 ? ENG_PW8_SCRATCH_BYTES(oc) : ENG_CONV_SCRATCH_BYTES(k, k, in_c));
+                      : (pw4 ? ENG_PW_4X2_SCRATCH_BYTES(in_c) : ENG_CONV_SCRATCH_BYTES(k, k, in_c));
   }
   return 1;
 }
 
 static void run_layer(const layer_t *L, const int8_t *in, int8_t *out, void *scratch) {
   switch (L->kind) {
-    case ENG_STAGE_CONV: eng_conv2d_s8(&L->conv, in, out, scratch); break;
-    case ENG_STAGE_CONV_PW8: eng_conv2d_s8_pw8(&L->conv, in, out, scratch); break;
-    case ENG_STAGE_CONV_WIDE: eng_conv2d_s8_wide(&L->conv, in, out, scratch); break;
+    case ENG_STAGE_CONV: L->fn(&L->conv, in, out, scratch); break;
     case ENG_STAGE_DW: eng_dwconv2d_s8(&L->dw, in, out, scratch); break;
     default: eng_dwconv2d_s8_wide(&L->dw, in, out); break;
   }
@@ -114,6 +118,7 @@ static int check_chain(int case_no) {
     if (L[i].scratch > scratch_bytes) scratch_bytes = L[i].scratch;
     stages[i] = (eng_stage_t){.kind = (uint8_t)L[i].kind,
                               .layer = L[i].kind >= ENG_STAGE_DW ? (const void *)&L[i].dw : (const void *)&L[i].conv,
+                              .conv = L[i].fn,
                               .buf_offset = 0, .rows = 0};
   }
   for (int i = 0; i + 1 < n; i++) { /* capacity: the consumer's window .. the whole tensor */

@@ -14,10 +14,10 @@ from tinyml.codegen.kernel_abi import constant
 from tinyml.codegen.layer import Layer
 from tinyml.tflite_graph import Graph
 
-# The kernel entry point a member's layer-by-layer call uses -> the eng_stage_kind that calls it.
-STAGE_KINDS = {"eng_conv2d_s8": "ENG_STAGE_CONV", "eng_conv2d_s8_pw8": "ENG_STAGE_CONV_PW8",
-               "eng_conv2d_s8_wide": "ENG_STAGE_CONV_WIDE", "eng_dwconv2d_s8": "ENG_STAGE_DW",
-               "eng_dwconv2d_s8_wide": "ENG_STAGE_DW_WIDE", "eng_dwconv2d_s8_3x3": "ENG_STAGE_DW3X3"}
+# The kernel entry point a depthwise member's layer-by-layer call uses -> the eng_stage_kind that calls it; a
+# CONV_2D member is ENG_STAGE_CONV with its kernel (whichever the op chose) as the stage's function pointer.
+STAGE_KINDS = {"eng_dwconv2d_s8": "ENG_STAGE_DW", "eng_dwconv2d_s8_wide": "ENG_STAGE_DW_WIDE",
+               "eng_dwconv2d_s8_3x3": "ENG_STAGE_DW3X3"}
 BUF_ALIGN = 8
 EXTRA_ROWS = 2  # row buffer capacity beyond the consumer's window (engine_chain.h: 2/3 row copied per row)
 
@@ -45,7 +45,14 @@ def stage_kind(layer: Layer) -> str | None:
     """The eng_stage_kind for a layer the chain driver can run, else None."""
     if layer.op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D") or len(layer.tensor(layer.inputs[0]).shape) != 4:
         return None
-    return STAGE_KINDS.get(layer.call.split("(", 1)[0])
+    if layer.op.name == "CONV_2D":
+        return "ENG_STAGE_CONV"
+    return STAGE_KINDS.get(kernel_function(layer))
+
+
+def kernel_function(layer: Layer) -> str:
+    """The kernel entry point the layer's own call names."""
+    return layer.call.split("(", 1)[0]
 
 
 def row_geometry(layer: Layer) -> Rows:
@@ -150,7 +157,9 @@ class FusedChain(Layer):
     def declarations(self) -> str:
         stages = []
         for m, off, rows in zip(self.members, [*self.offsets, 0], [*self.rows, 0]):
-            stages.append(f"{{.kind = {stage_kind(m)}, .layer = &{m.name}, .buf_offset = {off}u, .rows = {rows}}}")
+            kind = stage_kind(m)
+            conv = f".conv = {kernel_function(m)}, " if kind == "ENG_STAGE_CONV" else ""
+            stages.append(f"{{.kind = {kind}, .layer = &{m.name}, {conv}.buf_offset = {off}u, .rows = {rows}}}")
         body = ",\n  ".join(stages)
         for m in self.members:
             m.in_place = False  # rows go between separate buffers (the driver clears it in its views too)

@@ -10,6 +10,7 @@ random inputs per model must equal LiteRT BUILTIN_REF's.
 """
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -79,16 +80,16 @@ def test_conv_depthwise_fc_variants_bit_exact_vs_litert_ref(seed, tmp_path) -> N
         model_dir = tmp_path / name
         generate_from_tflite(tflite, model_dir)
         source = (model_dir / "model_engine.c").read_text()
-        kernels |= {k for k in ("eng_conv2d_s8(", "eng_conv2d_s8_wide(", "eng_dwconv2d_s8(", "eng_dwconv2d_s8_wide(")
-                    if k in source}
+        kernels |= set(re.findall(r"\b(eng_(?:dw)?conv2d_s8\w*)\(", source))
         reference = ReferenceModel(tflite)
         frames = rng.integers(-128, 128, (INPUTS, *reference.input_shape[1:])).astype(np.int8)
         outs = np.stack([reference.invoke(f) for f in frames])
         linked.append((name, model_dir, frames[0].size, outs.shape[1]))
         inputs.append(frames.tobytes())
         expected.append(outs.reshape(-1))
-    # every kernel family ran, the wide (exact general) ones included
-    assert kernels == {"eng_conv2d_s8(", "eng_conv2d_s8_wide(", "eng_dwconv2d_s8(", "eng_dwconv2d_s8_wide("}
+    # every kernel family ran, each requantisation mode codegen chooses and the wide (exact general) ones included
+    assert kernels >= {"eng_conv2d_s8_sat", "eng_conv2d_s8_fast", "eng_conv2d_s8_exact", "eng_conv2d_s8_single",
+                       "eng_conv2d_s8_wide", "eng_dwconv2d_s8", "eng_dwconv2d_s8_wide"}, kernels
     want = np.concatenate(expected)
     unsaturated = np.mean((want > -128) & (want < 127))
     assert unsaturated > 0.3, f"only {unsaturated:.0%} of the reference outputs are inside the int8 range"

@@ -163,7 +163,26 @@ void ENG_LAYER_HOOK(int op_index);
 #define ENG_CONV_SCRATCH_BYTES(k_h, k_w, in_c) (5u * (uint32_t)(k_h) * (uint32_t)(k_w) * (uint32_t)(in_c) + 16u)
 #define ENG_DWCONV_SCRATCH_BYTES(out_c) (4u * (uint32_t)(out_c))
 
+/* CONV_2D / FULLY_CONNECTED choosing its kernels at run time (links every variant below; for C callers). */
 void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+/* The variants codegen calls directly (same parameters and scratch), so only those a model uses are linked; their
+ * DSP paths take the requantisation mode as given, which must be what the layer's constants allow:
+ *   _sat   every shift < 0 and activation range [-128, 127]   (RQ_SMMULR_SAT, engine_requant.h)
+ *   _fast  every shift < 0, any other activation range        (RQ_SMMULR)
+ *   _exact some shift >= 0                                    (RQ_EXACT)
+ * _c1_* / _c3_* also send the inside of each row of a 3x3 layer with 1 / 3 input channels and at most
+ * ENG_FIRST_LAYER_MAX_OC output channels to its first-layer kernel (engine_kernels.h). _single: layers with
+ * single_round set (FULLY_CONNECTED), plain C in every build. Portable builds run plain C for all of them. */
+void eng_conv2d_s8_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_fast(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_exact(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_c1_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_c1_fast(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_c1_exact(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_c3_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_c3_fast(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_c3_exact(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv2d_s8_single(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 /* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c % 4 == 0, an even out_c and every shift in [-22, -1]
  * (engine_pw_4x2_dsp.c: 4 pixels x 2 channels per pass), which codegen calls directly for such layers: _sat when
  * the activation range is [-128, 127], _clamp otherwise. Weights in the pair layout: for each pair of output

@@ -1,6 +1,7 @@
-"""CONV_2D and FULLY_CONNECTED: eng_conv2d_s8 (FULLY_CONNECTED is a 1x1 conv over rows), its wide exact variant for
-large accumulators, and the pointwise kernels the op chooses here (the generated C calls them directly, so the
-linker keeps only the kernels a model uses): 4 pixels x 2 channels with pair-layout weights."""
+"""CONV_2D and FULLY_CONNECTED (a 1x1 conv over rows): the kernels the op chooses here (the generated C calls them
+directly, so the linker keeps only the kernels a model uses): eng_conv2d_s8's variants per requantisation mode and
+first-layer kernel, its wide exact variant for large accumulators, and the 4x2 pointwise kernel (4 pixels x 2
+channels with pair-layout weights)."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,7 +56,7 @@ class Conv2D(WeightedLayer):
             scratch = ("ENG_PW_4X2_SCRATCH_BYTES", (geom["in_c"],))
             w_oc_k = pair_layout(w_oc_k)
         else:
-            function, scratch = "eng_conv2d_s8", ("ENG_CONV_SCRATCH_BYTES", window)
+            function, scratch = conv_variant(geom, shift, lo, hi, self.single_round), ("ENG_CONV_SCRATCH_BYTES", window)
         name = self.name
         decls = (c_array("int8_t", f"{name}_w", w_oc_k) + c_array("int32_t", f"{name}_b", wrap_int32(folded))
                  + c_array("int32_t", f"{name}_m", np.array(mult)) + c_array("int8_t", f"{name}_s", np.array(shift)))
@@ -84,6 +85,18 @@ class Conv2D(WeightedLayer):
     def in_place_candidates(self) -> list[int]:
         """A 1x1 stride-1 conv writes pixel p after reading it (see eng_conv_t.in_place): its own input only."""
         return self.inputs[:1] if self.pointwise else []
+
+
+def conv_variant(geom: dict[str, int], shift: list[int], lo: int, hi: int, single_round: bool) -> str:
+    """The eng_conv2d_s8_* entry point for the layer (engine.h), chosen here rather than at run time so the linker keeps
+    only the requantisation mode and first-layer kernel a model uses: the mode as engine_requant.h's requant_mode
+    decides it, the _c1_ / _c3_ first-layer kernel for a 3x3 undilated layer with 1 or 3 input channels."""
+    if single_round:
+        return "eng_conv2d_s8_single"
+    mode = "exact" if any(s >= 0 for s in shift) else "sat" if (lo, hi) == (-128, 127) else "fast"
+    first_layer = (geom["in_c"] in (1, 3) and geom["k_h"] == 3 and geom["k_w"] == 3 and geom["dil_h"] == 1
+                   and geom["dil_w"] == 1 and geom["out_c"] <= constant("ENG_FIRST_LAYER_MAX_OC"))
+    return f"eng_conv2d_s8_c{geom['in_c']}_{mode}" if first_layer else f"eng_conv2d_s8_{mode}"
 
 
 def pw_4x2_applies(in_c: int, out_c: int, shift: list[int]) -> bool:

@@ -1,10 +1,11 @@
 /* Unit test of the engine's kernel variants against a plain-C loop of TFLite's reference
  * arithmetic (unfolded bias, x - in_zp on the taps inside the image, the literal gemmlowp
  * MultiplyByQuantizedMultiplier), on random shapes and parameters chosen so every variant is reached:
- * 3x3 depthwise (the DSP row kernel for inside-the-image pixels, the per-pixel path for the border, channel
- * counts with and without a remainder of 4), other depthwise kernels, and convolutions with 1 and 3 input
- * channels (the first-layer kernels), pointwise ones with 8 and others (the im2col and 2-pixel
- * paths; the 4x2 pointwise kernel has its own test, tests/c/engine_kernels/test_pw.c), and ADD (its DSP path and, for output shifts it does not take, the portable
+ * 3x3 depthwise (eng_dwconv2d_s8_3x3, the 3-pixel column-buffer kernel, where codegen calls it: every shift in
+ * the folded range; the per-pixel path otherwise; channel counts with and without a remainder of 4), other
+ * depthwise kernels, and convolutions with 1 and 3 input channels (the first-layer kernels), pointwise ones
+ * with 8 and others (the im2col and 2-pixel paths; the 4x2 pointwise kernel has its own test,
+ * tests/c/engine_kernels/test_pw.c), and ADD (its DSP path and, for output shifts it does not take, the portable
  * loop). Each requantisation mode is drawn:
  * negative shifts with the full int8 range (SSAT), with a ReLU range, a shift >= 0 and a shift below -22
  * (both the exact path).
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "engine_kernels.h"
 
 static uint32_t rng_state;
 static uint32_t rnd(void) { /* xorshift32 */
@@ -110,8 +112,15 @@ static int check_dwconv(int case_no) {
                           .pad_top = pad_top, .pad_left = pad_left, .depth_mult = 1, .in_zp = in_zp,
                           .out_zp = q.out_zp, .act_min = q.lo, .act_max = q.hi, .weights = wg, .bias = folded,
                           .mult = q.mult, .shift = q.shift};
-  void *scratch = malloc(ENG_DWCONV_SCRATCH_BYTES(C));
-  eng_dwconv2d_s8(&p, in, out, scratch);
+  int folded_range = 1; /* codegen's choice (tinyml/codegen/ops/depthwise.py block_3x3) */
+  for (int c = 0; c < C; c++) folded_range &= q.shift[c] <= -1 && q.shift[c] >= -22;
+  const int block = k == 3 && folded_range;
+  void *scratch = malloc(block ? ENG_DW3X3_SCRATCH_BYTES(in_w, C) : ENG_DWCONV_SCRATCH_BYTES(C));
+  if (block) {
+    eng_dwconv2d_s8_3x3(&p, in, out, scratch);
+  } else {
+    eng_dwconv2d_s8(&p, in, out, scratch);
+  }
   int bad = 0;
   for (int oy = 0; oy < out_h && !bad; oy++)
     for (int ox = 0; ox < out_w && !bad; ox++)

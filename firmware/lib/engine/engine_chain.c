@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "engine_kernels.h"
 #include "engine_wide.h"
 
 /* The row geometry of a stage's layer, whichever parameter struct it has. */
@@ -25,7 +26,7 @@ typedef struct {
   rows_t g[ENG_CHAIN_MAX_STAGES];
 } run_t;
 
-static int is_dw(int kind) { return kind == ENG_STAGE_DW || kind == ENG_STAGE_DW_WIDE; }
+static int is_dw(int kind) { return kind == ENG_STAGE_DW || kind == ENG_STAGE_DW_WIDE || kind == ENG_STAGE_DW3X3; }
 
 static rows_t geometry(const eng_stage_t *s) {
   rows_t g;
@@ -51,6 +52,8 @@ static void stage_row(const eng_stage_t *s, const int8_t *src, int n, int top, i
     v.pad_top = (uint8_t)top;
     if (s->kind == ENG_STAGE_DW) {
       eng_dwconv2d_s8(&v, src, dst, scratch);
+    } else if (s->kind == ENG_STAGE_DW3X3) {
+      eng_dwconv2d_s8_3x3(&v, src, dst, scratch);
     } else {
       eng_dwconv2d_s8_wide(&v, src, dst);
     }

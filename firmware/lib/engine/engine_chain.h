@@ -33,7 +33,8 @@ typedef void (*eng_conv_kernel_t)(const eng_conv_t *p, const int8_t *in, int8_t 
 enum eng_stage_kind {
   ENG_STAGE_CONV = 0,      /* stage.conv,            layer: eng_conv_t */
   ENG_STAGE_DW = 3,        /* eng_dwconv2d_s8,       layer: eng_dwconv_t */
-  ENG_STAGE_DW_WIDE = 4    /* eng_dwconv2d_s8_wide,  layer: eng_dwconv_t */
+  ENG_STAGE_DW_WIDE = 4,   /* eng_dwconv2d_s8_wide,  layer: eng_dwconv_t */
+  ENG_STAGE_DW3X3 = 5      /* eng_dwconv2d_s8_3x3,   layer: eng_dwconv_t */
 };
 
 typedef struct eng_stage {

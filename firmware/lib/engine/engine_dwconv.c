@@ -142,8 +142,9 @@ static void dw_pixel(const eng_dwconv_t *p, const int8_t *in, int8_t *out, const
 }
 
 
-/* Depth multiplier 1, pixel by pixel through dw_pixel: what the 3-pixel block kernel (engine_dw3x3_b3_dsp.c)
- * does not take (other kernel sizes and strides, a shift outside the folded range, the portable build). */
+/* Depth multiplier 1, pixel by pixel through dw_pixel: what codegen does not give the 3x3 kernel
+ * (eng_dwconv2d_s8_3x3, engine_dw3x3_p4_dsp.c): other kernel sizes, strides and dilations, a shift outside
+ * the folded range; and that kernel's portable build. */
 static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *zp_row) {
   int mode = 0;
 #if ENG_DSP
@@ -155,18 +156,6 @@ static void dwconv_dm1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int
 }
 
 void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch) {
-#if ENG_DSP
-  /* 3x3, multiplier 1, stride 1 or 2 across, folded requantisation: the 3-pixel block kernel, whole layer */
-  if (p->depth_mult == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->out_w >= 3 &&
-      (p->stride_w == 1 || p->stride_w == 2) && p->pad_left <= 1 &&
-      (p->out_w - 1) * p->stride_w - p->pad_left + 2 <= p->in_w) { /* at most one padding column a side */
-    const int folded = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
-    if (folded != RQ_EXACT) {
-      eng_dw3x3_b3_dsp(p, in, out, (int8_t *)scratch, folded);
-      return;
-    }
-  }
-#endif
   if (p->depth_mult == 1 && p->k_h * p->k_w <= ENG_DW_MAX_TAPS) {
     dwconv_dm1(p, in, out, (int8_t *)scratch);
   } else {

@@ -17,22 +17,10 @@ static inline void eng_inside_columns(int out_w, int in_w, int k, int stride, in
   *hi = b;
 }
 
-/* Scratch of eng_dw3x3_b3_dsp below: the zero-point row its padding rows read. Defined in every build so
- * that the code generator (tinyml/codegen/kernel_abi.py) reads one size rule whatever the target. */
-#define ENG_DW3X3_B3_SCRATCH_BYTES(out_c) ((uint32_t)(out_c))
-
 /* Scratch of eng_pw_4x2_sat / eng_pw_4x2_clamp (engine.h, engine_pw_4x2_dsp.c): 4 pixels widened to int16. */
 #define ENG_PW_4X2_SCRATCH_BYTES(in_c) (8u * (uint32_t)(in_c))
 
 #if ENG_DSP
-/* DEPTHWISE_CONV_2D, depth multiplier 1, 3x3, no dilation, horizontal stride 1 or 2, out_w >= 3, a folded
- * requantisation mode (RQ_FOLD_SAT or RQ_FOLD), at most one padding column left (pad_left <= 1) and right
- * ((out_w - 1) * stride_w - pad_left + 2 <= in_w) (engine_dw3x3_b3_dsp.c): the whole layer, borders included,
- * 3 output pixels x 2 channels per pass so that neighbouring pixels share their input column loads. Scratch:
- * ENG_DW3X3_B3_SCRATCH_BYTES(out_c), the zero-point row that padding rows read (within
- * ENG_DWCONV_SCRATCH_BYTES, the size eng_dwconv2d_s8, its dispatcher, is given). */
-void eng_dw3x3_b3_dsp(const eng_dwconv_t *p, const int8_t *in, int8_t *out, int8_t *zp_row, int mode);
-
 /* The first-layer kernels keep every output channel's folded requantisation constants (engine_requant.h)
  * on the stack, 12 bytes each; wider layers take the im2col path. mode: RQ_FOLD_SAT, RQ_FOLD or RQ_EXACT. */
 #define ENG_FIRST_LAYER_MAX_OC 32
@@ -53,5 +41,18 @@ void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, 
  * exactly (an input shift > 0, an output shift outside [-22, -1]): the caller then runs the portable loop. */
 int eng_add_dsp(const eng_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 #endif
+
+/* --- depthwise 3x3 (engine_dw3x3_p3_dsp.c, issue #10) --- */
+/* DEPTHWISE_CONV_2D 3x3, depth multiplier 1, no dilation, horizontal stride 1 or 2, every shift in
+ * [-RQ_FOLD_MAX_R, -1] and accumulators below 2^30 (codegen, tinyml/codegen/ops/depthwise.py, calls it only
+ * then): the whole layer, borders included, 3 output pixels x 2 channels per pass. Scratch:
+ * ENG_DW3X3_SCRATCH_BYTES(in_w, out_c): the DSP kernel's column buffer (12 bytes per input column of one
+ * 4-channel group, padding columns included), a group's split weights and requantisation constants (120
+ * bytes) and word alignment; or the portable build's fallback
+ * (eng_dwconv2d_s8's per-pixel path: a zero-point row of out_c bytes). Defined in every build so that
+ * tinyml/codegen/kernel_abi.py reads one size rule whatever the target. */
+#define ENG_DW3X3_SCRATCH_BYTES(in_w, out_c) (12u * ((uint32_t)(in_w) + 10u) + 124u + (uint32_t)(out_c))
+void eng_dwconv2d_s8_3x3(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch);
+/* --- end depthwise 3x3 --- */
 
 #endif /* ENGINE_KERNELS_H */

@@ -16,7 +16,8 @@ from tinyml.tflite_graph import Graph
 
 # The kernel entry point a depthwise member's layer-by-layer call uses -> the eng_stage_kind that calls it; a
 # CONV_2D member is ENG_STAGE_CONV with its kernel (whichever the op chose) as the stage's function pointer.
-STAGE_KINDS = {"eng_dwconv2d_s8": "ENG_STAGE_DW", "eng_dwconv2d_s8_wide": "ENG_STAGE_DW_WIDE"}
+STAGE_KINDS = {"eng_dwconv2d_s8": "ENG_STAGE_DW", "eng_dwconv2d_s8_wide": "ENG_STAGE_DW_WIDE",
+               "eng_dwconv2d_s8_3x3": "ENG_STAGE_DW3X3"}
 BUF_ALIGN = 8
 EXTRA_ROWS = 2  # row buffer capacity beyond the consumer's window (engine_chain.h: 2/3 row copied per row)
 

@@ -1,4 +1,5 @@
-"""DEPTHWISE_CONV_2D: eng_dwconv2d_s8, weights regrouped by 4 channels for the multiplier-1 fast path."""
+"""DEPTHWISE_CONV_2D: the kernel choice (3x3 block kernel, per-pixel kernel or the wide exact one), weights regrouped
+by 4 channels for the multiplier-1 kernels."""
 from __future__ import annotations
 
 import numpy as np
@@ -46,6 +47,18 @@ class DepthwiseConv2D(WeightedLayer):
         self.weight_bytes = int(weights.size + 9 * oc)
         if self.wide:  # the exact general path: [k_h][k_w][out_c] weights, no scratch
             self.call = f"eng_dwconv2d_s8_wide(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}});"
+        elif self.block_3x3(geom, shift):
+            self.scratch = ("ENG_DW3X3_SCRATCH_BYTES", (geom["in_w"], oc))
+            self.call = f"eng_dwconv2d_s8_3x3(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
         else:
             self.scratch = ("ENG_DWCONV_SCRATCH_BYTES", (oc,))
             self.call = f"eng_dwconv2d_s8(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
+
+    @staticmethod
+    def block_3x3(geom: dict[str, int], shift: list[int]) -> bool:
+        """Whether eng_dwconv2d_s8_3x3 (engine_dw3x3_p3_dsp.c, 3 pixels x 2 channels per pass) takes the layer:
+        3x3, multiplier 1, no dilation, stride 1 or 2 across, every shift in its folded requantisation's range
+        (engine_kernels.h states these preconditions; the accumulator bound is the caller's)."""
+        max_r = constant("RQ_FOLD_MAX_R")
+        return (geom["depth_mult"] == 1 and geom["k_h"] == 3 and geom["k_w"] == 3 and geom["dil_h"] == 1
+                and geom["dil_w"] == 1 and geom["stride_w"] in (1, 2) and all(-max_r <= s <= -1 for s in shift))

@@ -1,0 +1,188 @@
+/* DEPTHWISE_CONV_2D 3x3, depth multiplier 1, horizontal stride 1 or 2: eng_dwconv2d_s8_3x3, the entry
+ * point tinyml/codegen/ops/depthwise.py calls for such layers (issue #10). DSP path: a whole layer (or a
+ * fused chain's one-row view of it), borders included, 3 output pixels x 2 channels per pass.
+ *
+ * Column buffer. For each 4-channel group and output row the 3 input rows' words (4 channels of one pixel)
+ * are copied once into scratch, interleaved as [column][kernel row] with padding columns and rows written
+ * as the zero-point word, so a pass reads every tap at a constant offset from one pointer: no per-column
+ * pointer arithmetic, no pitch register, no border test or edge variant. Copying costs about one word move
+ * per input word per output row; it replaced the 3-pixel kernel's per-block tables of first/middle/last
+ * column addresses (engine_dw3x3_b3_dsp.c in git history), whose loads and spills made a pass about 270
+ * instructions instead of the 200 its arithmetic needed.
+ *
+ * A pass takes one SXTB16 lane of the group (channels c+L and c+L+2, L = 0 or 1) for 3 adjacent output
+ * pixels: 6 accumulators in registers; per kernel row its 3 weights (split once per group and call) and the
+ * 2S+3 columns the 3 windows span, each loaded and split once and meeting the weight of every window it lies
+ * in (SMLABB/SMLATT: 18 per kernel row). 3 pixels per pass, not 4: every MobileNet row width at 96x96 (48,
+ * 24, 12, 6, 3) is a multiple of 3, while 4 pixels made the 6- and 3-wide rows compute a third more pixels
+ * than they store (measured on QEMU: 6x6x128 0.245 M -> 0.200 M, 3x3x256 0.159 M -> 0.129 M instructions),
+ * and 8 accumulators spilled. A row whose width is not a multiple of 3 ends with a block overlapping the
+ * previous one (it rewrites the same bytes; depthwise never runs in place); a row narrower than 3 pixels
+ * computes a full block into a stack buffer and stores only its pixels.
+ *
+ * Requantisation: the folded mode of engine_requant.h (one SMMLAR and one SSAT per output); the caller
+ * guarantees every shift is in [-RQ_FOLD_MAX_R, -1] (codegen chooses this kernel only then). An activation
+ * range narrower than int8 is applied afterwards over the output (clamp(ssat(v)) == clamp(v)): one instance
+ * per stride keeps the code at about 5 KB, and MobileNet's ReLU6 layers calibrate to the whole range. */
+#include "engine_kernels.h"
+#include "engine_requant.h"
+
+#if ENG_DSP
+
+#define NPX 3 /* output pixels per pass */
+
+/* Unroll a loop with a constant trip count (the column and pixel loops below) so the accumulator arrays
+ * become registers. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DW3_UNROLL _Pragma("GCC unroll 16")
+#else
+#define DW3_UNROLL
+#endif
+
+/* One SXTB16 lane of a word: L 0 -> bytes 0 and 2, L 1 -> bytes 1 and 3. */
+static ENG_INLINE uint32_t dw3_lane(uint32_t v, int L) { return L ? eng_sxtb16_ror8(v) : eng_sxtb16(v); }
+
+/* NPX pixels x channels c+L, c+L+2 of one 4-channel group. xb: the block's first column in the group's column
+ * buffer (column j, kernel row k at xb[3j + k], each word the group's 4 channels), ws: the lane's 9 split
+ * weights [k][kx], o: the block's first output pixel at channel c, pixels C bytes apart. Per kernel row its 3
+ * weights stay in registers and each of the (NPX-1)S+3 columns is loaded and split once and meets the weight of
+ * every window it lies in; every address is a constant offset from xb or ws. */
+static ENG_INLINE void dw3_pass(const uint32_t *xb, const uint32_t *ws, int32_t ba, int32_t bb, const rq_chan_t *qa,
+                               const rq_chan_t *qb, int8_t *o, size_t C, int S, int L) {
+  int32_t a[NPX], b[NPX];
+  DW3_UNROLL
+  for (int px = 0; px < NPX; px++) {
+    a[px] = ba;
+    b[px] = bb;
+  }
+  DW3_UNROLL
+  for (int k = 0; k < 3; k++) {
+    const uint32_t wk[3] = {ws[3 * k], ws[3 * k + 1], ws[3 * k + 2]};
+    DW3_UNROLL
+    for (int j = 0; j < (NPX - 1) * S + 3; j++) {
+      const uint32_t xj = dw3_lane(xb[3 * j + k], L);
+      DW3_UNROLL
+      for (int px = 0; px < NPX; px++) {
+        const int t = j - px * S; /* this column's tap in pixel px's window */
+        if (t >= 0 && t < 3) {
+          a[px] = eng_smlabb(xj, wk[t], a[px]);
+          b[px] = eng_smlatt(xj, wk[t], b[px]);
+        }
+      }
+    }
+  }
+  /* the constants into registers before the first int8 store (which may alias the scratch they live in) */
+  const int32_t ma = qa->mult, za = qa->rz, ra = qa->r, mb = qb->mult, zb = qb->rz, rb = qb->r;
+  DW3_UNROLL
+  for (int px = 0; px < NPX; px++, o += C) {
+    o[L] = rq_fold_out(a[px], ma, za, ra, -128, 127, RQ_FOLD_SAT);
+    o[L + 2] = rq_fold_out(b[px], mb, zb, rb, -128, 127, RQ_FOLD_SAT);
+  }
+}
+
+/* Fill the group's column buffer for one output row: input columns -1 .. ncols - 2 of the 3 kernel rows,
+ * word (ix + 1) * 3 + k; a padding row or column is zpw (4 zero-point bytes). */
+static void dw3_fill(uint32_t *buf, const int8_t *const row[3], size_t C, size_t c, int in_w, int ncols,
+                    uint32_t zpw) {
+  for (int k = 0; k < 3; k++) {
+    uint32_t *d = buf + k;
+    if (!row[k]) {
+      for (int i = 0; i < ncols; i++, d += 3) *d = zpw;
+      continue;
+    }
+    const int8_t *x = row[k] + c;
+    const int hi = in_w + 1 < ncols ? in_w + 1 : ncols; /* buffer columns 1 .. hi - 1 are in the image */
+    *d = zpw;
+    d += 3;
+    for (int i = 1; i < hi; i++, d += 3, x += C) *d = eng_load32(x);
+    for (int i = hi; i < ncols; i++, d += 3) *d = zpw;
+  }
+}
+
+static ENG_INLINE void dw3_layer(const eng_dwconv_t *p, const int8_t *in, int8_t *out, uint32_t *buf, int S) {
+  const size_t C = p->out_c, c4 = C & ~(size_t)3;
+  const int in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
+  const int stride_h = p->stride_h, pad_top = p->pad_top, pad_left = p->pad_left;
+  const int32_t zp = p->out_zp;
+  const int32_t *bias = p->bias, *mult = p->mult;
+  const int8_t *shift = p->shift, *weights = p->weights;
+  const int nblocks = (out_w + NPX - 1) / NPX, last = out_w >= NPX ? out_w - NPX : 0, narrow = out_w < NPX;
+  /* buffer columns: input column -1 up to the last block's last tap ((last + 3) * S - pad_left + 2) */
+  const int ncols = (last + NPX - 1) * S - pad_left + 4;
+  const uint32_t zpw = (uint32_t)(uint8_t)p->in_zp * 0x01010101u;
+  /* the group's weights split per lane and its requantisation constants live in scratch, not on the stack:
+   * as locals GCC copied them to other stack slots on every row (about 60 instructions a row) */
+  uint32_t(*ws)[9] = (uint32_t(*)[9])buf;
+  rq_chan_t *q = (rq_chan_t *)(buf + 18);
+  buf += 18 + 3 * 4;
+  int8_t obuf[NPX * 4]; /* a narrow row's NPX pixels x 4 channels */
+  for (size_t c = 0; c < c4; c += 4) {
+    const int8_t *w = weights + c * 9; /* the group's 9 taps, 4 bytes each */
+    for (int t = 0; t < 9; t++) {
+      const uint32_t v = eng_load32(w + 4 * t);
+      ws[0][t] = eng_sxtb16(v);
+      ws[1][t] = eng_sxtb16_ror8(v);
+    }
+    for (int j = 0; j < 4; j++) q[j] = rq_chan(mult[c + j], shift[c + j], zp);
+    const int32_t b0 = bias[c], b1 = bias[c + 1], b2 = bias[c + 2], b3 = bias[c + 3];
+    for (int oy = 0; oy < out_h; oy++) {
+      const int8_t *row[3];
+      for (int k = 0; k < 3; k++) {
+        const int iy = oy * stride_h - pad_top + k;
+        row[k] = iy >= 0 && iy < in_h ? in + (size_t)iy * (size_t)in_w * C : 0;
+      }
+      dw3_fill(buf, row, C, c, in_w, ncols, zpw);
+      int8_t *o_row = out + (size_t)oy * (size_t)out_w * C + c;
+      for (int bl = 0; bl < nblocks; bl++) {
+        const int ox = bl * NPX < last ? bl * NPX : last;
+        const uint32_t *xb = buf + 3 * (ox * S - pad_left + 1);
+        int8_t *o = narrow ? obuf : o_row + (size_t)ox * C;
+        const size_t ost = narrow ? 4 : C;
+        dw3_pass(xb, ws[0], b0, b2, &q[0], &q[2], o, ost, S, 0);
+        dw3_pass(xb, ws[1], b1, b3, &q[1], &q[3], o, ost, S, 1);
+      }
+      if (narrow)
+        for (int px = 0; px < out_w; px++) memcpy(o_row + (size_t)px * C, obuf + 4 * px, 4);
+    }
+  }
+  /* The last C % 4 channels: weights [3][3][tail] after the groups, the reference loop. */
+  const size_t tail = C - c4;
+  for (int oy = 0; oy < out_h && tail; oy++) {
+    for (size_t c = c4; c < C; c++) {
+      const int8_t *w = weights + c4 * 9 + (c - c4);
+      for (int ox = 0; ox < out_w; ox++) {
+        int32_t acc = bias[c];
+        for (int t = 0; t < 9; t++) {
+          const int iy = oy * stride_h - pad_top + t / 3, ix = ox * S - pad_left + t % 3;
+          const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+          acc += (inside ? in[((size_t)iy * (size_t)in_w + (size_t)ix) * C + c] : p->in_zp) * w[(size_t)t * tail];
+        }
+        out[((size_t)oy * (size_t)out_w + (size_t)ox) * C + c] = requant(acc, mult[c], shift[c], zp, -128, 127);
+      }
+    }
+  }
+}
+
+/* One instance per stride (a constant inside, so the passes keep their accumulators in registers). */
+ENG_NOINLINE static void dw3_s1(const eng_dwconv_t *p, const int8_t *in, int8_t *out, uint32_t *buf) {
+  dw3_layer(p, in, out, buf, 1);
+}
+ENG_NOINLINE static void dw3_s2(const eng_dwconv_t *p, const int8_t *in, int8_t *out, uint32_t *buf) {
+  dw3_layer(p, in, out, buf, 2);
+}
+#endif /* ENG_DSP */
+
+void eng_dwconv2d_s8_3x3(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch) {
+#if ENG_DSP
+  uint32_t *buf = (uint32_t *)(((uintptr_t)scratch + 3u) & ~(uintptr_t)3u); /* the column buffer, word-aligned */
+  (p->stride_w == 1 ? dw3_s1 : dw3_s2)(p, in, out, buf);
+  const int32_t lo = p->act_min, hi = p->act_max;
+  if (lo != -128 || hi != 127) {
+    /* RQ_FOLD: the passes saturated to int8 (SSAT); clamping that to [lo, hi] gives clamp(v, lo, hi) */
+    const size_t n = (size_t)p->out_h * p->out_w * p->out_c;
+    for (size_t i = 0; i < n; i++) out[i] = (int8_t)eng_clamp(out[i], lo, hi);
+  }
+#else
+  eng_dwconv2d_s8(p, in, out, scratch); /* the portable path: same bytes */
+#endif
+}

@@ -27,9 +27,10 @@ test-fast: lint
 	$(VPY) -m pytest -m "not slow and not qemu"
 
 # Static checks `make test` runs first (configured in pyproject.toml; .pre-commit-config.yaml runs the same):
-# ruff's lint rules, mypy, and the import layers of docs/architecture.md.
+# ruff's lint rules and Python layout (ruff format), mypy, and the import layers of docs/architecture.md.
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 

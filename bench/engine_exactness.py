@@ -16,6 +16,7 @@ intrinsic stand-ins (-DENG_EMULATE_DSP). Every input goes through both and throu
 Exits 1 when any input differs (after printing the table). tests/test_engine_native.py uses build_native and
 run_native from here for its own (smaller) checks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,8 +84,19 @@ def build_native(model_dir: Path, exe: Path, emulate_dsp: bool = False, gcc: str
     defines = ["-DENG_EMULATE_DSP"] if emulate_dsp else []
     kernels = engine_objects(gcc, [*CFLAGS, *defines])
     sources = [HARNESS, ENGINE_DIR / "runner_engine.c", model_dir / "model_engine.c"]
-    cmd = [gcc, *CFLAGS, *defines, f"-I{ENGINE_DIR}", f"-I{APP_DIR}", f"-I{model_dir}", *map(str, sources),
-           *map(str, kernels), "-lm", "-o", str(exe)]
+    cmd = [
+        gcc,
+        *CFLAGS,
+        *defines,
+        f"-I{ENGINE_DIR}",
+        f"-I{APP_DIR}",
+        f"-I{model_dir}",
+        *map(str, sources),
+        *map(str, kernels),
+        "-lm",
+        "-o",
+        str(exe),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"building the engine harness failed:\n{result.stderr}")
@@ -145,7 +157,12 @@ def random_frames(tflite: Path, count: int, seed: int = 0) -> np.ndarray:
         coarse = rng.uniform(info.min, info.max, (k, k, c))
         img = coarse[(np.arange(h) * k) // h][:, (np.arange(w) * k) // w]
         mid = (info.min + info.max) / 2
-        img = (img - mid) * rng.uniform(0.2, 1.0) + mid + rng.uniform(-60, 60) + rng.normal(0, rng.uniform(0, 40), img.shape)
+        img = (
+            (img - mid) * rng.uniform(0.2, 1.0)
+            + mid
+            + rng.uniform(-60, 60)
+            + rng.normal(0, rng.uniform(0, 40), img.shape)
+        )
         frames[i] = np.clip(np.round(img), info.min, info.max)
     return frames
 
@@ -165,8 +182,10 @@ def check(label: str, tflite: Path, frames: np.ndarray) -> list[tuple[str, str, 
 
 
 def format_table(rows: list[tuple[str, str, int, int, float]]) -> str:
-    lines = ["| model | build | inputs | differ from LiteRT-ref | seconds (both builds + reference) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| model | build | inputs | differ from LiteRT-ref | seconds (both builds + reference) |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {m} | {b} | {n:,} | {bad} | {s:.0f} |" for m, b, n, bad, s in rows]
     return "\n".join(lines)
 

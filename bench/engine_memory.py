@@ -13,6 +13,7 @@ against schedule.py's cost model. --plot writes the bytes in use at each layer f
     python bench/engine_memory.py --tflite ../shared/models/vww_96_int8.tflite --plot docs/engine_memory_v2.png
     python bench/engine_memory.py --models v2 --calibrate
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,14 @@ def run_schedule(tflite: bytes, budget: int | None, images, work: Path, profile:
     if profile:
         elf = engine_qemu.build_elf(work / "codegen", frames[:1], work / "profile", profile=True)
         engine_qemu.run_qemu(elf, 1, 900, layers)
-    return Run(schedule_name(budget), gen, max(r[0] for r in runs), sum(r[1] == e for r, e in zip(runs, expected)),
-               len(frames), layers)
+    return Run(
+        schedule_name(budget),
+        gen,
+        max(r[0] for r in runs),
+        sum(r[1] == e for r, e in zip(runs, expected)),
+        len(frames),
+        layers,
+    )
 
 
 def table(name: str, runs: list[Run]) -> list[str]:
@@ -75,10 +82,12 @@ def table(name: str, runs: list[Run]) -> list[str]:
     for r in runs:
         s = r.gen.schedule
         chains = ", ".join(f"#{c.members[0].op.index}-#{c.op.index}" for c in s.chains) or "none"
-        lines.append(f"| {name} | {r.schedule} | {r.gen.arena_bytes / 1024:.1f} KB ({r.gen.activation_bytes} + "
-                     f"{r.gen.scratch_bytes} B) | {r.instructions / 1e6:.3f} M | "
-                     f"{100 * (r.instructions / base.instructions - 1):+.1f}% | {s.overhead / 1e6:.3f} M | "
-                     f"{chains} | {r.exact}/{r.checked} |")
+        lines.append(
+            f"| {name} | {r.schedule} | {r.gen.arena_bytes / 1024:.1f} KB ({r.gen.activation_bytes} + "
+            f"{r.gen.scratch_bytes} B) | {r.instructions / 1e6:.3f} M | "
+            f"{100 * (r.instructions / base.instructions - 1):+.1f}% | {s.overhead / 1e6:.3f} M | "
+            f"{chains} | {r.exact}/{r.checked} |"
+        )
     return lines
 
 
@@ -90,8 +99,10 @@ def calibration(runs: list[Run]) -> list[str]:
         for chain in r.gen.schedule.chains:
             members = [m.op.index for m in chain.members]
             measured = r.profile[members[-1]] - sum(base[i] for i in members)
-            lines.append(f"  {r.schedule}: ops #{members[0]}-#{members[-1]}: measured +{measured} instructions, "
-                         f"model +{chain_overhead(chain):.0f}, {chain.simulation().copied} B moved")
+            lines.append(
+                f"  {r.schedule}: ops #{members[0]}-#{members[-1]}: measured +{measured} instructions, "
+                f"model +{chain_overhead(chain):.0f}, {chain.simulation().copied} B moved"
+            )
     return lines
 
 
@@ -149,12 +160,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--models: unknown model {key!r}; choose from {', '.join(DEFAULT_MODELS)}")
         arch, width, channels = DEFAULT_MODELS[key]
         print(f"building {key} ...", file=sys.stderr)
-        models.append((f"{arch[-2:].upper()} {width:g} 96x96x{channels}",
-                       engine_qemu.random_init_tflite(arch, width, 96, channels, train)))
+        models.append(
+            (
+                f"{arch[-2:].upper()} {width:g} 96x96x{channels}",
+                engine_qemu.random_init_tflite(arch, width, 96, channels, train),
+            )
+        )
     models += [(Path(t).stem, Path(t).read_bytes()) for t in args.tflite]
     work_root = Path(tempfile.mkdtemp(prefix="engine_memory_"))
-    lines = ["| model | schedule | engine RAM (activations + scratch) | QEMU instructions | vs layer by layer | "
-             "planner's estimate of the extra | fused chains (ops) | bit-exact |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | schedule | engine RAM (activations + scratch) | QEMU instructions | vs layer by layer | "
+        "planner's estimate of the extra | fused chains (ops) | bit-exact |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     notes: list[str] = []
     try:
         for i, (name, tflite) in enumerate(models):

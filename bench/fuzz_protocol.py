@@ -8,6 +8,7 @@ records the count. tests/test_protocol_c.py runs the same functions with a CI-si
 
     python bench/fuzz_protocol.py [--runs 1000000] [--max-len 4096] [--workdir build/fuzz_protocol]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,19 @@ def find_clang() -> str:
 def build_fuzzer(out: Path, clang: str | None = None) -> Path:
     """Compile the libFuzzer target to ``out``; UserError with the compiler's first error line on failure."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [clang or find_clang(), "-std=c99", "-O1", "-g", "-fsanitize=fuzzer,address,undefined",
-           "-fno-sanitize-recover=all", f"-I{PROTO_DIR}", str(PROTO_DIR / "protocol.c"), str(FUZZ_SRC), "-o", str(out)]
+    cmd = [
+        clang or find_clang(),
+        "-std=c99",
+        "-O1",
+        "-g",
+        "-fsanitize=fuzzer,address,undefined",
+        "-fno-sanitize-recover=all",
+        f"-I{PROTO_DIR}",
+        str(PROTO_DIR / "protocol.c"),
+        str(FUZZ_SRC),
+        "-o",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         first = next((line for line in proc.stderr.splitlines() if "error" in line), proc.stderr.strip()[:200])
@@ -66,20 +78,33 @@ def seed_corpus(corpus: Path) -> Path:
     return corpus
 
 
-def run_fuzzer(binary: Path, corpus: Path, runs: int, max_len: int = 4096, seed: int = 1,
-               artifacts: Path | None = None) -> dict:
+def run_fuzzer(
+    binary: Path, corpus: Path, runs: int, max_len: int = 4096, seed: int = 1, artifacts: Path | None = None
+) -> dict:
     """Run ``runs`` inputs; return {"runs", "seconds", "ok", "log_tail"}."""
     artifacts = artifacts or corpus.parent
-    cmd = [str(binary), f"-runs={runs}", f"-max_len={max_len}", "-timeout=10", f"-seed={seed}",
-           "-print_final_stats=1", f"-artifact_prefix={artifacts}/", str(corpus)]
+    cmd = [
+        str(binary),
+        f"-runs={runs}",
+        f"-max_len={max_len}",
+        "-timeout=10",
+        f"-seed={seed}",
+        "-print_final_stats=1",
+        f"-artifact_prefix={artifacts}/",
+        str(corpus),
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     done = re.search(r"Done (\d+) runs", proc.stderr)
     cov = re.search(r"DONE\s+cov: (\d+) ft: (\d+)", proc.stderr)
-    return {"runs": int(done.group(1)) if done else 0, "seconds": seconds, "ok": proc.returncode == 0 and bool(done),
-            "coverage": f"{cov.group(1)} edges, {cov.group(2)} features" if cov else "unknown",
-            "log_tail": "\n".join(proc.stderr.splitlines()[-25:])}
+    return {
+        "runs": int(done.group(1)) if done else 0,
+        "seconds": seconds,
+        "ok": proc.returncode == 0 and bool(done),
+        "coverage": f"{cov.group(1)} edges, {cov.group(2)} features" if cov else "unknown",
+        "log_tail": "\n".join(proc.stderr.splitlines()[-25:]),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,18 +112,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1_000_000, help="inputs to run (default 1000000)")
     parser.add_argument("--max-len", type=int, default=4096, help="longest generated input in bytes (default 4096)")
     parser.add_argument("--seed", type=int, default=1, help="libFuzzer random seed (default 1)")
-    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "fuzz_protocol",
-                        help="where the binary, corpus and any crash reproducer go (default build/fuzz_protocol)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "build" / "fuzz_protocol",
+        help="where the binary, corpus and any crash reproducer go (default build/fuzz_protocol)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.max_len < 3:
         raise UserError("--runs must be >= 1 and --max-len >= 3")
     binary = build_fuzzer(args.workdir / "protocol_fuzz")
     corpus = seed_corpus(args.workdir / "corpus")
     result = run_fuzzer(binary, corpus, args.runs, args.max_len, args.seed, args.workdir)
-    print(f"libFuzzer + ASan + UBSan on the C parser: {result['runs']} inputs in {result['seconds']:.1f} s "
-          f"({result['runs'] / max(result['seconds'], 1e-9):.0f}/s), max_len {args.max_len}, "
-          f"corpus {sum(1 for _ in corpus.iterdir())} files, coverage {result['coverage']}: "
-          f"{'no crash, no hang' if result['ok'] else 'FAILED'}")
+    print(
+        f"libFuzzer + ASan + UBSan on the C parser: {result['runs']} inputs in {result['seconds']:.1f} s "
+        f"({result['runs'] / max(result['seconds'], 1e-9):.0f}/s), max_len {args.max_len}, "
+        f"corpus {sum(1 for _ in corpus.iterdir())} files, coverage {result['coverage']}: "
+        f"{'no crash, no hang' if result['ok'] else 'FAILED'}"
+    )
     stats = [line for line in result["log_tail"].splitlines() if line.startswith("stat::")]
     for line in stats:
         print(" ", line)

@@ -18,6 +18,7 @@ host side. Prints a table; docs/benchmarks.md "Host streaming" records it.
 
     python bench/host_overhead.py [--frames 500]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ def synthetic_bundle(root: Path, height: int, width: int, channels: int, classes
         "color_mode": "grayscale" if channels == 1 else "rgb",
         "preprocessing": {"resize": "crop", "range": [-1.0, 1.0]},
         "labels": [f"class{i}" for i in range(classes)],
-        "quantization": {"input": {"dtype": "int8", "scale": 2.0 / 255.0, "zero_point": -1},
-                         "output": {"dtype": "int8", "scale": 1.0 / 256.0, "zero_point": -128}},
+        "quantization": {
+            "input": {"dtype": "int8", "scale": 2.0 / 255.0, "zero_point": -1},
+            "output": {"dtype": "int8", "scale": 1.0 / 256.0, "zero_point": -128},
+        },
         "artifacts": {"tflite": {"file": "model_int8.tflite", "sha256": "ab" * 32}},
     }
     return Bundle.create(root / meta["name"], meta)
@@ -119,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
                 medians = " | ".join(f"{1e3 * np.median(times[s]):.3f}" for s in stages)
                 total = np.median(times["total"])
                 cpu = times["cpu"][0]
-                print(f"| {'x'.join(map(str, shape))} | {capture[0]}x{capture[1]} | {medians} | "
-                      f"{1e3 * np.percentile(times['total'], 95):.3f} | {1e3 * cpu:.3f} | "
-                      f"{'yes' if total <= 1e-3 else 'no'} |")
+                print(
+                    f"| {'x'.join(map(str, shape))} | {capture[0]}x{capture[1]} | {medians} | "
+                    f"{1e3 * np.percentile(times['total'], 95):.3f} | {1e3 * cpu:.3f} | "
+                    f"{'yes' if total <= 1e-3 else 'no'} |"
+                )
     return 0
 
 

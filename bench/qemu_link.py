@@ -13,6 +13,7 @@ These bound how fast frames reach the emulated board: a 96x96x1 FRAME is 9,232 b
 
     python bench/qemu_link.py            # prints the figures (about 40 s)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ class _NagleBoard(QemuBoard):
 
 def build_smoke(out_dir: Path) -> Path:
     elf = out_dir / "smoke.elf"
-    subprocess.run(["make", "-s", "-C", str(PORT_DIR), f"SRCS={PORT_DIR / 'smoke.c'}", "INCLUDES=", f"OUT={elf}"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["make", "-s", "-C", str(PORT_DIR), f"SRCS={PORT_DIR / 'smoke.c'}", "INCLUDES=", f"OUT={elf}"],
+        check=True,
+        capture_output=True,
+    )
     return elf
 
 
@@ -90,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in configs}
         for _ in range(args.repeat):  # alternate, so a burst of load on the machine hits both alike
             for label, cls in configs:
-                runs[label].append(measure(cls(elf), args.in_bytes, args.echo_lines, min(args.line_len, 126),
-                                           args.pings))
+                runs[label].append(
+                    measure(cls(elf), args.in_bytes, args.echo_lines, min(args.line_len, 126), args.pings)
+                )
         for label, figs in runs.items():
             best = {key: (min if key == "rtt_ms" else max)(f[key] for f in figs) for key in figs[0]}
             print(f"| {label} | {best['in_kBps']:.1f} | {best['echo_kBps']:.1f} | {best['rtt_ms']:.2f} |")

@@ -17,6 +17,7 @@ frame rate the host itself could sustain on one free core. Prints a markdown tab
 
     python bench/throttled_link.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,12 +53,20 @@ class SimulatedBoard:
         self.bundle, self.inference_s, self.credits = bundle, inference_s, credits
         height, width, channels = bundle.input_shape
         self.hello = proto.Hello(
-            model_id=bytes.fromhex(bundle.model_id), input_shape=(height, width, channels),
-            in_dtype=bundle.input_quant.dtype, in_scale=bundle.input_quant.scale,
-            in_zero_point=bundle.input_quant.zero_point, num_classes=len(bundle.labels),
-            out_dtype=bundle.output_quant.dtype, out_scale=bundle.output_quant.scale,
-            out_zero_point=bundle.output_quant.zero_point, engine="simulated", build="bench",
-            credits=credits, max_payload=height * width * channels)
+            model_id=bytes.fromhex(bundle.model_id),
+            input_shape=(height, width, channels),
+            in_dtype=bundle.input_quant.dtype,
+            in_scale=bundle.input_quant.scale,
+            in_zero_point=bundle.input_quant.zero_point,
+            num_classes=len(bundle.labels),
+            out_dtype=bundle.output_quant.dtype,
+            out_scale=bundle.output_quant.scale,
+            out_zero_point=bundle.output_quant.zero_point,
+            engine="simulated",
+            build="bench",
+            credits=credits,
+            max_payload=height * width * channels,
+        )
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._server.bind(("127.0.0.1", 0))
         self._server.listen(1)
@@ -150,9 +159,16 @@ def run(baud: int, shape: tuple[int, int, int], inference_s: float, frames: int,
     link_fps = baud / 10.0 / (frame_bytes + proto.OVERHEAD)
     device_fps = 1.0 / inference_s
     ideal = min(link_fps, device_fps)
-    return dict(answered=len(times), achieved=achieved, link=link_fps, device=device_fps, ideal=ideal,
-                host_cpu_ms=host_cpu_ms,
-                ratio=achieved / ideal, bound="link" if link_fps < device_fps else "device")
+    return dict(
+        answered=len(times),
+        achieved=achieved,
+        link=link_fps,
+        device=device_fps,
+        ideal=ideal,
+        host_cpu_ms=host_cpu_ms,
+        ratio=achieved / ideal,
+        bound="link" if link_fps < device_fps else "device",
+    )
 
 
 CASES = [  # baud, input shape, inference seconds, frames, credits
@@ -169,21 +185,29 @@ CASES = [  # baud, input shape, inference seconds, frames, credits
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="run only the first and the fourth case")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per case; the median is reported, with the worst ratio (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per case; the median is reported, with the worst ratio (default 3)"
+    )
     args = parser.parse_args(argv)
     cases = [CASES[0], CASES[3]] if args.quick else CASES
-    print("| baud | frame | device ms | credits | link fps | device fps | ideal fps | achieved fps (median) | ratio "
-          "(median) | worst ratio | bound | host CPU ms/frame |")
+    print(
+        "| baud | frame | device ms | credits | link fps | device fps | ideal fps | achieved fps (median) | ratio "
+        "(median) | worst ratio | bound | host CPU ms/frame |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for baud, shape, inference_s, frames, credits in cases:
-            runs = sorted((run(baud, shape, inference_s, frames, credits, Path(tmp)) for _ in range(args.repeat)),
-                          key=lambda r: r["ratio"])
+            runs = sorted(
+                (run(baud, shape, inference_s, frames, credits, Path(tmp)) for _ in range(args.repeat)),
+                key=lambda r: r["ratio"],
+            )
             r = runs[len(runs) // 2]
-            print(f"| {baud} | {'x'.join(map(str, shape))} | {1e3 * inference_s:g} | {credits} | {r['link']:.2f} | "
-                  f"{r['device']:.2f} | {r['ideal']:.2f} | {r['achieved']:.2f} | {r['ratio']:.3f} | "
-                  f"{runs[0]['ratio']:.3f} | {r['bound']} | {r['host_cpu_ms']:.2f} |", flush=True)
+            print(
+                f"| {baud} | {'x'.join(map(str, shape))} | {1e3 * inference_s:g} | {credits} | {r['link']:.2f} | "
+                f"{r['device']:.2f} | {r['ideal']:.2f} | {r['achieved']:.2f} | {r['ratio']:.3f} | "
+                f"{runs[0]['ratio']:.3f} | {r['bound']} | {r['host_cpu_ms']:.2f} |",
+                flush=True,
+            )
     return 0
 
 

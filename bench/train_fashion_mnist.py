@@ -12,6 +12,7 @@ resumes where it stopped when restarted with the same options.
     nice python bench/train_fashion_mnist.py            # the recorded run
     python bench/train_fashion_mnist.py --quick         # a smoke run in a couple of minutes
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2000 images, 1 epoch, 500 test images")
     args = parser.parse_args(argv)
     limit, eval_limit = (2000, 500) if args.quick else (None, None)
-    runs = (("mobilenet_v1", 0.25, 1 if args.quick else args.epochs_v1),
-            ("mobilenet_v2", 0.35, 1 if args.quick else args.epochs_v2))
+    runs = (
+        ("mobilenet_v1", 0.25, 1 if args.quick else args.epochs_v1),
+        ("mobilenet_v2", 0.35, 1 if args.quick else args.epochs_v2),
+    )
     rows = []
     started = time.monotonic()
     for architecture, width, epochs in runs:
-        config = TrainConfig(architecture=architecture, width=width, height=32, epochs=epochs, batch_size=128,
-                             lr=4e-3, schedule="cosine", limit=limit, augment=Augment(flip=True))
+        config = TrainConfig(
+            architecture=architecture,
+            width=width,
+            height=32,
+            epochs=epochs,
+            batch_size=128,
+            lr=4e-3,
+            schedule="cosine",
+            limit=limit,
+            augment=Augment(flip=True),
+        )
         out = Path(args.out) / f"{architecture}_{width:g}_32"
         print(f"== {architecture} {width}: {epochs} epochs", flush=True)
         rows.append(build_and_evaluate(out, config, samples=500, eval_limit=eval_limit, restart=False))

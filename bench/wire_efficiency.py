@@ -26,6 +26,7 @@ encode a RESULT and a HELLO on a Cortex-M4 (QEMU mps2-an386, exact instruction c
 
     python bench/wire_efficiency.py [--frames 1000] [--shape 96x96x1] [--classes 10] [--baud 115200] [--m4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,21 @@ def ours(frames: int, shape: tuple[int, int, int], classes: int, seed: int = 0) 
     rng = random.Random(seed)
     h, w, c = shape
     n = h * w * c
-    hello = P.Hello(bytes(32), shape, "int8", 0.0078125, -1, classes, "int8", 1 / 256, -128, "engine",
-                    "bench", credits=2, max_payload=n)
+    hello = P.Hello(
+        bytes(32),
+        shape,
+        "int8",
+        0.0078125,
+        -1,
+        classes,
+        "int8",
+        1 / 256,
+        -128,
+        "engine",
+        "bench",
+        credits=2,
+        max_payload=n,
+    )
     to_dev = [P.encode(P.HelloRequest(), 0)]
     to_host = [P.encode(hello, 0)]
     payload = len(P.HelloRequest().to_payload()) + len(hello.to_payload())
@@ -83,13 +97,18 @@ def ours(frames: int, shape: tuple[int, int, int], classes: int, seed: int = 0) 
     for blob in (b"".join(to_dev), b"".join(to_host)):
         dec = P.Decoder(max(n, 1 << 16))
         for i in range(0, len(blob), READ_CHUNK):  # as a serial link delivers it
-            decoded += dec.feed(blob[i:i + READ_CHUNK])
+            decoded += dec.feed(blob[i : i + READ_CHUNK])
     seconds = time.perf_counter() - start
     if len(decoded) != 2 * (frames + 1) or not all(isinstance(e, P.Packet) for e in decoded):
         raise RuntimeError("the encoded stream did not decode back cleanly")
     wire_dev, wire_host = sum(map(len, to_dev)), sum(map(len, to_host))
-    return {"wire_to_device": wire_dev, "wire_to_host": wire_host, "payload": payload, "round_trips": 1,
-            "decode_MB_s": (wire_dev + wire_host) / seconds / 1e6}
+    return {
+        "wire_to_device": wire_dev,
+        "wire_to_host": wire_host,
+        "payload": payload,
+        "round_trips": 1,
+        "decode_MB_s": (wire_dev + wire_host) / seconds / 1e6,
+    }
 
 
 def mlperf(frames: int, shape: tuple[int, int, int], classes: int) -> dict:
@@ -113,76 +132,136 @@ def m4_cost(workdir: Path) -> dict[str, int]:
     ``-icount shift=0``: tests/c/protocol_m4_cost.c built with the QEMU port's Makefile."""
     for tool in ("make", "arm-none-eabi-gcc", "qemu-system-arm"):
         if shutil.which(tool) is None:
-            raise UserError(f"{tool} not found; install it: sudo apt-get install -y make gcc-arm-none-eabi "
-                            "libnewlib-arm-none-eabi qemu-system-arm")
+            raise UserError(
+                f"{tool} not found; install it: sudo apt-get install -y make gcc-arm-none-eabi "
+                "libnewlib-arm-none-eabi qemu-system-arm"
+            )
     elf = workdir / "protocol_m4_cost.elf"
     build = subprocess.run(
-        ["make", "-s", "-C", str(ROOT / "firmware" / "ports" / "qemu_mps2"), f"OUT={elf}",
-         f"SRCS={ROOT / 'tests' / 'c' / 'protocol_m4_cost.c'} {ROOT / 'firmware' / 'lib' / 'protocol' / 'protocol.c'}",
-         f"INCLUDES={ROOT / 'firmware' / 'lib' / 'protocol'}"], capture_output=True, text=True)
+        [
+            "make",
+            "-s",
+            "-C",
+            str(ROOT / "firmware" / "ports" / "qemu_mps2"),
+            f"OUT={elf}",
+            f"SRCS={ROOT / 'tests' / 'c' / 'protocol_m4_cost.c'} {ROOT / 'firmware' / 'lib' / 'protocol' / 'protocol.c'}",
+            f"INCLUDES={ROOT / 'firmware' / 'lib' / 'protocol'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if build.returncode != 0:
         raise UserError(f"building the Cortex-M4 cost program failed: {build.stderr.strip()[-300:]}")
-    run = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config",
-                          "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)],
-                         capture_output=True, text=True, timeout=300)
-    figures = {name: int(value) for name, value in
-               (line.split() for line in run.stdout.splitlines() if len(line.split()) == 2)}
+    run = subprocess.run(
+        [
+            "qemu-system-arm",
+            "-M",
+            "mps2-an386",
+            "-nographic",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-icount",
+            "shift=0",
+            "-kernel",
+            str(elf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    figures = {
+        name: int(value) for name, value in (line.split() for line in run.stdout.splitlines() if len(line.split()) == 2)
+    }
     if run.returncode != 0 or "frame_parse" not in figures:
         raise UserError(f"the Cortex-M4 cost program failed under QEMU (exit {run.returncode}): {run.stdout[-300:]}")
     return figures
 
 
-def wire_efficiency(frames: int = 1000, shape: tuple[int, int, int] = (96, 96, 1), classes: int = 10,
-                    baud: int = 115200, turnaround_ms: float = 1.0) -> list[dict]:
+def wire_efficiency(
+    frames: int = 1000,
+    shape: tuple[int, int, int] = (96, 96, 1),
+    classes: int = 10,
+    baud: int = 115200,
+    turnaround_ms: float = 1.0,
+) -> list[dict]:
     """One row per encoding: bytes each way, efficiencies, seconds per frame and payload rate at ``baud``."""
     useful = frames * (shape[0] * shape[1] * shape[2] + classes)
     rows = []
-    for name, row in (("this protocol", ours(frames, shape, classes)), ("MLPerf Tiny runner (hex)",
-                      mlperf(frames, shape, classes)), ("base64 text", base64_text(frames, shape, classes))):
+    for name, row in (
+        ("this protocol", ours(frames, shape, classes)),
+        ("MLPerf Tiny runner (hex)", mlperf(frames, shape, classes)),
+        ("base64 text", base64_text(frames, shape, classes)),
+    ):
         wire = row["wire_to_device"] + row["wire_to_host"]
         # Our stream overlaps transfer and inference (credits >= 2): no turnaround per frame.
         waits = 0 if name == "this protocol" else row["round_trips"]
         seconds = wire * 10 / baud / frames + waits * turnaround_ms / 1000
-        rows.append({"encoding": name, **row, "wire": wire, "useful": useful,
-                     "efficiency_payload": row.get("payload", useful) / wire, "efficiency_useful": useful / wire,
-                     "s_per_frame": seconds,
-                     "pixel_kB_s": shape[0] * shape[1] * shape[2] / seconds / 1000})
+        rows.append(
+            {
+                "encoding": name,
+                **row,
+                "wire": wire,
+                "useful": useful,
+                "efficiency_payload": row.get("payload", useful) / wire,
+                "efficiency_useful": useful / wire,
+                "s_per_frame": seconds,
+                "pixel_kB_s": shape[0] * shape[1] * shape[2] / seconds / 1000,
+            }
+        )
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=1000, help="frames in the stream (default 1000)")
     parser.add_argument("--shape", default="96x96x1", help="model input HxWxC, one byte per element (default 96x96x1)")
     parser.add_argument("--classes", type=int, default=10, help="output elements per RESULT (default 10)")
     parser.add_argument("--baud", type=int, default=115200, help="UART baud rate for the time figures (default 115200)")
-    parser.add_argument("--turnaround-ms", type=float, default=1.0,
-                        help="wait per acknowledged round trip for the encodings that need one (default 1.0)")
-    parser.add_argument("--m4", action="store_true",
-                        help="also measure the device's instructions per FRAME/RESULT on QEMU Cortex-M4 (96x96x1)")
+    parser.add_argument(
+        "--turnaround-ms",
+        type=float,
+        default=1.0,
+        help="wait per acknowledged round trip for the encodings that need one (default 1.0)",
+    )
+    parser.add_argument(
+        "--m4",
+        action="store_true",
+        help="also measure the device's instructions per FRAME/RESULT on QEMU Cortex-M4 (96x96x1)",
+    )
     args = parser.parse_args(argv)
     if args.frames < 1 or args.classes < 1 or args.baud < 1 or args.turnaround_ms < 0:
         raise UserError("--frames, --classes and --baud must be positive and --turnaround-ms >= 0")
     shape = parse_shape(args.shape)
     rows = wire_efficiency(args.frames, shape, args.classes, args.baud, args.turnaround_ms)
-    print(f"{args.frames} frames of {args.shape} int8, {args.classes}-class results, both directions, "
-          f"{args.baud} baud, {args.turnaround_ms} ms turnaround per acknowledged round trip")
-    print(f"{'encoding':26} {'to device':>11} {'to host':>10} {'payload eff':>11} {'useful eff':>10} "
-          f"{'s/frame':>8} {'pixel kB/s':>10}")
+    print(
+        f"{args.frames} frames of {args.shape} int8, {args.classes}-class results, both directions, "
+        f"{args.baud} baud, {args.turnaround_ms} ms turnaround per acknowledged round trip"
+    )
+    print(
+        f"{'encoding':26} {'to device':>11} {'to host':>10} {'payload eff':>11} {'useful eff':>10} "
+        f"{'s/frame':>8} {'pixel kB/s':>10}"
+    )
     for r in rows:
         payload_eff = f"{r['efficiency_payload']:.4f}" if "payload" in r else "-"
-        print(f"{r['encoding']:26} {r['wire_to_device']:11d} {r['wire_to_host']:10d} {payload_eff:>11} "
-              f"{r['efficiency_useful']:10.4f} {r['s_per_frame']:8.3f} {r['pixel_kB_s']:10.2f}")
+        print(
+            f"{r['encoding']:26} {r['wire_to_device']:11d} {r['wire_to_host']:10d} {payload_eff:>11} "
+            f"{r['efficiency_useful']:10.4f} {r['s_per_frame']:8.3f} {r['pixel_kB_s']:10.2f}"
+        )
     ours_row = rows[0]
-    print(f"tinyml/protocol.py Decoder: {ours_row['decode_MB_s']:.0f} MB/s on this machine, fed {READ_CHUNK}-byte reads")
+    print(
+        f"tinyml/protocol.py Decoder: {ours_row['decode_MB_s']:.0f} MB/s on this machine, fed {READ_CHUNK}-byte reads"
+    )
     if args.m4:
         with tempfile.TemporaryDirectory() as tmp:
             cost = m4_cost(Path(tmp))
         frame_bytes = P.wire_len(96 * 96)
-        print(f"Cortex-M4 (QEMU icount, -O2): parse one 96x96x1 FRAME {cost['frame_parse']} instructions "
-              f"({cost['frame_parse'] / frame_bytes:.1f}/byte, of which CRC-32 {cost['crc32_9216']}), "
-              f"encode RESULT {cost['result_encode']}, encode HELLO {cost['hello_encode']}")
+        print(
+            f"Cortex-M4 (QEMU icount, -O2): parse one 96x96x1 FRAME {cost['frame_parse']} instructions "
+            f"({cost['frame_parse'] / frame_bytes:.1f}/byte, of which CRC-32 {cost['crc32_9216']}), "
+            f"encode RESULT {cost['result_encode']}, encode HELLO {cost['hello_encode']}"
+        )
     if ours_row["efficiency_payload"] < 0.97:
         print(f"BELOW TARGET: efficiency {ours_row['efficiency_payload']:.4f} < 0.97")
         return 1

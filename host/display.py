@@ -5,6 +5,7 @@ The window needs an OpenCV build with a GUI backend; the project depends on open
 so opening a window there fails with a one-line message naming both ways out (``--headless``, or installing
 ``opencv-python``).
 """
+
 from __future__ import annotations
 
 import sys
@@ -62,8 +63,10 @@ def annotate(image: np.ndarray, status: Status) -> np.ndarray:
     if bgr.shape[1] < WINDOW_MIN_WIDTH:
         factor = WINDOW_MIN_WIDTH / bgr.shape[1]
         bgr = cv2.resize(bgr, (WINDOW_MIN_WIDTH, max(1, round(bgr.shape[0] * factor))), interpolation=cv2.INTER_NEAREST)
-    lines = [f"{status.label}  {status.score:.2f}",
-             f"{status.fps:.1f} fps" + (f"  device {status.device_ms:.2f} ms" if status.device_ms is not None else "")]
+    lines = [
+        f"{status.label}  {status.score:.2f}",
+        f"{status.fps:.1f} fps" + (f"  device {status.device_ms:.2f} ms" if status.device_ms is not None else ""),
+    ]
     if status.accuracy is not None:
         lines.append(f"acc {100 * status.accuracy:.1f}%  ({status.answered} frames)")
     if status.lost or status.dropped:

@@ -14,6 +14,7 @@ The host-facing end is a TCP listener (url ``socket://127.0.0.1:PORT``, one conn
 fresh connection to the board) or a pty symlink. The board-facing end is any pyserial URL, asked again each time
 (a restarted QEMU listens on a new port).
 """
+
 from __future__ import annotations
 
 import functools
@@ -64,8 +65,16 @@ class _Pacer:
 class LinkRelay:
     """Relay between a host-facing endpoint and a board (see module docstring). Use as a context manager."""
 
-    def __init__(self, device_url: str | Callable[[], str | None], *, host_side: str = "tcp",
-                 baud: int | None = None, flip_rate: float = 0.0, flip_direction: str = "both", seed: int = 0):
+    def __init__(
+        self,
+        device_url: str | Callable[[], str | None],
+        *,
+        host_side: str = "tcp",
+        baud: int | None = None,
+        flip_rate: float = 0.0,
+        flip_direction: str = "both",
+        seed: int = 0,
+    ):
         if host_side not in ("tcp", "pty"):
             raise ValueError("host_side must be 'tcp' or 'pty'")
         if flip_direction not in ("both", "to_device", "to_host"):
@@ -184,8 +193,14 @@ class LinkRelay:
             ends = _Ends(self._stop)
             self._pump_pair(ends, functools.partial(_socket_read, client), client.sendall, device, on_end=client.close)
 
-    def _pump_pair(self, ends: "_Ends", host_read: Callable[[], bytes | None], host_write: Callable[[bytes], object],
-                   device: serial.SerialBase, on_end: Callable[[], None]) -> None:
+    def _pump_pair(
+        self,
+        ends: "_Ends",
+        host_read: Callable[[], bytes | None],
+        host_write: Callable[[bytes], object],
+        device: serial.SerialBase,
+        on_end: Callable[[], None],
+    ) -> None:
         """Run both directions until either side fails or the relay stops; then close both ends."""
         handle = selectable_handle(device)
 
@@ -212,8 +227,9 @@ class LinkRelay:
             except OSError:
                 pass
 
-    def _pump(self, ends: "_Ends", read: Callable[[], bytes | None], write: Callable[[bytes], object],
-              direction: str) -> None:
+    def _pump(
+        self, ends: "_Ends", read: Callable[[], bytes | None], write: Callable[[bytes], object], direction: str
+    ) -> None:
         pacer = _Pacer(self.byte_rate)
         try:
             while not ends.done():
@@ -229,7 +245,7 @@ class LinkRelay:
                     continue
                 step = max(16, int(self.byte_rate / 500)) if self.byte_rate else _CHUNK  # ~2 ms pieces when paced
                 for i in range(0, len(data), step):
-                    piece = self._corrupt(data[i:i + step], direction)
+                    piece = self._corrupt(data[i : i + step], direction)
                     pacer.wait(len(piece), arrived)
                     write(piece)
                     self.relayed[direction] += len(piece)
@@ -250,6 +266,7 @@ class LinkRelay:
 
     def _pty_loop(self, session: "_PtySession") -> None:
         """Relay one pty's lifetime; the board connection is reopened whenever it drops."""
+
         def host_read() -> bytes | None:
             if session.closed.is_set():
                 return b""

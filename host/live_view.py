@@ -3,6 +3,7 @@
 The stream loop reports each answer (:meth:`LiveView.answered`) and refreshes the view once per turn
 (:meth:`LiveView.refresh`); the view decides what to draw, so the loop never handles display state.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

@@ -13,6 +13,7 @@ Flushing per record means a crash, a kill or a pulled cable never costs the resu
 Every frame the host sends appears exactly once as ``result`` or ``lost``; :func:`read_log` plus
 :func:`check_accounted` verify that.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,9 @@ class ResultsLog:
             except OSError as exc:
                 raise UserError(f"cannot write log {self.path} ({exc.strerror}); choose another --log path") from None
             if self.path.is_dir() or not os.access(self.path.parent, os.W_OK):
-                raise UserError(f"cannot write log {self.path} (a folder, or no write permission); "
-                                "choose another --log path")
+                raise UserError(
+                    f"cannot write log {self.path} (a folder, or no write permission); choose another --log path"
+                )
 
     def write(self, record_type: str, **fields: Any) -> None:
         if self.path is None:

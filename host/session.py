@@ -11,6 +11,7 @@ the summary is written. In labelled mode each frame is also run through the CPU 
 bit-identical to TFLM's reference kernels) while the device works, and the summary reports accuracy, the confusion
 matrix and frame-by-frame agreement with the reference.
 """
+
 from __future__ import annotations
 
 import collections
@@ -45,9 +46,17 @@ class _Pending:
 class StreamSession:
     """Runs one stream from ``source`` to ``target``; see the module docstring for the guarantees."""
 
-    def __init__(self, bundle: Bundle, source: Source | None, target: Target, log: ResultsLog | None = None,
-                 display: Display | None = None, compare_cpu: bool | None = None, answer_timeout: float = 30.0,
-                 retries: int = 2):
+    def __init__(
+        self,
+        bundle: Bundle,
+        source: Source | None,
+        target: Target,
+        log: ResultsLog | None = None,
+        display: Display | None = None,
+        compare_cpu: bool | None = None,
+        answer_timeout: float = 30.0,
+        retries: int = 2,
+    ):
         self.bundle = bundle
         # A frame of an exhaustive source lost to a link fault is sent again (as a new seq) up to ``retries``
         # times, so on-device accuracy covers every frame; live frames are never re-sent (they are stale).
@@ -68,8 +77,9 @@ class StreamSession:
         self._out_quant = bundle.output_quant
         self._labels = bundle.labels
         self._reference: ReferenceModel | None = None
-        self.summary = Summary(self._labels, target.name, "", "the board's camera" if source is None
-                               else source.description)
+        self.summary = Summary(
+            self._labels, target.name, "", "the board's camera" if source is None else source.description
+        )
         self._pending: dict[int, _Pending] = {}  # the frames in flight: sent, neither answered nor lost yet
         self._stop = StopRequest()
         self.started = False  # the target answered the handshake and matches the bundle
@@ -97,11 +107,12 @@ class StreamSession:
                     if events or not self._pending:
                         last_progress = time.monotonic()
                     elif time.monotonic() - last_progress > self.answer_timeout:
-                        raise UserError(f"{self.target.name} target answered nothing for {self.answer_timeout:g} s "
-                                        f"with {len(self._pending)} frame(s) in flight; is the board still running? "
-                                        "(raise --timeout for very slow models)")
-                    if not self.view.refresh(self.summary, reader.dropped if reader else 0,
-                                             time.monotonic() - start):
+                        raise UserError(
+                            f"{self.target.name} target answered nothing for {self.answer_timeout:g} s "
+                            f"with {len(self._pending)} frame(s) in flight; is the board still running? "
+                            "(raise --timeout for very slow models)"
+                        )
+                    if not self.view.refresh(self.summary, reader.dropped if reader else 0, time.monotonic() - start):
                         exhausted = True  # window closed or q pressed: send nothing more, collect what is in flight
                 if self._stop.requested:
                     for event in self.target.poll(0.0):  # answers already here are kept, not thrown away
@@ -134,8 +145,15 @@ class StreamSession:
             self._reference = ReferenceModel(self.bundle.verified_artifact("tflite"))
         if self.source is not None and self.source.labelled or self.compare_cpu:
             self.summary.score = RunningScore(len(self._labels))
-        self.log.write("start", bundle=str(self.bundle.path), model_id=self.bundle.model_id, target=self.target.name,
-                       device=_info_json(info), source=self.summary.source, compare_cpu=self.compare_cpu)
+        self.log.write(
+            "start",
+            bundle=str(self.bundle.path),
+            model_id=self.bundle.model_id,
+            target=self.target.name,
+            device=_info_json(info),
+            source=self.summary.source,
+            compare_cpu=self.compare_cpu,
+        )
 
     def _fill_credits(self, frames: Any, reader: LatestFrame | None, exhausted: bool) -> bool:
         """Send frames (lost ones again first) while the target has a free credit; True once the source is done."""
@@ -162,8 +180,7 @@ class StreamSession:
         start = last_progress = time.monotonic()
         try:
             with self._stop:
-                while not self._stop.requested and (self.listen_limit is None
-                                                    or summary.answered < self.listen_limit):
+                while not self._stop.requested and (self.listen_limit is None or summary.answered < self.listen_limit):
                     events = self.target.poll(0.05)
                     for event in events:
                         if isinstance(event, Result):
@@ -174,9 +191,11 @@ class StreamSession:
                     if events:
                         last_progress = time.monotonic()
                     elif time.monotonic() - last_progress > self.answer_timeout:
-                        raise UserError(f"{self.target.name} sent no result for {self.answer_timeout:g} s; listening "
-                                        "needs camera-mode firmware (e.g. the ESP32-CAM build), or stream a SOURCE "
-                                        "to it")
+                        raise UserError(
+                            f"{self.target.name} sent no result for {self.answer_timeout:g} s; listening "
+                            "needs camera-mode firmware (e.g. the ESP32-CAM build), or stream a SOURCE "
+                            "to it"
+                        )
                     self.view.refresh(summary, 0, time.monotonic() - start)
         except KeyboardInterrupt:
             self._stop.signum = self._stop.signum or signal.SIGINT
@@ -236,16 +255,20 @@ class StreamSession:
         pending = self._pending.pop(event.seq, None)
         if pending is None:  # an answer for a frame already answered or recorded lost: never log it twice
             summary.unexpected += 1
-            self.log.write("notice", kind="unexpected", message=f"{type(event).__name__.lower()} for seq {event.seq} "
-                           "that is not in flight; ignored")
+            self.log.write(
+                "notice",
+                kind="unexpected",
+                message=f"{type(event).__name__.lower()} for seq {event.seq} that is not in flight; ignored",
+            )
             return
         if isinstance(event, Lost):
             self._record_lost(event.seq, pending, event.reason)
             return
         output = np.asarray(event.output).reshape(-1)
         if output.size != len(self._labels):
-            self._record_lost(event.seq, pending, f"answer has {output.size} values, the model has "
-                              f"{len(self._labels)} classes")
+            self._record_lost(
+                event.seq, pending, f"answer has {output.size} values, the model has {len(self._labels)} classes"
+            )
             return
         self._record_result(event, pending, output)
 
@@ -255,8 +278,14 @@ class StreamSession:
         pred = int(np.argmax(output))
         score = float(self._out_quant.dequantize(output)[pred])
         record: dict[str, Any] = {
-            "seq": event.seq, "frame": frame.name, "index": frame.index, "pred": pred, "pred_label": self._labels[pred],
-            "score": round(score, 6), "device_us": event.latency_us, "cycles": event.cycles,
+            "seq": event.seq,
+            "frame": frame.name,
+            "index": frame.index,
+            "pred": pred,
+            "pred_label": self._labels[pred],
+            "score": round(score, 6),
+            "device_us": event.latency_us,
+            "cycles": event.cycles,
             "output": output.tolist(),
         }
         if not self.listen:
@@ -282,8 +311,9 @@ class StreamSession:
         frame = pending.frame
         again = not final and pending.attempt <= self.retries
         self.summary.lost[reason] = self.summary.lost.get(reason, 0) + 1
-        self.log.write("lost", seq=seq, frame=frame.name, index=frame.index, reason=reason,
-                       attempt=pending.attempt, resend=again)
+        self.log.write(
+            "lost", seq=seq, frame=frame.name, index=frame.index, reason=reason, attempt=pending.attempt, resend=again
+        )
         if again:
             self.summary.resent += 1
             self._retry.append((frame, pending.attempt + 1))
@@ -295,12 +325,24 @@ class StreamSession:
         self._pending.clear()
         if self._retry:
             self.summary.resent -= len(self._retry)
-            self.log.write("notice", kind="not-resent", message=f"{len(self._retry)} lost frame(s) were not sent "
-                           f"again: {reason}", frames=[frame.name for frame, _ in self._retry])
+            self.log.write(
+                "notice",
+                kind="not-resent",
+                message=f"{len(self._retry)} lost frame(s) were not sent again: {reason}",
+                frames=[frame.name for frame, _ in self._retry],
+            )
             self._retry.clear()
 
 
 def _info_json(info: DeviceInfo) -> dict[str, Any]:
-    return {"model_id": info.model_id, "input_shape": list(info.input_shape), "input_quant": info.input_quant.to_json(),
-            "num_classes": info.num_classes, "output_quant": info.output_quant.to_json(), "engine": info.engine,
-            "credits": info.credits, "build": info.build, "max_payload": info.max_payload}
+    return {
+        "model_id": info.model_id,
+        "input_shape": list(info.input_shape),
+        "input_quant": info.input_quant.to_json(),
+        "num_classes": info.num_classes,
+        "output_quant": info.output_quant.to_json(),
+        "engine": info.engine,
+        "credits": info.credits,
+        "build": info.build,
+        "max_payload": info.max_payload,
+    }

@@ -7,6 +7,7 @@ boards the host started are stopped. A second signal interrupts at once. Outside
 ``finally`` and ExitStack still runs. The signals reach the host only: boards it starts run in their own session
 (tinyml/local_boards.py), so a terminal's Ctrl-C to the whole process group does not kill them under the host.
 """
+
 from __future__ import annotations
 
 import signal

@@ -16,6 +16,7 @@ The source spec on the command line is parsed by :func:`open_source`:
     FILE.mp4 / .avi / .mkv / ...      video file
     FILE.png / .jpg / ...             a single image
 """
+
 from __future__ import annotations
 
 import abc
@@ -66,8 +67,9 @@ class Source(abc.ABC):
 class ArraySource(Source):
     """Images held in memory, optionally labelled (dataset splits)."""
 
-    def __init__(self, images: np.ndarray | list[np.ndarray], labels: np.ndarray | None, description: str,
-                 offset: int = 0):
+    def __init__(
+        self, images: np.ndarray | list[np.ndarray], labels: np.ndarray | None, description: str, offset: int = 0
+    ):
         self.images = images
         self.labels = labels
         self.offset = offset  # index of images[0] in the full split, so frame names match the dataset
@@ -246,8 +248,9 @@ def _map_labels(data, bundle_labels: list[str], where: str, fix: str) -> np.ndar
     unknown = [n for n in data.class_names if n.lower() not in lookup]
     if unknown:
         shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise UserError(f"{where} has classes ({shown}) that are not labels of the bundle "
-                        f"({', '.join(bundle_labels[:10])}); {fix}")
+        raise UserError(
+            f"{where} has classes ({shown}) that are not labels of the bundle ({', '.join(bundle_labels[:10])}); {fix}"
+        )
     table = np.asarray([lookup[n.lower()] for n in data.class_names], np.int64)
     return table[np.asarray(data.labels, np.int64)]
 
@@ -264,8 +267,9 @@ def _folder_source(path: Path, bundle_labels: list[str], split: str, split_args:
             splits = data.load_splits(str(path), **split_args)
             dataset, skipped = getattr(splits, split), splits.skipped
         data.report_skipped(skipped)
-        labels = _map_labels(dataset, bundle_labels, str(path),
-                             "rename the class folders, or stream a flat folder of unlabelled images")
+        labels = _map_labels(
+            dataset, bundle_labels, str(path), "rename the class folders, or stream a flat folder of unlabelled images"
+        )
         return ArraySource(dataset.images, labels, f"{path}:{split}")
     files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
     if not files:
@@ -281,8 +285,9 @@ def _dataset_source(spec: str, bundle_labels: list[str]) -> Source:
     if split not in ("train", "test"):
         raise UserError(f"unknown split {split!r} in {spec!r}; use fashion-mnist:test or fashion-mnist:train")
     dataset = data.load_fashion_mnist(split)
-    labels = _map_labels(dataset, bundle_labels, f"fashion-mnist:{split}",
-                         "stream it to a bundle trained on Fashion-MNIST")
+    labels = _map_labels(
+        dataset, bundle_labels, f"fashion-mnist:{split}", "stream it to a bundle trained on Fashion-MNIST"
+    )
     return ArraySource(dataset.images, labels, f"fashion-mnist:{split}")
 
 
@@ -308,9 +313,16 @@ def training_split_args(bundle_meta: dict, seed: int | None = None) -> dict:
     return args
 
 
-def open_source(spec: str, bundle_labels: list[str], start: int = 0, count: int | None = None,
-                realtime_fps: float | None = None, split: str = "all", split_args: dict | None = None,
-                capture_size: tuple[int, int] | None = None) -> Source:
+def open_source(
+    spec: str,
+    bundle_labels: list[str],
+    start: int = 0,
+    count: int | None = None,
+    realtime_fps: float | None = None,
+    split: str = "all",
+    split_args: dict | None = None,
+    capture_size: tuple[int, int] | None = None,
+) -> Source:
     """Turn the command-line source spec (see module docstring) into a Source.
 
     ``split`` picks a split of an image-folder dataset the way tinyml.data splits it for training
@@ -341,7 +353,9 @@ def open_source(spec: str, bundle_labels: list[str], start: int = 0, count: int 
         elif path.suffix.lower() in IMAGE_EXTS:
             source = FileListSource([path], None, f"image {path.name}")
         else:
-            raise UserError(f"{path} is neither an image ({', '.join(IMAGE_EXTS)}) nor a video ({', '.join(VIDEO_EXTS)})")
+            raise UserError(
+                f"{path} is neither an image ({', '.join(IMAGE_EXTS)}) nor a video ({', '.join(VIDEO_EXTS)})"
+            )
     fps = getattr(source, "fps", 0.0)
     source = limit(source, start, count)
     if realtime_fps is not None:

@@ -1,4 +1,5 @@
 """The end-of-run figures of a stream: ``to_json`` goes into the log's summary record, ``text`` to the terminal."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,8 +14,11 @@ def _stats(values: list[float] | list[int], scale: float) -> dict[str, float | N
     if not values:
         return {"mean": None, "p50": None, "p95": None}
     arr = np.asarray(values, np.float64) * scale
-    return {"mean": round(float(arr.mean()), 4), "p50": round(float(np.percentile(arr, 50)), 4),
-            "p95": round(float(np.percentile(arr, 95)), 4)}
+    return {
+        "mean": round(float(arr.mean()), 4),
+        "p50": round(float(np.percentile(arr, 50)), 4),
+        "p95": round(float(np.percentile(arr, 95)), 4),
+    }
 
 
 @dataclass
@@ -29,8 +33,8 @@ class Summary:
     sent: int = 0
     answered: int = 0
     dropped: int = 0
-    lost: dict[str, int] = field(default_factory=dict)   # lost send attempts by reason (as in the log)
-    resent: int = 0                                        # of those, how many were sent again
+    lost: dict[str, int] = field(default_factory=dict)  # lost send attempts by reason (as in the log)
+    resent: int = 0  # of those, how many were sent again
     reconnects: int = 0
     notices: int = 0
     unexpected: int = 0
@@ -65,25 +69,41 @@ class Summary:
     def to_json(self) -> dict[str, Any]:
         score = self.score
         return {
-            "target": self.target, "engine": self.engine, "source": self.source,
-            "frames_read": self.read, "sent": self.sent, "answered": self.answered, "dropped_at_source": self.dropped,
-            "lost": dict(self.lost), "resent": self.resent, "unanswered_frames": self.unanswered,
-            "reconnects": self.reconnects, "notices": self.notices, "unexpected_answers": self.unexpected,
-            "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-            "device_ms": _stats(self.device_us, 1e-3), "round_trip_ms": _stats(self.round_trip_ms, 1.0),
-            "labelled": score.labelled if score else 0, "accuracy": self.accuracy,
+            "target": self.target,
+            "engine": self.engine,
+            "source": self.source,
+            "frames_read": self.read,
+            "sent": self.sent,
+            "answered": self.answered,
+            "dropped_at_source": self.dropped,
+            "lost": dict(self.lost),
+            "resent": self.resent,
+            "unanswered_frames": self.unanswered,
+            "reconnects": self.reconnects,
+            "notices": self.notices,
+            "unexpected_answers": self.unexpected,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 2),
+            "device_ms": _stats(self.device_us, 1e-3),
+            "round_trip_ms": _stats(self.round_trip_ms, 1.0),
+            "labelled": score.labelled if score else 0,
+            "accuracy": self.accuracy,
             "confusion": score.confusion.tolist() if score and score.labelled else None,
-            "compared_with_reference": score.compared if score else 0, "agreement_top1": self.agreement,
+            "compared_with_reference": score.compared if score else 0,
+            "agreement_top1": self.agreement,
             "agreement_exact": self.exact_agreement,
-            "interrupted": self.interrupted, "error": self.error,
+            "interrupted": self.interrupted,
+            "error": self.error,
         }
 
     def text(self) -> str:
         lost = sum(self.lost.values())
         resent = f" ({self.resent} sent again)" if self.resent else ""
         if self.sent or not self.answered:
-            head = (f"{self.sent} frames sent to {self.target} ({self.engine}) from {self.source}: "
-                    f"{self.answered} answered, {lost} lost{resent}, {self.dropped} dropped at the source")
+            head = (
+                f"{self.sent} frames sent to {self.target} ({self.engine}) from {self.source}: "
+                f"{self.answered} answered, {lost} lost{resent}, {self.dropped} dropped at the source"
+            )
         else:  # listen mode: the board sent answers for frames it captured itself
             head = f"{self.answered} results from {self.source} on {self.target} ({self.engine})"
         lines = [head + (f", {self.reconnects} reconnect(s)" if self.reconnects else "")]
@@ -91,17 +111,22 @@ class Summary:
             lines.append("  lost: " + "; ".join(f"{n} x {reason}" for reason, n in sorted(self.lost.items())))
         lines.append(f"  {self.fps:.1f} fps over {self.seconds:.1f} s")
         if self.device_us:
-            round_trip = (f"; host round trip p50 {np.percentile(self.round_trip_ms, 50):.2f} ms"
-                          if self.round_trip_ms else "")
-            lines.append(f"  device latency: mean {np.mean(self.device_us) / 1e3:.2f} ms, "
-                         f"p95 {np.percentile(self.device_us, 95) / 1e3:.2f} ms{round_trip}")
+            round_trip = (
+                f"; host round trip p50 {np.percentile(self.round_trip_ms, 50):.2f} ms" if self.round_trip_ms else ""
+            )
+            lines.append(
+                f"  device latency: mean {np.mean(self.device_us) / 1e3:.2f} ms, "
+                f"p95 {np.percentile(self.device_us, 95) / 1e3:.2f} ms{round_trip}"
+            )
         score = self.score
         if score is not None and score.labelled:
             lines.append(f"  accuracy: {100 * score.correct / score.labelled:.2f}% ({score.correct}/{score.labelled})")
         if score is not None and score.compared:
-            lines.append(f"  agreement with the CPU reference: top-1 {100 * score.agree_top1 / score.compared:.2f}%, "
-                         f"identical output bytes {100 * score.agree_exact / score.compared:.2f}% "
-                         f"({score.compared} frames)")
+            lines.append(
+                f"  agreement with the CPU reference: top-1 {100 * score.agree_top1 / score.compared:.2f}%, "
+                f"identical output bytes {100 * score.agree_exact / score.compared:.2f}% "
+                f"({score.compared} frames)"
+            )
         if score is not None and score.labelled:
             lines.append(confusion_text(score.confusion, self.labels))
         if self.interrupted:

@@ -13,6 +13,7 @@ Layout::
 Every tool takes a bundle path, and the host reads the same bundle to preprocess frames exactly as training
 did. The model id used everywhere (HELLO, generated headers, host checks) is the sha256 of model_int8.tflite.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,12 @@ ARTIFACT_FILES = {
     "edgetpu": "model_int8_edgetpu.tflite",
     "labels": "labels.txt",
 }
-_WRITTEN_BY = {"keras": "train --out {path}", "tflite": "quantize {path}", "edgetpu": "edgetpu {path}",
-               "labels": "train --out {path}"}
+_WRITTEN_BY = {
+    "keras": "train --out {path}",
+    "tflite": "quantize {path}",
+    "edgetpu": "edgetpu {path}",
+    "labels": "train --out {path}",
+}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 QUANT_DTYPES = {"int8": (-128, 127), "uint8": (0, 255)}
 
@@ -174,13 +179,17 @@ class Bundle:
         path = self.artifact_path(kind)
         entry = self.meta.get("artifacts", {}).get(kind)
         if entry is None:
-            raise UserError(f"{path} is not recorded in {self.path / META_FILE} (not written by the tools?); "
-                            f"run: {fix_command(kind, self.path)}")
+            raise UserError(
+                f"{path} is not recorded in {self.path / META_FILE} (not written by the tools?); "
+                f"run: {fix_command(kind, self.path)}"
+            )
         actual = sha256_file(path)
         if actual != entry["sha256"]:
-            raise UserError(f"{path} was changed after it was recorded (sha256 {actual[:12]}… on disk, "
-                            f"{str(entry['sha256'])[:12]}… in model.json); re-run: {fix_command(kind, self.path)}, "
-                            "or put back the file that belongs to this bundle")
+            raise UserError(
+                f"{path} was changed after it was recorded (sha256 {actual[:12]}… on disk, "
+                f"{str(entry['sha256'])[:12]}… in model.json); re-run: {fix_command(kind, self.path)}, "
+                "or put back the file that belongs to this bundle"
+            )
         return path
 
     def artifact_sha256(self, kind: str) -> str:
@@ -226,21 +235,29 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise UserError(f"{bundle_dir} is not a bundle directory; pass the folder that holds model.json")
     meta_path = bundle_dir / META_FILE
     if not meta_path.exists():
-        raise UserError(f"{bundle_dir} has no {META_FILE}; it is not a model bundle (create one with python -m tools train)")
+        raise UserError(
+            f"{bundle_dir} has no {META_FILE}; it is not a model bundle (create one with python -m tools train)"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{meta_path} is not valid JSON ({exc}); re-run python -m tools train") from None
     if not isinstance(meta, dict):
-        raise UserError(f"{meta_path} holds a JSON {type(meta).__name__}, not a model description; "
-                        f"re-create the bundle with: python -m tools train --out {bundle_dir}")
+        raise UserError(
+            f"{meta_path} holds a JSON {type(meta).__name__}, not a model description; "
+            f"re-create the bundle with: python -m tools train --out {bundle_dir}"
+        )
     schema = meta.get("schema")
     if schema != SCHEMA_VERSION:
-        raise UserError(f"{meta_path} has schema {schema!r}, this version reads schema {SCHEMA_VERSION}; re-train or upgrade")
+        raise UserError(
+            f"{meta_path} has schema {schema!r}, this version reads schema {SCHEMA_VERSION}; re-train or upgrade"
+        )
     problem = _schema_problem(meta)
     if problem:
-        raise UserError(f"{meta_path} is not a valid model description ({problem}); re-create the bundle with: "
-                        f"python -m tools train --out {bundle_dir}, or restore its model.json")
+        raise UserError(
+            f"{meta_path} is not a valid model description ({problem}); re-create the bundle with: "
+            f"python -m tools train --out {bundle_dir}, or restore its model.json"
+        )
     return Bundle(bundle_dir, meta)
 
 
@@ -287,8 +304,12 @@ def _schema_problem(meta: dict[str, Any]) -> str | None:
         return "preprocessing is not an object"
     if "resize" in pre and not isinstance(pre["resize"], str):
         return "preprocessing.resize must be a string"
-    if "range" in pre and (not isinstance(pre["range"], list) or len(pre["range"]) != 2
-                           or not all(_is_number(v) for v in pre["range"]) or not pre["range"][0] < pre["range"][1]):
+    if "range" in pre and (
+        not isinstance(pre["range"], list)
+        or len(pre["range"]) != 2
+        or not all(_is_number(v) for v in pre["range"])
+        or not pre["range"][0] < pre["range"][1]
+    ):
         return "preprocessing.range must be [low, high] with low < high"
     for section in ("quantization", "artifacts", "metrics", "dataset", "training", "codegen", "export"):
         if section in meta and not isinstance(meta[section], dict):

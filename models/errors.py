@@ -4,6 +4,7 @@ Every tool and host script raises :class:`UserError` for a mistake the user can 
 a bad option, a model that does not fit). :func:`run_cli` prints it as ``error: ...`` on one line and
 exits non-zero, so no Python traceback ever reaches a user for their own mistake.
 """
+
 from __future__ import annotations
 
 import signal
@@ -26,8 +27,10 @@ class Terminated(KeyboardInterrupt):
 
 
 PROJECT_PACKAGES = ("models", "tools", "host", "tinyml", "tests", "bench")
-VENV_HINT = ("run it with the project's environment: .venv/bin/python (or `source .venv/bin/activate` first); "
-             "`make setup` creates it")
+VENV_HINT = (
+    "run it with the project's environment: .venv/bin/python (or `source .venv/bin/activate` first); "
+    "`make setup` creates it"
+)
 
 
 def _missing_dependency(exc: ModuleNotFoundError) -> str | None:

@@ -13,6 +13,7 @@ Two deliberate deviations from the stock models:
   the moving statistics barely move during a short training of a few hundred steps, so the inference-mode model
   (and therefore the int8 model calibrated from it) is much worse than the training-mode one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,23 +30,35 @@ MAX_INPUT = 1024  # pixels; far beyond any microcontroller (a 1024x1024x3 int8 f
 MAX_WIDTH = 2.0  # alpha; published MobileNets stop at 1.4, and V1 at alpha 2 already has 13 M parameters
 
 
-def check_args(architecture: str, width: float, height: int, width_px: int, channels: int, classes: int,
-                dropout: float, weights: str | None) -> None:
+def check_args(
+    architecture: str,
+    width: float,
+    height: int,
+    width_px: int,
+    channels: int,
+    classes: int,
+    dropout: float,
+    weights: str | None,
+) -> None:
     """Validate builder arguments up front so users get one clear line instead of a Keras stack trace."""
     if architecture not in ARCHITECTURES:
         raise UserError(f"unknown architecture {architecture!r}; use one of: {', '.join(ARCHITECTURES)}")
     if not width > 0:
         raise UserError(f"width multiplier must be > 0 (got {width}); try 0.25, 0.35, 0.5 or 1.0")
     if width > MAX_WIDTH:
-        raise UserError(f"width multiplier {width:g} is too large: --width is alpha, the channel scale "
-                        f"(0.25, 0.35, 0.5, 1.0; at most {MAX_WIDTH:g}), not pixels; the input size is --height/--width-px")
+        raise UserError(
+            f"width multiplier {width:g} is too large: --width is alpha, the channel scale "
+            f"(0.25, 0.35, 0.5, 1.0; at most {MAX_WIDTH:g}), not pixels; the input size is --height/--width-px"
+        )
     if architecture == "mobilenet_v1" and int(32 * width) < 1:
         raise UserError(f"width {width} leaves MobileNet V1's first layer with no filters; use a width >= {1 / 32}")
     if height < MIN_INPUT or width_px < MIN_INPUT:
         raise UserError(f"input {height}x{width_px} is too small; height and width must be >= {MIN_INPUT} pixels")
     if height > MAX_INPUT or width_px > MAX_INPUT:
-        raise UserError(f"input {height}x{width_px} is too large; --height and --width-px are pixels, at most "
-                        f"{MAX_INPUT} (microcontroller models use 32..224)")
+        raise UserError(
+            f"input {height}x{width_px} is too large; --height and --width-px are pixels, at most "
+            f"{MAX_INPUT} (microcontroller models use 32..224)"
+        )
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     if classes < 2:
@@ -58,9 +71,18 @@ def check_args(architecture: str, width: float, height: int, width_px: int, chan
         raise UserError("ImageNet weights need 3-channel (RGB) input; use --channels 3 or drop the ImageNet weights")
 
 
-def build_model(architecture: str, width: float = 0.25, height: int = 96, width_px: int | None = None,
-                channels: int = 3, classes: int = 10, dropout: float = 0.1, weights: str | None = None,
-                name: str | None = None, batch_size: int | None = 1) -> Any:
+def build_model(
+    architecture: str,
+    width: float = 0.25,
+    height: int = 96,
+    width_px: int | None = None,
+    channels: int = 3,
+    classes: int = 10,
+    dropout: float = 0.1,
+    weights: str | None = None,
+    name: str | None = None,
+    batch_size: int | None = 1,
+) -> Any:
     """Build a MobileNet classifier (a ``keras.Model`` with a batch-1 input and softmax output).
 
     Args:
@@ -87,14 +109,18 @@ def build_model(architecture: str, width: float = 0.25, height: int = 96, width_
     try:
         base = app(input_tensor=inputs, include_top=False, weights=weights, alpha=width)
     except ValueError as exc:  # Keras rejects unsupported ImageNet configurations
-        raise UserError(f"keras.applications cannot build this configuration ({str(exc).splitlines()[0]}); "
-                        "change width/input size or train without ImageNet weights") from None
+        raise UserError(
+            f"keras.applications cannot build this configuration ({str(exc).splitlines()[0]}); "
+            "change width/input size or train without ImageNet weights"
+        ) from None
     except Exception as exc:  # the weight download failed: Keras' get_file raises a bare Exception (or OSError)
         if not isinstance(exc, OSError) and not str(exc).startswith("URL fetch failure"):
             raise
         reason = str(exc).split(" -- ")[-1]
-        raise UserError(f"cannot download the ImageNet weights ({reason}); connect to the network (or put the "
-                        "file in ~/.keras/models), or train without --weights imagenet") from None
+        raise UserError(
+            f"cannot download the ImageNet weights ({reason}); connect to the network (or put the "
+            "file in ~/.keras/models), or train without --weights imagenet"
+        ) from None
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM
@@ -107,14 +133,28 @@ def build_model(architecture: str, width: float = 0.25, height: int = 96, width_
     return keras.Model(inputs, outputs, name=name or default_name)
 
 
-def build_mobilenet_v1(width: float = 0.25, height: int = 96, width_px: int | None = None, channels: int = 3,
-                       classes: int = 10, dropout: float = 0.1, weights: str | None = None) -> Any:
+def build_mobilenet_v1(
+    width: float = 0.25,
+    height: int = 96,
+    width_px: int | None = None,
+    channels: int = 3,
+    classes: int = 10,
+    dropout: float = 0.1,
+    weights: str | None = None,
+) -> Any:
     """MobileNet V1 (Howard et al. 2017) classifier; arguments as in :func:`build_model`."""
     return build_model("mobilenet_v1", width, height, width_px, channels, classes, dropout, weights)
 
 
-def build_mobilenet_v2(width: float = 0.35, height: int = 96, width_px: int | None = None, channels: int = 3,
-                       classes: int = 10, dropout: float = 0.1, weights: str | None = None) -> Any:
+def build_mobilenet_v2(
+    width: float = 0.35,
+    height: int = 96,
+    width_px: int | None = None,
+    channels: int = 3,
+    classes: int = 10,
+    dropout: float = 0.1,
+    weights: str | None = None,
+) -> Any:
     """MobileNet V2 (Sandler et al. 2018) classifier; arguments as in :func:`build_model`."""
     return build_model("mobilenet_v2", width, height, width_px, channels, classes, dropout, weights)
 

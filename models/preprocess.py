@@ -11,6 +11,7 @@ int8/uint8 input tensor recorded by ``tools.quantize``.
 In model.json the spec is split across ``input`` ({height, width, channels}), ``color_mode`` and
 ``preprocessing`` ({resize, range, interpolation}); :meth:`PreprocessSpec.from_meta` reassembles it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,10 +66,13 @@ class PreprocessSpec:
         try:
             inp, pre = meta["input"], meta.get("preprocessing", {})
             low, high = (float(v) for v in pre.get("range", (-1.0, 1.0)))
-            return cls(int(inp["height"]), int(inp["width"]), int(inp["channels"]), str(pre.get("resize", "crop")),
-                       (low, high))
+            return cls(
+                int(inp["height"]), int(inp["width"]), int(inp["channels"]), str(pre.get("resize", "crop")), (low, high)
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"model.json lacks a valid input/preprocessing section ({exc!r}); re-run python -m tools train") from None
+            raise UserError(
+                f"model.json lacks a valid input/preprocessing section ({exc!r}); re-run python -m tools train"
+            ) from None
 
     @classmethod
     def from_bundle(cls, bundle: "Bundle") -> "PreprocessSpec":
@@ -115,18 +119,18 @@ def _geometry(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         if w / h > target:  # too wide: crop the sides
             cw = max(1, round(h * target))
             x0 = (w - cw) // 2
-            img = img[:, x0:x0 + cw]
+            img = img[:, x0 : x0 + cw]
         else:  # too tall: crop top and bottom
             ch = max(1, round(w / target))
             y0 = (h - ch) // 2
-            img = img[y0:y0 + ch, :]
+            img = img[y0 : y0 + ch, :]
         return _resize(img, spec.height, spec.width)
     # letterbox: fit inside, centre on black
     scale = min(spec.height / h, spec.width / w)
     nh, nw = max(1, min(spec.height, round(h * scale))), max(1, min(spec.width, round(w * scale)))
     canvas = np.zeros((spec.height, spec.width, img.shape[2]), np.uint8)
     y0, x0 = (spec.height - nh) // 2, (spec.width - nw) // 2
-    canvas[y0:y0 + nh, x0:x0 + nw] = _resize(img, nh, nw)
+    canvas[y0 : y0 + nh, x0 : x0 + nw] = _resize(img, nh, nw)
     return canvas
 
 

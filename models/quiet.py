@@ -6,6 +6,7 @@ before and regardless of Python's logging and of ``TF_CPP_MIN_LOG_LEVEL``. :func
 descriptors around such a call and hands the text back (evaluate reads TFLM's arena report from it); when the
 call fails, what it printed is replayed on stderr, so a real error is never hidden.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ claim of the form "the board will answer X" (the engine's bit-exact tests, ``hos
 evaluation) is checked against this one class. The default XNNPACK path is *not* bit-identical and is
 never used here.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ def reference_interpreter(model: str | os.PathLike | bytes) -> Any:
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load the .tflite model ({first_line}); re-create it with python -m tools quantize") from None
+        raise UserError(
+            f"cannot load the .tflite model ({first_line}); re-create it with python -m tools quantize"
+        ) from None
     return interpreter
 
 
@@ -63,7 +66,9 @@ class ReferenceModel:
         """Run one input (HxWxC or 1xHxWxC, already in the model's input dtype); return the flat output."""
         data = np.asarray(tensor)
         if data.dtype != self.input_dtype:
-            raise UserError(f"input dtype {data.dtype} does not match the model's {self.input_dtype}; quantize the frame first")
+            raise UserError(
+                f"input dtype {data.dtype} does not match the model's {self.input_dtype}; quantize the frame first"
+            )
         data = data.reshape(self.input_shape)
         self._interp.set_tensor(self.input_detail["index"], data)
         self._interp.invoke()

@@ -3,6 +3,7 @@
 One definition for the two places that score: ``python -m tools evaluate`` (a whole split at once) and the
 stream (host/session.py, one answer at a time, so the figures are live and survive an interrupted run).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,17 +21,23 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
 
 def scores(labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, Any]:
     """Accuracy and confusion matrix of a batch, as they go into model.json."""
-    return {"accuracy": float(np.mean(np.asarray(predicted) == np.asarray(labels))),
-            "confusion": confusion_matrix(labels, predicted, classes).tolist()}
+    return {
+        "accuracy": float(np.mean(np.asarray(predicted) == np.asarray(labels))),
+        "confusion": confusion_matrix(labels, predicted, classes).tolist(),
+    }
 
 
 def confusion_text(matrix: np.ndarray, labels: list[str]) -> str:
     """Confusion matrix as text: rows are true labels, columns predictions (numbered to stay narrow)."""
     width = max(4, len(str(int(matrix.max()))) + 1)
-    head = ("  confusion (rows: true, columns: predicted)\n" + " " * 22
-            + "".join(f"{i:>{width}}" for i in range(len(labels))))
-    rows = [f"  {i:>2} {labels[i][:16]:<16} " + "".join(f"{int(v):>{width}}" for v in matrix[i])
-            for i in range(len(labels))]
+    head = (
+        "  confusion (rows: true, columns: predicted)\n"
+        + " " * 22
+        + "".join(f"{i:>{width}}" for i in range(len(labels)))
+    )
+    rows = [
+        f"  {i:>2} {labels[i][:16]:<16} " + "".join(f"{int(v):>{width}}" for v in matrix[i]) for i in range(len(labels))
+    ]
     return "\n".join([head, *rows])
 
 

@@ -5,6 +5,7 @@ LiteRT BUILTIN_REF (models/reference.py), and malformed requests answered with E
 Also the two helpers the board test modules share: ``read_events`` (decoded events off a link) and ``accounted``
 (the stream log's accounting promise).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -34,9 +35,28 @@ def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int 
     from models.reference import ReferenceModel
     from tinyml.data import load_fashion_mnist
 
-    run = subprocess.run([sys.executable, "host/stream.py", str(bundle.path), "fashion-mnist:test", "--limit",
-                          str(frames), "--port", url, "--baud", str(baud), "--headless", "--quiet", "--log", str(log)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "host/stream.py",
+            str(bundle.path),
+            "fashion-mnist:test",
+            "--limit",
+            str(frames),
+            "--port",
+            url,
+            "--baud",
+            str(baud),
+            "--headless",
+            "--quiet",
+            "--log",
+            str(log),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     records = read_log(log)
     summary = records[-1]
@@ -47,9 +67,12 @@ def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int 
     reference = ReferenceModel(bundle.artifact_path("tflite"))
     images = load_fashion_mnist("test").images[:frames]
     tolerance = 0 if exact else 1
-    differ = [r["index"] for r, image in zip(results, images, strict=True)
-              if np.abs(np.asarray(r["output"]) - reference.invoke(prepare_frame(image, bundle)).reshape(-1)).max()
-              > tolerance]
+    differ = [
+        r["index"]
+        for r, image in zip(results, images, strict=True)
+        if np.abs(np.asarray(r["output"]) - reference.invoke(prepare_frame(image, bundle)).reshape(-1)).max()
+        > tolerance
+    ]
     assert not differ, f"{len(differ)} of {frames} answers differ from LiteRT BUILTIN_REF (frames {differ[:10]})"
     if exact:
         assert summary["agreement_exact"] == 1.0
@@ -70,8 +93,12 @@ def check_fault_replies(bundle: Bundle, url: str, baud: int = 921600) -> None:
     link = serial.serial_for_url(url, baudrate=baud, timeout=0.05)
     try:
         link.reset_input_buffer()
-        link.write(wire.encode(wire.Frame(frame[:-1]), seq=1) + bytes(damaged) + b"\x00garbage\xa5"
-                   + wire.encode(wire.Frame(frame), seq=3))
+        link.write(
+            wire.encode(wire.Frame(frame[:-1]), seq=1)
+            + bytes(damaged)
+            + b"\x00garbage\xa5"
+            + wire.encode(wire.Frame(frame), seq=3)
+        )
         events = read_events(link, wire.Decoder(), 3)
     finally:
         link.close()

@@ -22,6 +22,7 @@ Options for a real board (tests/test_board_real.py; skipped without ``--board-po
 ``--board-port PORT`` (e.g. /dev/ttyACM0), ``--board-env ENV`` (the platformio.ini environment it was flashed
 with, e.g. nano33ble or nano33ble-engine), ``--board-bundle DIR`` (default firmware/src/model/bundle).
 """
+
 from __future__ import annotations
 
 import os
@@ -58,31 +59,62 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("board", "a real flashed board (tests/test_board_real.py, docs/boards.md)")
-    group.addoption("--board-port", default=None, metavar="PORT",
-                    help="serial port of a board flashed with this tree's firmware (e.g. /dev/ttyACM0): runs the "
-                         "on-device accuracy, fidelity and fault tests on it")
-    group.addoption("--board-env", default=None, metavar="ENV",
-                    help="the PlatformIO environment the board was flashed with, e.g. nano33ble or "
-                         "esp32-s3-devkitc-1-engine (sets the baud rate and the expected runner)")
-    group.addoption("--board-bundle", default=None, metavar="DIR",
-                    help="the bundle the board runs (default: firmware/src/model/bundle, the tree's model)")
+    group.addoption(
+        "--board-port",
+        default=None,
+        metavar="PORT",
+        help="serial port of a board flashed with this tree's firmware (e.g. /dev/ttyACM0): runs the "
+        "on-device accuracy, fidelity and fault tests on it",
+    )
+    group.addoption(
+        "--board-env",
+        default=None,
+        metavar="ENV",
+        help="the PlatformIO environment the board was flashed with, e.g. nano33ble or "
+        "esp32-s3-devkitc-1-engine (sets the baud rate and the expected runner)",
+    )
+    group.addoption(
+        "--board-bundle",
+        default=None,
+        metavar="DIR",
+        help="the bundle the board runs (default: firmware/src/model/bundle, the tree's model)",
+    )
 
 
 FIXTURE_TRAINING = dict(limit=3000, epochs=3, batch_size=32, lr=5e-3)
 FACTORY_TRAINING = dict(limit=1000, epochs=1, batch_size=32, lr=5e-3)
 
 
-def _build(root: Path, architecture: str, width: float, height: int, width_px: int | None, channels: int,
-           input_dtype: str, budget: dict):
+def _build(
+    root: Path,
+    architecture: str,
+    width: float,
+    height: int,
+    width_px: int | None,
+    channels: int,
+    input_dtype: str,
+    budget: dict,
+):
     if _running and _running[0].get_closest_marker("slow") is None:  # keeps `make test-fast` fast
-        pytest.fail(f"{_running[0].nodeid} trains a model but is not marked slow: mark it @pytest.mark.slow or name "
-                    "the bundle fixture in its signature (or as a parameter) so conftest marks it", pytrace=False)
+        pytest.fail(
+            f"{_running[0].nodeid} trains a model but is not marked slow: mark it @pytest.mark.slow or name "
+            "the bundle fixture in its signature (or as a parameter) so conftest marks it",
+            pytrace=False,
+        )
     from tools.quantize import quantize_bundle
     from tools.train import TrainConfig, train_bundle
 
     name = f"{architecture}_{width:g}_{height}x{width_px or height}x{channels}_{input_dtype}_{budget['epochs']}ep"
-    config = TrainConfig(architecture=architecture, width=width, height=height, width_px=width_px,
-                         channels=channels, dropout=0.0, seed=1, **budget)
+    config = TrainConfig(
+        architecture=architecture,
+        width=width,
+        height=height,
+        width_px=width_px,
+        channels=channels,
+        dropout=0.0,
+        seed=1,
+        **budget,
+    )
     bundle = train_bundle(root / name, config, verbose=0)
     quantize_bundle(bundle, samples=200, input_dtype=input_dtype)
     return bundle
@@ -110,12 +142,19 @@ def make_bundle(_bundle_root) -> Callable[..., object]:
     """Factory for other bundle configurations (tiny training; cached per session by arguments)."""
     cache: dict[tuple, object] = {}
 
-    def factory(architecture: str = "mobilenet_v1", width: float = 0.25, height: int = 32,
-                width_px: int | None = None, channels: int = 1, input_dtype: str = "int8"):
+    def factory(
+        architecture: str = "mobilenet_v1",
+        width: float = 0.25,
+        height: int = 32,
+        width_px: int | None = None,
+        channels: int = 1,
+        input_dtype: str = "int8",
+    ):
         key = (architecture, float(width), height, width_px, channels, input_dtype)
         if key not in cache:
-            cache[key] = _build(_bundle_root, architecture, width, height, width_px, channels, input_dtype,
-                                FACTORY_TRAINING)
+            cache[key] = _build(
+                _bundle_root, architecture, width, height, width_px, channels, input_dtype, FACTORY_TRAINING
+            )
         return cache[key]
 
     return factory

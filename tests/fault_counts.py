@@ -1,6 +1,7 @@
 """The fault-injection tally (tests/test_faults.py, tests/test_misuse.py), printed after the run by conftest.py and
 written to build/fault_injection.json: signals delivered, kills, corrupt inputs tried, records lost or duplicated
 (must be 0), tracebacks (must be 0)."""
+
 from __future__ import annotations
 
 import collections
@@ -23,9 +24,21 @@ def report_lines() -> list[str]:
     """The tally as text (and saved to REPORT); empty when no fault test ran."""
     if not COUNTS:
         return []
-    figures = {key: COUNTS.get(key, 0) for key in ("signals", "kills", "corrupt_inputs", "hostile_model_json",
-                                                    "cli_error_paths", "records_checked", *ZERO)}
+    figures = {
+        key: COUNTS.get(key, 0)
+        for key in (
+            "signals",
+            "kills",
+            "corrupt_inputs",
+            "hostile_model_json",
+            "cli_error_paths",
+            "records_checked",
+            *ZERO,
+        )
+    }
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(json.dumps(figures, indent=2) + "\n")
-    return ["fault injection: " + ", ".join(f"{key} {value}" for key, value in figures.items()),
-            f"  (saved to {REPORT})"]
+    return [
+        "fault injection: " + ", ".join(f"{key} {value}" for key, value in figures.items()),
+        f"  (saved to {REPORT})",
+    ]

@@ -3,6 +3,7 @@
 tests/c/app_test.c plays the port and a checksum runner and decodes the device's replies with the real
 protocol library; each of its cases prints ``ok <name>`` or ``FAIL <name>: <why>``.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -38,11 +39,28 @@ def app_test_output(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     exe = tmp_path_factory.mktemp("app_core") / "app_test"
     fw = ROOT / "firmware" / "lib"
     subprocess.run(
-        [gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-O1", "-fsanitize=address,undefined",
-         "-fno-sanitize-recover=all", f"-I{fw / 'app'}", f"-I{fw / 'protocol'}",
-         str(ROOT / "tests" / "c" / "app_test.c"), str(fw / "app" / "app.c"), str(fw / "protocol" / "protocol.c"),
-         "-o", str(exe)],
-        check=True, capture_output=True, text=True)
+        [
+            gcc,
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-g",
+            "-O1",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            f"-I{fw / 'app'}",
+            f"-I{fw / 'protocol'}",
+            str(ROOT / "tests" / "c" / "app_test.c"),
+            str(fw / "app" / "app.c"),
+            str(fw / "protocol" / "protocol.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert "Sanitizer" not in run.stderr, run.stderr
     lines: dict[str, str] = {}
@@ -100,4 +118,5 @@ def test_no_model_hello_reaches_the_user_as_the_runner_failure(app_test_output: 
         os.close(slave)
     message = str(failure.value)
     assert "\n" not in message and message.startswith(
-        "the board has no model running: its runner failed to initialise (test:arena-too-small); flash firmware")
+        "the board has no model running: its runner failed to initialise (test:arena-too-small); flash firmware"
+    )

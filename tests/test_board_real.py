@@ -8,6 +8,7 @@ Skipped without ``--board-port``. The checks are the ones the suite runs on the 
 requests answered with ERRORs. The engine is exact; TFLM with optimised kernels (ESP-NN, CMSIS-NN) may round a
 logit by one step, so a TFLM board must agree on every top-1 and stay within one step on every byte.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,10 +63,18 @@ def test_board_runs_the_bundle(real_board: RealBoard, tmp_path) -> None:
 
 
 def test_on_device_accuracy_and_fidelity(real_board: RealBoard, tmp_path) -> None:
-    summary = stream_labelled(real_board.bundle, real_board.port, tmp_path / "run.jsonl", LABELLED_FRAMES,
-                              baud=real_board.board.baud, exact=real_board.engine)
-    print(f"\n{real_board.env}: accuracy {summary['accuracy']:.2%} on {LABELLED_FRAMES} test images, "
-          f"exact agreement {summary['agreement_exact']:.2%}, device {summary['device_ms']['mean']:.1f} ms")
+    summary = stream_labelled(
+        real_board.bundle,
+        real_board.port,
+        tmp_path / "run.jsonl",
+        LABELLED_FRAMES,
+        baud=real_board.board.baud,
+        exact=real_board.engine,
+    )
+    print(
+        f"\n{real_board.env}: accuracy {summary['accuracy']:.2%} on {LABELLED_FRAMES} test images, "
+        f"exact agreement {summary['agreement_exact']:.2%}, device {summary['device_ms']['mean']:.1f} ms"
+    )
 
 
 def test_on_device_faults(real_board: RealBoard) -> None:

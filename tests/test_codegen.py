@@ -1,5 +1,6 @@
 """tinyml/codegen and its CLI (tools/codegen.py): TFLite's quantisation arithmetic, the static memory plan, the
 scratch sizes tied to the kernel headers, errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -89,9 +90,15 @@ def test_memory_plan_never_overlaps_live_tensors(tiny) -> None:
         dst = layer.outputs[0]
         if (layer.in_place or layer.kernel == "alias") and dst in group:
             # The shared input starts where the output starts, or (a widening 1x1 conv) ends where it ends.
-            shared = [src for src in layer.inputs if src in group and (
-                plan.offsets[src] == plan.offsets[dst]
-                or (plan.offsets[src] + size[src] == plan.offsets[dst] + size[dst] and size[dst] > size[src]))]
+            shared = [
+                src
+                for src in layer.inputs
+                if src in group
+                and (
+                    plan.offsets[src] == plan.offsets[dst]
+                    or (plan.offsets[src] + size[src] == plan.offsets[dst] + size[dst] and size[dst] > size[src])
+                )
+            ]
             assert shared, f"layer {layer.op.index} runs in place but shares no input's buffer safely"
             merged = group[shared[0]] | group[dst]
             for t in merged:
@@ -101,7 +108,9 @@ def test_memory_plan_never_overlaps_live_tensors(tiny) -> None:
         for a in live:
             for b in live:
                 if a < b and b not in group[a]:
-                    overlap = plan.offsets[a] < plan.offsets[b] + size[b] and plan.offsets[b] < plan.offsets[a] + size[a]
+                    overlap = (
+                        plan.offsets[a] < plan.offsets[b] + size[b] and plan.offsets[b] < plan.offsets[a] + size[a]
+                    )
                     assert not overlap, f"tensors {a} and {b} overlap while both live at layer {i}"
     # Reuse: the arena is smaller than giving every intermediate tensor its own buffer.
     assert plan.arena_bytes < sum(size.values())
@@ -170,12 +179,17 @@ def test_scratch_sizes_come_from_the_kernel_headers(tmp_path) -> None:
     macros = scratch_macros()
     assert {"ENG_CONV_SCRATCH_BYTES", "ENG_DWCONV_SCRATCH_BYTES"} <= set(macros)
     rng = np.random.default_rng(1)
-    cases = [(name, tuple(int(v) for v in rng.integers(1, 300, len(params)))) for name, (params, _) in macros.items()
-             for _ in range(20)]
+    cases = [
+        (name, tuple(int(v) for v in rng.integers(1, 300, len(params))))
+        for name, (params, _) in macros.items()
+        for _ in range(20)
+    ]
     lines = "\n".join(f'  printf("%lu\\n", (unsigned long)({c_call(name, args)}));' for name, args in cases)
     src = tmp_path / "abi.c"
-    headers = "".join(f'#include "{h.name}"\n' for h in sorted(ENGINE_DIR.glob("*.h")) if "_SCRATCH_BYTES(" in h.read_text())
-    src.write_text(f'#include <stdio.h>\n{headers}int main(void) {{\n{lines}\n  return 0;\n}}\n')
+    headers = "".join(
+        f'#include "{h.name}"\n' for h in sorted(ENGINE_DIR.glob("*.h")) if "_SCRATCH_BYTES(" in h.read_text()
+    )
+    src.write_text(f"#include <stdio.h>\n{headers}int main(void) {{\n{lines}\n  return 0;\n}}\n")
     exe = tmp_path / "abi"
     subprocess.run([gcc, "-std=c99", f"-I{ENGINE_DIR}", str(src), "-o", str(exe)], check=True)
     printed = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
@@ -193,10 +207,25 @@ def test_generated_c_refuses_to_compile_with_too_little_scratch(tiny, tmp_path) 
     text = source.read_text()
     assert text.count("_Static_assert(MODEL_ENGINE_SCRATCH_BYTES >= ENG_") >= 2
     app = ENGINE_DIR.parents[1] / "lib" / "app"
-    cmd = [gcc, "-std=c99", "-Wall", "-Werror", "-c", f"-I{ENGINE_DIR}", f"-I{app}", f"-I{tmp_path}", str(source),
-           "-o", str(tmp_path / "m.o")]
+    cmd = [
+        gcc,
+        "-std=c99",
+        "-Wall",
+        "-Werror",
+        "-c",
+        f"-I{ENGINE_DIR}",
+        f"-I{app}",
+        f"-I{tmp_path}",
+        str(source),
+        "-o",
+        str(tmp_path / "m.o"),
+    ]
     subprocess.run(cmd, check=True)
-    source.write_text(text.replace(f"#define MODEL_ENGINE_SCRATCH_BYTES {result.scratch_bytes}u",
-                                   f"#define MODEL_ENGINE_SCRATCH_BYTES {result.scratch_bytes - 8}u"))
+    source.write_text(
+        text.replace(
+            f"#define MODEL_ENGINE_SCRATCH_BYTES {result.scratch_bytes}u",
+            f"#define MODEL_ENGINE_SCRATCH_BYTES {result.scratch_bytes - 8}u",
+        )
+    )
     failed = subprocess.run(cmd, capture_output=True, text=True)
     assert failed.returncode != 0 and "scratch region smaller than its kernel needs" in failed.stderr

@@ -2,6 +2,7 @@
 
 Each C copy names its owner in a comment; when a value changes in one place this test says where else it lives.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,15 +30,18 @@ def test_runner_dtype_enum_is_the_protocol_table() -> None:
     c_codes = {name: int(value) for name, value in re.findall(r"(RUNNER_DTYPE_\w+)\s*=\s*(\d+)", enum.group(1))}
     assert c_codes.pop("RUNNER_DTYPE_NONE") == protocol.DTYPE_NONE  # the no-model HELLO's code
     assert c_codes == {f"RUNNER_DTYPE_{name.upper()}": code for code, name in protocol.DTYPES.items()}
-    assert set(RUNNER_DTYPE.values()) == set(c_codes) and all(RUNNER_DTYPE[n] == f"RUNNER_DTYPE_{n.upper()}"
-                                                                   for n in RUNNER_DTYPE)
+    assert set(RUNNER_DTYPE.values()) == set(c_codes) and all(
+        RUNNER_DTYPE[n] == f"RUNNER_DTYPE_{n.upper()}" for n in RUNNER_DTYPE
+    )
 
 
 def test_c_parser_accepts_exactly_the_table_codes() -> None:
     """protocol.c refuses a HELLO whose dtype code is outside PROTO_DTYPE_MIN..MAX (protocol.h)."""
     defines = _defines(FIRMWARE / "lib/protocol/protocol.h")
-    assert (int(defines["PROTO_DTYPE_MIN"].rstrip("u")), int(defines["PROTO_DTYPE_MAX"].rstrip("u"))) == \
-        (min(protocol.DTYPES), max(protocol.DTYPES))
+    assert (int(defines["PROTO_DTYPE_MIN"].rstrip("u")), int(defines["PROTO_DTYPE_MAX"].rstrip("u"))) == (
+        min(protocol.DTYPES),
+        max(protocol.DTYPES),
+    )
     assert sorted(protocol.DTYPES) == list(range(min(protocol.DTYPES), max(protocol.DTYPES) + 1))
     assert int(defines["PROTO_DTYPE_NONE"].rstrip("u")) == protocol.DTYPE_NONE not in protocol.DTYPES
     source = " ".join((FIRMWARE / "lib/protocol/protocol.c").read_text().split())

@@ -3,6 +3,7 @@ paths, and the shared pre/post-processing run through the very same runner on Li
 
 No Edge TPU and no libedgetpu exist here; the tests that need their absence skip where they are installed.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -42,6 +43,7 @@ def _libedgetpu_installed() -> bool:
 def _real_pycoral_installed() -> bool:
     try:
         import pycoral.utils.edgetpu  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -78,8 +80,18 @@ def test_delegate_library_by_platform():
         delegate_library("Plan9")
 
 
-@pytest.mark.parametrize("spec,expected", [(None, None), ("", None), (":0", ":0"), ("usb", "usb"),
-                                           ("usb:1", "usb:1"), (":usb:0", "usb:0"), ("PCI:0", "pci:0")])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        (None, None),
+        ("", None),
+        (":0", ":0"),
+        ("usb", "usb"),
+        ("usb:1", "usb:1"),
+        (":usb:0", "usb:0"),
+        ("PCI:0", "pci:0"),
+    ],
+)
 def test_device_selectors(spec, expected):
     assert parse_device(spec) == expected
 
@@ -235,11 +247,21 @@ def test_cpu_interpreter_info_passes_the_stream_compatibility_check(bundle_v1, c
     from tinyml.targets.base import DeviceInfo
 
     shape = cpu_runner.input_shape
-    info = DeviceInfo(bundle_v1.model_id, (shape[1], shape[2], shape[3]), cpu_runner.input_quant,
-                      cpu_runner.num_classes, cpu_runner.output_quant, "edgetpu", 1)
+    info = DeviceInfo(
+        bundle_v1.model_id,
+        (shape[1], shape[2], shape[3]),
+        cpu_runner.input_quant,
+        cpu_runner.num_classes,
+        cpu_runner.output_quant,
+        "edgetpu",
+        1,
+    )
     check_compatible(bundle_v1, info, "the Coral")
     interpreter, name = cpu_interpreter(bundle_v1.artifact_path("tflite"))
-    assert name == "litert-builtin-ref" and interpreter.get_input_details()[0]["shape"].tolist() == [1, *bundle_v1.input_shape]
+    assert name == "litert-builtin-ref" and interpreter.get_input_details()[0]["shape"].tolist() == [
+        1,
+        *bundle_v1.input_shape,
+    ]
 
 
 # ---- the stream target -----------------------------------------------------------------------------------------------
@@ -270,8 +292,24 @@ def test_stream_cli_coral_without_compiled_model(bundle_v1):
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "host/stream.py", str(bundle_v1.path), "fashion-mnist:test", "--limit", "2",
-                           "--coral", "usb:0", "--headless"], cwd=root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "host/stream.py",
+            str(bundle_v1.path),
+            "fashion-mnist:test",
+            "--limit",
+            "2",
+            "--coral",
+            "usb:0",
+            "--headless",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: bundle {bundle_v1.path} has no model_int8_edgetpu.tflite; run: python -m tools edgetpu {bundle_v1.path}")
+        f"error: bundle {bundle_v1.path} has no model_int8_edgetpu.tflite; run: python -m tools edgetpu {bundle_v1.path}"
+    )

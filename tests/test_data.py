@@ -1,4 +1,5 @@
 """Datasets: Fashion-MNIST IDX files and image folders (split, corrupt files, clear errors), incl. the CLI."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -82,12 +83,15 @@ def test_balanced_sample_and_limit():
     assert sample.class_counts() == [10] * 10
 
 
-@pytest.mark.parametrize("layout,fragment", [
-    ("missing", "does not exist"),
-    ("empty", "holds no images"),
-    ("one_class", "single class"),
-    ("corrupt_class", "no readable image"),
-])
+@pytest.mark.parametrize(
+    "layout,fragment",
+    [
+        ("missing", "does not exist"),
+        ("empty", "holds no images"),
+        ("one_class", "single class"),
+        ("corrupt_class", "no readable image"),
+    ],
+)
 def test_bad_folders_are_one_line_errors(tmp_path, layout, fragment):
     root = tmp_path / "data"
     if layout == "empty":

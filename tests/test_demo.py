@@ -6,6 +6,7 @@
 - its output carries no TensorFlow, absl, MLIR or OpenCV log lines, the C-level ones of child processes included;
 - the stream's live status line (the demo's progress indicator after training) shows only on a terminal.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,9 +22,11 @@ from tinyml.tflm import bundle_arena, measure_arena
 
 COMMITTED = ROOT / "firmware" / "src" / "model" / "bundle"
 # Lines the native logging of TensorFlow / XLA / MLIR / absl / oneDNN / OpenCV prints when nothing silences it.
-NOISE = re.compile(r"absl::InitializeLog|cpu_feature_guard|oneDNN|TF-TRT|XLA service|StreamExecutor|"
-                   r"^[IWE]\d{4} \d\d:\d\d|tensorflow/(core|compiler)|mlir|\[ WARN:|\[ INFO:|Created TensorFlow Lite",
-                   re.M | re.I)
+NOISE = re.compile(
+    r"absl::InitializeLog|cpu_feature_guard|oneDNN|TF-TRT|XLA service|StreamExecutor|"
+    r"^[IWE]\d{4} \d\d:\d\d|tensorflow/(core|compiler)|mlir|\[ WARN:|\[ INFO:|Created TensorFlow Lite",
+    re.M | re.I,
+)
 STATUS_LINE = r"\d+/\d+ answered"
 
 
@@ -74,7 +77,9 @@ def test_stream_counts_are_the_reports_qemu_figures(committed_copy, capfd):
 @pytest.mark.qemu
 def test_stream_shows_its_status_line_on_a_terminal(committed_copy):
     _qemu_tools()
-    code = f"from pathlib import Path; from tools.demo import run_on_qemu; run_on_qemu(Path({str(committed_copy)!r}), 4)"
+    code = (
+        f"from pathlib import Path; from tools.demo import run_on_qemu; run_on_qemu(Path({str(committed_copy)!r}), 4)"
+    )
     run = PtyRun(sys.executable, "-c", code)
     assert run.wait(180) == 0, run.text
     assert "--quiet" not in run.text and re.search("\r" + STATUS_LINE, run.text), run.text

@@ -2,6 +2,7 @@
 unreachable), so deploy must stop after generating the sources, with one line naming what is missing, exit 2, and
 nothing changed that it did not report. The board check (HELLO + labelled self-test) runs against the real sketch
 on the Arduino stand-in (firmware/ports/arduino) over a pty."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _tree(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root``, by relative path."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -35,8 +39,9 @@ def project(tmp_path) -> Path:
 
 
 def _deploy(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools", "deploy", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tools", "deploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("engine", [False, True], ids=["tflm", "engine"])
@@ -53,23 +58,41 @@ def test_without_toolchain_deploy_stops_after_the_sources(bundle_v1, project, tm
     run = _deploy(str(bundle), "--board", "nano33ble", "--project-dir", str(project), *(["--engine"] if engine else []))
     assert run.returncode == 2, run.stderr
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
-    assert run.stderr.startswith(f"error: cannot build {env}: PlatformIO platform 'nordicnrf52' and its toolchain "
-                                 "are not installed")
+    assert run.stderr.startswith(
+        f"error: cannot build {env}: PlatformIO platform 'nordicnrf52' and its toolchain are not installed"
+    )
     assert f"pio pkg install -d {project} -e {env}" in run.stderr
     after_project, after_bundle = _tree(project), _tree(bundle)
-    changed = {path for path in before_project.keys() | after_project.keys()
-               if before_project.get(path) != after_project.get(path)}
+    changed = {
+        path
+        for path in before_project.keys() | after_project.keys()
+        if before_project.get(path) != after_project.get(path)
+    }
     model = "firmware/src/model/"
-    expected = {model + name for name in ("model_data.cc", "model_data.h", "model_ops.h", "model_info.h",
-                                          "bundle/model.json", "bundle/model_int8.tflite")}
+    expected = {
+        model + name
+        for name in (
+            "model_data.cc",
+            "model_data.h",
+            "model_ops.h",
+            "model_info.h",
+            "bundle/model.json",
+            "bundle/model_int8.tflite",
+        )
+    }
     expected |= {model + name for name in ("model_engine.c", "model_engine.h")} if engine else set()
     assert expected <= changed <= expected | {model + "bundle/labels.txt"}, changed ^ expected
-    assert f"wrote model_data.h, model_data.cc, model_ops.h, model_info.h and bundle/ into {project / model}" in run.stdout
+    assert (
+        f"wrote model_data.h, model_data.cc, model_ops.h, model_info.h and bundle/ into {project / model}" in run.stdout
+    )
     assert ("wrote model_engine.h, model_engine.c (engine)" in run.stdout) == engine
     # in the bundle: the export record in model.json and the export/ folder, as reported
-    bundle_changed = {p for p in before_bundle.keys() | after_bundle.keys() if before_bundle.get(p) != after_bundle.get(p)}
-    assert bundle_changed == {"model.json"} | {f"export/{n}" for n in ("model_data.cc", "model_data.h", "model_ops.h",
-                                                                       "model_info.h")}
+    bundle_changed = {
+        p for p in before_bundle.keys() | after_bundle.keys() if before_bundle.get(p) != after_bundle.get(p)
+    }
+    assert bundle_changed == {"model.json"} | {
+        f"export/{n}" for n in ("model_data.cc", "model_data.h", "model_ops.h", "model_info.h")
+    }
     assert f"recorded the export in {bundle / 'model.json'}" in run.stdout
     assert bundle_v1.model_id in (project / model / "model_info.h").read_text()
 
@@ -78,9 +101,14 @@ def test_deploy_user_errors_are_one_line_and_change_nothing(bundle_v1, project, 
     before = _tree(project)
     for args, message in (
         ([str(tmp_path / "absent"), "--board", "nano33ble"], "does not exist"),
-        ([str(bundle_v1.path), "--board", "esp32cam", "--engine", "--project-dir", str(project)],
-         "has no environment 'esp32cam-engine' for esp32cam with the engine"),
-        ([str(bundle_v1.path), "--board", "nano33ble", "--project-dir", str(tmp_path)], "platformio.ini does not exist"),
+        (
+            [str(bundle_v1.path), "--board", "esp32cam", "--engine", "--project-dir", str(project)],
+            "has no environment 'esp32cam-engine' for esp32cam with the engine",
+        ),
+        (
+            [str(bundle_v1.path), "--board", "nano33ble", "--project-dir", str(tmp_path)],
+            "platformio.ini does not exist",
+        ),
         ([str(bundle_v1.path), "--board", "nano33ble", "--frames", "0"], "--frames must be at least 1"),
     ):
         run = _deploy(*args)

@@ -4,6 +4,7 @@ int8 models.
 edgetpu_compiler cannot be installed here (x86-64 Debian package from Google's own apt repository), so the
 compile step itself is not run; its output format is covered by real logs kept in tests/data/edgetpu/.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,7 +37,12 @@ def test_full_mapping_operation_log():
     assert report.succeeded and report.error is None
     assert (report.input_model, report.output_model) == ("mnist7.tflite", "mnist7_edgetpu.tflite")
     assert [(r.op, r.count) for r in report.operators] == [
-        ("SOFTMAX", 1), ("FULLY_CONNECTED", 2), ("RESHAPE", 1), ("CONV_2D", 2), ("MAX_POOL_2D", 2)]
+        ("SOFTMAX", 1),
+        ("FULLY_CONNECTED", 2),
+        ("RESHAPE", 1),
+        ("CONV_2D", 2),
+        ("MAX_POOL_2D", 2),
+    ]
     assert all(r.mapped for r in report.operators)
     assert (report.total_ops, report.ops_on_edgetpu, report.ops_on_cpu) == (8, 8, 0)
 
@@ -47,9 +53,9 @@ def test_full_mapping_stdout_reads_memory_and_subgraphs():
     assert report.edgetpu_subgraphs == 1 and report.total_ops == 246
     # No "will run on CPU" lines is how the compiler says everything mapped.
     assert (report.ops_on_edgetpu, report.ops_on_cpu) == (246, 0)
-    assert report.input_size_bytes == round(6.00 * 2 ** 20)
-    assert report.on_chip_used_bytes == round(5.90 * 2 ** 20)
-    assert report.on_chip_remaining_bytes == round(1.16 * 2 ** 20)
+    assert report.input_size_bytes == round(6.00 * 2**20)
+    assert report.on_chip_used_bytes == round(5.90 * 2**20)
+    assert report.on_chip_remaining_bytes == round(1.16 * 2**20)
     assert report.off_chip_bytes == round(41.75 * 1024)
 
 
@@ -59,7 +65,8 @@ def test_partial_mapping_operation_log_names_the_cpu_ops():
     assert (report.total_ops, report.ops_on_edgetpu, report.ops_on_cpu) == (10, 8, 2)
     assert [(r.op, r.status) for r in report.cpu_rows] == [
         ("QUANTIZE", "Operation is otherwise supported, but not mapped due to some unspecified limitation"),
-        ("DEQUANTIZE", "Operation is working on an unsupported data type")]
+        ("DEQUANTIZE", "Operation is working on an unsupported data type"),
+    ]
 
 
 def test_partial_mapping_stdout_and_its_log_agree():
@@ -69,9 +76,13 @@ def test_partial_mapping_stdout_and_its_log_agree():
     assert (stdout.total_ops, stdout.ops_on_edgetpu, stdout.ops_on_cpu) == (267, 264, 3)
     assert (log.total_ops, log.ops_on_edgetpu, log.ops_on_cpu) == (267, 264, 3)
     assert {r.op for r in log.cpu_rows} == {"CUSTOM", "DEQUANTIZE"}
-    assert stdout.off_chip_bytes == 0 and stdout.on_chip_used_bytes == round(4.21 * 2 ** 20)
+    assert stdout.off_chip_bytes == 0 and stdout.on_chip_used_bytes == round(4.21 * 2**20)
     assert json.loads(json.dumps(log.to_json()))["operators"][1] == {
-        "op": "CUSTOM", "count": 1, "status": "Operation is working on an unsupported data type", "mapped": False}
+        "op": "CUSTOM",
+        "count": 1,
+        "status": "Operation is working on an unsupported data type",
+        "mapped": False,
+    }
 
 
 def test_model_the_compiler_cannot_parse():
@@ -86,8 +97,10 @@ def test_failure_messages_name_the_fix():
     assert message.startswith("edgetpu_compiler 16.0.384591198 cannot parse the model: QUANTIZE version 3 is newer")
     assert "post-training int8 quantization" in message and "\n" not in message
     message = failure_message(parse_compiler_output(_log("failure_large_activations_v16.txt")))
-    assert message == ("edgetpu_compiler failed: Compilation failed due to large activation tensors in model.; "
-                       "its full output is in edgetpu_compiler.txt in the bundle")
+    assert message == (
+        "edgetpu_compiler failed: Compilation failed due to large activation tensors in model.; "
+        "its full output is in edgetpu_compiler.txt in the bundle"
+    )
 
 
 def test_compilation_failure_after_parsing():
@@ -97,23 +110,34 @@ def test_compilation_failure_after_parsing():
 
 
 def test_stdout_without_table_takes_the_operator_table_from_the_log():
-    report = merge_operation_log(parse_compiler_output(_log("partial_stdout_v16.txt")),
-                                         _log("partial_operation_log_v16.log"))
+    report = merge_operation_log(
+        parse_compiler_output(_log("partial_stdout_v16.txt")), _log("partial_operation_log_v16.log")
+    )
     assert sum(r.count for r in report.operators) == report.total_ops == 267
-    assert report.on_chip_used_bytes == round(4.21 * 2 ** 20)  # stdout's memory figures are kept
+    assert report.on_chip_used_bytes == round(4.21 * 2**20)  # stdout's memory figures are kept
     problem = fallback_problem(report)
-    assert problem.startswith("3 of 267 ops fall back to the CPU: CUSTOM x1 (Operation is working on an "
-                              "unsupported data type), DEQUANTIZE x2")
+    assert problem.startswith(
+        "3 of 267 ops fall back to the CPU: CUSTOM x1 (Operation is working on an unsupported data type), DEQUANTIZE x2"
+    )
     assert fallback_problem(parse_compiler_output(_log("full_operation_log_v15.log"))) is None
 
 
 def test_compiler_command_prints_the_table_and_writes_into_the_bundle(tmp_path):
     cmd = compiler_command("/usr/bin/edgetpu_compiler", tmp_path / "model_int8.tflite", tmp_path, 90)
-    assert cmd == ["/usr/bin/edgetpu_compiler", "-s", "-o", str(tmp_path), "-t", "90", str(tmp_path / "model_int8.tflite")]
+    assert cmd == [
+        "/usr/bin/edgetpu_compiler",
+        "-s",
+        "-o",
+        str(tmp_path),
+        "-t",
+        "90",
+        str(tmp_path / "model_int8.tflite"),
+    ]
 
 
-@pytest.mark.parametrize("text", ["", "Traceback (most recent call last):\n  File x\nValueError: y\n",
-                                  "Operator Count\nCONV_2D 3 mapped\n"])
+@pytest.mark.parametrize(
+    "text", ["", "Traceback (most recent call last):\n  File x\nValueError: y\n", "Operator Count\nCONV_2D 3 mapped\n"]
+)
 def test_text_that_is_not_compiler_output_is_refused(text):
     with pytest.raises(CompilerLogError, match="not edgetpu_compiler output"):
         parse_compiler_output(text)
@@ -121,7 +145,7 @@ def test_text_that_is_not_compiler_output_is_refused(text):
 
 def test_sizes():
     assert parse_size("0.00B") == 0 and parse_size("512.00B") == 512
-    assert parse_size("7.75KiB") == 7936 and parse_size("3.29MiB") == round(3.29 * 2 ** 20)
+    assert parse_size("7.75KiB") == 7936 and parse_size("3.29MiB") == round(3.29 * 2**20)
     with pytest.raises(UserError, match="unreadable size"):
         parse_size("lots")
 
@@ -160,8 +184,11 @@ def test_uint8_input_adds_a_quantize_the_edge_tpu_maps(tmp_path):
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
     path = tmp_path / "uint8.tflite"
     rng = np.random.default_rng(0)
-    path.write_bytes(quantize_keras_model(keras.Model(inp, out), rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32),
-                                          input_dtype="uint8"))
+    path.write_bytes(
+        quantize_keras_model(
+            keras.Model(inp, out), rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32), input_dtype="uint8"
+        )
+    )
     check = precheck_model(path)
     assert (check.ops[0].op, check.ops[0].version) == ("QUANTIZE", 1)
     assert load_graph(path).input_tensors()[0].dtype == "uint8"

@@ -5,6 +5,7 @@ Their bit-exactness against LiteRT-ref is checked with every other engine build 
 model in the smallest, a halfway and the layer-by-layer schedule, portable and emulated-DSP, and the default
 schedule's real DSP build on QEMU).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -61,8 +62,9 @@ def test_cli_budget_too_small_says_by_how_much_and_where(vww, tmp_path) -> None:
     smallest = choose_schedule(graph, lower_graph(graph)).arena_bytes
     proc = run_tool("codegen", str(path), "--out", str(tmp_path / "c"), "--ram-budget", "8K")
     assert_one_line_error(proc, f"the smallest needs {smallest} B, {smallest - 8192} B more, its peak at op")
-    assert_one_line_error(run_tool("codegen", str(path), "--out", str(tmp_path / "c"), "--ram-budget", "lots"),
-                          "is not a size")
+    assert_one_line_error(
+        run_tool("codegen", str(path), "--out", str(tmp_path / "c"), "--ram-budget", "lots"), "is not a size"
+    )
 
 
 def test_cli_budget_that_fits_generates_it(vww, tmp_path) -> None:

@@ -13,6 +13,7 @@
 Everything is built portable and with ENG_EMULATE_DSP (the DSP paths' layout and loop structure) under ASan and
 UBSan (any report aborts); the real intrinsics run in test_engine_native.py's QEMU tests.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -35,8 +36,16 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-o
 def build(cc: str, source: Path, exe: Path, emulate_dsp: bool) -> Path:
     """``source`` linked with every kernel, all under ASan/UBSan; the kernels' objects are compiled once per
     compiler and build (bench/engine_exactness.engine_objects caches them by content)."""
-    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-O1", *SANITIZE,
-             *(["-DENG_EMULATE_DSP"] if emulate_dsp else [])]
+    flags = [
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-g",
+        "-O1",
+        *SANITIZE,
+        *(["-DENG_EMULATE_DSP"] if emulate_dsp else []),
+    ]
     kernels = engine_objects(cc, flags)
     cmd = [cc, *flags, f"-I{ENGINE_DIR}", str(source), *map(str, kernels), "-lm", "-o", str(exe)]
     result = subprocess.run(cmd, capture_output=True, text=True)

@@ -10,6 +10,7 @@ bench/engine_qemu.py --check). Every model is checked in three schedules (tests/
 default smallest arena (fused row-band chains, tinyml/codegen/schedule.py), a RAM budget halfway to layer by
 layer (some runs fused), and layer by layer.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,8 +39,16 @@ EXTRA_CONFIGS = [
 ]
 
 
-def random_init_tflite(architecture: str, width: float, height: int, width_px: int | None, channels: int,
-                       input_dtype: str, images: np.ndarray, seed: int = 0) -> bytes:
+def random_init_tflite(
+    architecture: str,
+    width: float,
+    height: int,
+    width_px: int | None,
+    channels: int,
+    input_dtype: str,
+    images: np.ndarray,
+    seed: int = 0,
+) -> bytes:
     """A random-init MobileNet (models.mobilenet) quantised by tools.quantize, BatchNorm statistics set from
     ``images`` (one training-mode pass with momentum 0) so that activations stay alive through the depth."""
     import keras
@@ -79,9 +88,14 @@ def test_trained_models_bit_exact_on_2000_test_images(fixture, request, test_ima
 
 
 @pytest.mark.slow  # trains (make_bundle) and builds C
-@pytest.mark.parametrize("config", EXTRA_CONFIGS,
-                         ids=lambda c: f"{c['architecture'][-2:]}-{c['width']}-{c['height']}x{c['width_px'] or c['height']}"
-                                       f"x{c['channels']}-{c['input_dtype']}")
+@pytest.mark.parametrize(
+    "config",
+    EXTRA_CONFIGS,
+    ids=lambda c: (
+        f"{c['architecture'][-2:]}-{c['width']}-{c['height']}x{c['width_px'] or c['height']}"
+        f"x{c['channels']}-{c['input_dtype']}"
+    ),
+)
 def test_more_widths_shapes_and_dtypes_bit_exact(config, test_images, tmp_path) -> None:
     from models.bundle import TensorQuant
     from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input

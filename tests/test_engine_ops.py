@@ -5,6 +5,7 @@ AVERAGE_POOL_2D with VALID padding, a residual ADD, RESHAPE (Flatten), FULLY_CON
 Fashion-MNIST images through the same native harness as tests/test_engine_native.py (portable and emulated-DSP
 builds).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ is compiled with its two entry points renamed, all of them are linked into one b
 that binary is built twice (portable and emulated-DSP kernels) under ASan and UBSan. Every output byte for 24
 random inputs per model must equal LiteRT BUILTIN_REF's.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,24 +51,29 @@ def build_linked(models: list[tuple[str, Path, int, int]], work: Path, emulate_d
     for name, model_dir, _, _ in models:
         obj = work / f"{name}{'_dsp' if emulate_dsp else ''}.o"
         renames = [f"-Dmodel_engine_invoke={name}_invoke", f"-Dmodel_engine_info={name}_info"]
-        subprocess.run([gcc, *flags, *renames, f"-I{model_dir}", "-c", str(model_dir / "model_engine.c"), "-o",
-                        str(obj)], check=True)
+        subprocess.run(
+            [gcc, *flags, *renames, f"-I{model_dir}", "-c", str(model_dir / "model_engine.c"), "-o", str(obj)],
+            check=True,
+        )
         objects.append(obj)
     driver = ["#include <stdint.h>", "#include <stdio.h>"]
     driver += [f"int {name}_invoke(const uint8_t *in, uint8_t *out);" for name, *_ in models]
     driver += ["int main(void) {", "  static uint8_t in[65536], out[65536];"]
     for name, _, in_bytes, out_bytes in models:
-        driver.append(f"  for (int i = 0; i < {INPUTS}; i++) {{\n"
-                      f"    if (fread(in, 1, {in_bytes}, stdin) != {in_bytes}) return 3;\n"
-                      f"    if ({name}_invoke(in, out) != 0) return 4;\n"
-                      f"    fwrite(out, 1, {out_bytes}, stdout);\n  }}")
+        driver.append(
+            f"  for (int i = 0; i < {INPUTS}; i++) {{\n"
+            f"    if (fread(in, 1, {in_bytes}, stdin) != {in_bytes}) return 3;\n"
+            f"    if ({name}_invoke(in, out) != 0) return 4;\n"
+            f"    fwrite(out, 1, {out_bytes}, stdout);\n  }}"
+        )
     driver.append("  return 0;\n}\n")
     source = work / "driver.c"
     source.write_text("\n".join(driver))
     exe = work / f"single_ops{'_dsp' if emulate_dsp else ''}"
     kernels = engine_objects(gcc, flags)  # compiled once per build kind, cached by content
-    subprocess.run([gcc, *flags, str(source), *map(str, kernels), *map(str, objects), "-lm", "-o", str(exe)],
-                   check=True)
+    subprocess.run(
+        [gcc, *flags, str(source), *map(str, kernels), *map(str, objects), "-lm", "-o", str(exe)], check=True
+    )
     return exe
 
 
@@ -88,8 +94,15 @@ def test_conv_depthwise_fc_variants_bit_exact_vs_litert_ref(seed, tmp_path) -> N
         inputs.append(frames.tobytes())
         expected.append(outs.reshape(-1))
     # every kernel family ran, each requantisation mode codegen chooses and the wide (exact general) ones included
-    assert kernels >= {"eng_conv2d_s8_sat", "eng_conv2d_s8_fast", "eng_conv2d_s8_exact", "eng_conv2d_s8_single",
-                       "eng_conv2d_s8_wide", "eng_dwconv2d_s8", "eng_dwconv2d_s8_wide"}, kernels
+    assert kernels >= {
+        "eng_conv2d_s8_sat",
+        "eng_conv2d_s8_fast",
+        "eng_conv2d_s8_exact",
+        "eng_conv2d_s8_single",
+        "eng_conv2d_s8_wide",
+        "eng_dwconv2d_s8",
+        "eng_dwconv2d_s8_wide",
+    }, kernels
     want = np.concatenate(expected)
     unsaturated = np.mean((want > -128) & (want < 127))
     assert unsaturated > 0.3, f"only {unsaturated:.0%} of the reference outputs are inside the int8 range"
@@ -101,8 +114,10 @@ def test_conv_depthwise_fc_variants_bit_exact_vs_litert_ref(seed, tmp_path) -> N
         assert got.size == want.size
         offset = 0
         for (name, *_), exp in zip(linked, expected, strict=True):
-            part = got[offset: offset + exp.size]
+            part = got[offset : offset + exp.size]
             offset += exp.size
             bad = np.flatnonzero(part != exp)
-            assert bad.size == 0, (f"{name} ({'emulated DSP' if emulate_dsp else 'portable'}): {bad.size} of "
-                                   f"{exp.size} outputs differ from LiteRT-ref")
+            assert bad.size == 0, (
+                f"{name} ({'emulated DSP' if emulate_dsp else 'portable'}): {bad.size} of "
+                f"{exp.size} outputs differ from LiteRT-ref"
+            )

@@ -5,6 +5,7 @@ depths from 2 to 500, with random logit rows, rows of near-equal logits and rows
 BUILTIN_REF runs each model; the engine's eng_softmax_s8, compiled natively under ASan and UBSan with the
 constants tools/codegen computes for the same model, must give the same bytes for every element.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -50,18 +51,40 @@ def test_softmax_matches_litert_ref_over_scales_betas_and_depths(tmp_path) -> No
         graph = load_graph(model)
         cases.append((Softmax(graph, graph.operators[0]).fields, logits.reshape(-1), expected))
     largest = max(x.size for _, x, _ in cases)
-    lines = ["#include <stdio.h>", '#include "engine.h"', "int main(void) {",
-             f"  static int8_t in[{largest}], out[{largest}];"]
+    lines = [
+        "#include <stdio.h>",
+        '#include "engine.h"',
+        "int main(void) {",
+        f"  static int8_t in[{largest}], out[{largest}];",
+    ]
     for fields, x, _ in cases:
         lines.append("  {\n    " + c_struct("eng_softmax_t", "p", fields).replace("static const", "const"))
-        lines.append(f"    if (fread(in, 1, {x.size}, stdin) != {x.size}) return 1;\n"
-                     f"    eng_softmax_s8(&p, in, out);\n    fwrite(out, 1, {x.size}, stdout);\n  }}")
+        lines.append(
+            f"    if (fread(in, 1, {x.size}, stdin) != {x.size}) return 1;\n"
+            f"    eng_softmax_s8(&p, in, out);\n    fwrite(out, 1, {x.size}, stdout);\n  }}"
+        )
     lines.append("  return 0;\n}\n")
     source = tmp_path / "softmax_check.c"
     source.write_text("\n".join(lines))
     exe = tmp_path / "softmax_check"
-    subprocess.run([gcc, "-O1", "-g", "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, f"-I{ENGINE_DIR}",
-                    str(source), str(ENGINE_DIR / "engine_softmax.c"), "-o", str(exe)], check=True)
+    subprocess.run(
+        [
+            gcc,
+            "-O1",
+            "-g",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            *SANITIZE,
+            f"-I{ENGINE_DIR}",
+            str(source),
+            str(ENGINE_DIR / "engine_softmax.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     run = subprocess.run([str(exe)], input=b"".join(x.tobytes() for _, x, _ in cases), capture_output=True)
     assert run.returncode == 0, run.stderr.decode()
     got = np.frombuffer(run.stdout, np.int8)

@@ -1,4 +1,5 @@
 """Evaluation: three accuracies, byte-for-byte LiteRT-ref vs TFLM verdict, TFLM arena, float-model rejection."""
+
 from __future__ import annotations
 
 import shutil
@@ -32,7 +33,8 @@ def test_three_accuracies_and_confusion(evaluated_v1):
         assert result[key]["accuracy"] == pytest.approx(np.trace(confusion) / 200)
         assert result[key]["accuracy"] > 0.4
     assert result["int8_drop_points"] == pytest.approx(
-        100 * (result["float"]["accuracy"] - result["int8_litert_ref"]["accuracy"]), abs=1e-3)
+        100 * (result["float"]["accuracy"] - result["int8_litert_ref"]["accuracy"]), abs=1e-3
+    )
     assert load_bundle(path).meta["metrics"]["evaluation"] == result  # persisted in model.json
 
 

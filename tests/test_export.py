@@ -1,6 +1,7 @@
 """TFLite-Micro export: the C array is the .tflite byte for byte, the generated sources compile warning-free, the
 op resolver registers exactly the flatbuffer's ops, the arena figure is what tflite-micro needs, and a model too
 large for a board is refused with the numbers (API and CLI)."""
+
 from __future__ import annotations
 
 import os
@@ -130,11 +131,39 @@ def test_generated_sources_compile_and_carry_the_bundle(exported, tmp_path):
     out = result.out_dir
     (tmp_path / "print_info.cc").write_text(_PRINT_INFO)
     exe = tmp_path / "print_info"
-    subprocess.run([gxx, *CXXFLAGS, f"-I{out}", f"-I{RUNNER_H_DIR}", str(out / "model_data.cc"),
-                    str(tmp_path / "print_info.cc"), "-o", str(exe)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            gxx,
+            *CXXFLAGS,
+            f"-I{out}",
+            f"-I{RUNNER_H_DIR}",
+            str(out / "model_data.cc"),
+            str(tmp_path / "print_info.cc"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (tmp_path / "c99.c").write_text(_C99_CHECK)
-    subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{out}", f"-I{RUNNER_H_DIR}",
-                    "-fsyntax-only", str(tmp_path / "c99.c")], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            gcc,
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            f"-I{out}",
+            f"-I{RUNNER_H_DIR}",
+            "-fsyntax-only",
+            str(tmp_path / "c99.c"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
     blob = tmp_path / "model.bin"
     lines = subprocess.run([str(exe), str(blob)], check=True, capture_output=True, text=True).stdout.splitlines()
@@ -170,12 +199,16 @@ def test_pixel_lut_matches_host_preprocessing(exported):
 def test_measured_arena_is_what_tflite_micro_needs(exported):
     """TFLM allocates with exactly the measured arena and fails with 1 KiB less (checked in a child process)."""
     bundle, result = exported
-    check = ("import sys\nfrom tflite_micro import runtime\n"
-             "try:\n    runtime.Interpreter.from_file(sys.argv[1], arena_size=int(sys.argv[2]))\n"
-             "except RuntimeError:\n    sys.exit(1)\n")
+    check = (
+        "import sys\nfrom tflite_micro import runtime\n"
+        "try:\n    runtime.Interpreter.from_file(sys.argv[1], arena_size=int(sys.argv[2]))\n"
+        "except RuntimeError:\n    sys.exit(1)\n"
+    )
     path = str(bundle.artifact_path("tflite"))
     for arena, expected in ((result.arena_measured, 0), (result.arena_measured - 1024, 1)):
-        assert subprocess.run([sys.executable, "-c", check, path, str(arena)], capture_output=True).returncode == expected
+        assert (
+            subprocess.run([sys.executable, "-c", check, path, str(arena)], capture_output=True).returncode == expected
+        )
     assert result.arena_bytes == export.arena_with_margin(result.arena_measured)
     assert result.arena_bytes >= result.arena_measured * 1.25 + export.ARENA_MARGIN_BYTES
     assert result.arena_bytes % 16 == 0
@@ -235,11 +268,19 @@ def large_bundle(tmp_path_factory):
         return TensorQuant(tensor.dtype, float(q.scale[0]), int(q.zero_point[0])).to_json()
 
     path = tmp_path_factory.mktemp("large") / "v1_05"
-    bundle = Bundle.create(path, {
-        "name": "v1_05_untrained", "architecture": "mobilenet_v1", "width": 0.5,
-        "input": {"height": 32, "width": 32, "channels": 1}, "color_mode": "grayscale",
-        "preprocessing": {"resize": "crop", "range": [-1.0, 1.0]}, "labels": [f"class{i}" for i in range(10)],
-        "quantization": {"input": quant(graph.input_tensors()[0]), "output": quant(graph.output_tensors()[0])}})
+    bundle = Bundle.create(
+        path,
+        {
+            "name": "v1_05_untrained",
+            "architecture": "mobilenet_v1",
+            "width": 0.5,
+            "input": {"height": 32, "width": 32, "channels": 1},
+            "color_mode": "grayscale",
+            "preprocessing": {"resize": "crop", "range": [-1.0, 1.0]},
+            "labels": [f"class{i}" for i in range(10)],
+            "quantization": {"input": quant(graph.input_tensors()[0]), "output": quant(graph.output_tensors()[0])},
+        },
+    )
     bundle.artifact_path("tflite", required=False).write_bytes(tflite)
     bundle.record_artifact("tflite")
     bundle.save()
@@ -266,8 +307,9 @@ def test_too_large_for_nano_is_refused_with_numbers(large_bundle):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "tools", "export", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "tools", "export", *args], capture_output=True, text=True, cwd=REPO, env=env
+    )
 
 
 @pytest.mark.slow  # large_bundle converts an untrained V1 0.5
@@ -338,8 +380,21 @@ def test_camera_preprocessing_follows_the_host(exported, tmp_path):
     src_dir = REPO / "firmware" / "src"
     (tmp_path / "camera_main.cc").write_text(_CAMERA_MAIN)
     exe = tmp_path / "camera"
-    subprocess.run([gxx, *CXXFLAGS, f"-I{result.out_dir}", f"-I{src_dir}", str(src_dir / "camera_preprocess.cpp"),
-                    str(tmp_path / "camera_main.cc"), "-o", str(exe)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            gxx,
+            *CXXFLAGS,
+            f"-I{result.out_dir}",
+            f"-I{src_dir}",
+            str(src_dir / "camera_preprocess.cpp"),
+            str(tmp_path / "camera_main.cc"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     h, w, c = bundle.input_shape
     rng = np.random.default_rng(1)
     gray = rng.integers(0, 256, (h * 2, w * 3), dtype=np.uint8)  # crop to 2h x 2w, then halve
@@ -349,8 +404,9 @@ def test_camera_preprocessing_follows_the_host(exported, tmp_path):
     rgb565_full = rgb | (rgb >> np.array([5, 6, 5], np.uint8))  # what the RGB565 -> RGB888 expansion yields
     dtype = np.dtype(bundle.input_quant.dtype)
     for image, raw, fmt in ((gray, gray.tobytes(), 0), (rgb565_full, rgb565, 1)):
-        proc = subprocess.run([str(exe), str(image.shape[1]), str(image.shape[0]), str(fmt)], input=raw,
-                              capture_output=True, check=True)
+        proc = subprocess.run(
+            [str(exe), str(image.shape[1]), str(image.shape[0]), str(fmt)], input=raw, capture_output=True, check=True
+        )
         board = np.frombuffer(proc.stdout, dtype).reshape(h, w, c).astype(int)
         host = prepare_frame(image, bundle).astype(int)
         assert np.abs(board - host).max() <= 1

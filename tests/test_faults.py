@@ -11,6 +11,7 @@ Every run adds to :data:`COUNTS`, printed at the end of the module and written t
 signals delivered, kills, records lost or duplicated (must be 0) and tracebacks (must be 0). The corrupt and
 swapped artifacts and the hostile model.json files live in tests/test_misuse.py and add to the same counts.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,8 +95,20 @@ def qemu_bundle(bundle_v1):
 
 
 def _stream(bundle, log: Path, frames: int, *extra: str) -> PtyRun:
-    return PtyRun(sys.executable, "host/stream.py", str(bundle.path), "fashion-mnist:test", "--limit", str(frames),
-                  "--board", "qemu", "--headless", "--log", str(log), *extra)
+    return PtyRun(
+        sys.executable,
+        "host/stream.py",
+        str(bundle.path),
+        "fashion-mnist:test",
+        "--limit",
+        str(frames),
+        "--board",
+        "qemu",
+        "--headless",
+        "--log",
+        str(log),
+        *extra,
+    )
 
 
 def _qemu_children(run: PtyRun) -> set[int]:
@@ -235,8 +248,12 @@ def test_train_killed_or_interrupted_at_random_points_resumes(tmp_path):
     argv = (sys.executable, "-m", "tools", "train", "--out", str(out), *TRAIN)
     ckpt = out / "checkpoint"
     run = PtyRun(*argv)
-    _wait_for(lambda: _save_in_progress(ckpt) and (ckpt / "history.json").exists(), 300,
-              "a checkpoint save after the first epoch", run)
+    _wait_for(
+        lambda: _save_in_progress(ckpt) and (ckpt / "history.json").exists(),
+        300,
+        "a checkpoint save after the first epoch",
+        run,
+    )
     run.signal(signal.SIGKILL, group=True)
     run.wait()
     for how in ("ctrl-c", "sigterm"):
@@ -266,8 +283,14 @@ def test_train_killed_or_interrupted_at_random_points_resumes(tmp_path):
 def test_step_interrupted_at_random_points_can_be_run_again(bundle_v1, tmp_path, step):
     bundle = tmp_path / "b"
     shutil.copytree(bundle_v1.path, bundle)
-    argv = (sys.executable, "-m", "tools", step, str(bundle), *(("--samples", "100") if step == "quantize"
-                                                                 else ("--limit", "200")))
+    argv = (
+        sys.executable,
+        "-m",
+        "tools",
+        step,
+        str(bundle),
+        *(("--samples", "100") if step == "quantize" else ("--limit", "200")),
+    )
     for how in ("ctrl-c", "sigterm"):
         run = PtyRun(*argv)
         time.sleep(RNG.uniform(1.0, 8.0))
@@ -290,7 +313,11 @@ def _save_in_progress(ckpt: Path) -> bool:
     if not ckpt.exists():
         return False
     for path in ckpt.rglob("*"):
-        if path.is_file() and path.name not in ("config.json", "history.json") and not path.name.endswith(".json.tmp") \
-                and not (path.parent == ckpt and path.name.startswith("epoch-") and path.name.count(".") == 1):
+        if (
+            path.is_file()
+            and path.name not in ("config.json", "history.json")
+            and not path.name.endswith(".json.tmp")
+            and not (path.parent == ckpt and path.name.startswith("epoch-") and path.name.count(".") == 1)
+        ):
             return True
     return False

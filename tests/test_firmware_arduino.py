@@ -3,6 +3,7 @@
 that needs no TFLM or ESP-IDF header, run on a pty with host/stream.py (200 labelled frames byte-equal to LiteRT
 BUILTIN_REF, a link that flips bits, malformed requests), in camera mode from image files, and cross-compiled for
 the Nano 33 BLE's Cortex-M4F with its flash and RAM against the board table, then booted on QEMU."""
+
 from __future__ import annotations
 
 import re
@@ -61,9 +62,21 @@ def test_sketch_compiles_for_every_flag_combination(bundle_v1, sketch, board, tm
     require_tool(compiler)
     model_dir = sketch.parent / "model"  # model_engine.h + model_info.h generated for bundle_v1 by the build
     for flags in FLAG_COMBINATIONS:
-        run = subprocess.run(["make", "-s", "-C", str(SKETCH_PORT), f"BOARD={board}", f"MODEL_DIR={model_dir}",
-                              f"OUT={tmp_path / 'sketch'}", f"DEFINES={' '.join(flags)}", "sketch"],
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [
+                "make",
+                "-s",
+                "-C",
+                str(SKETCH_PORT),
+                f"BOARD={board}",
+                f"MODEL_DIR={model_dir}",
+                f"OUT={tmp_path / 'sketch'}",
+                f"DEFINES={' '.join(flags)}",
+                "sketch",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 0, f"{board} {flags}: {run.stderr[-1500:]}"
         assert {p.name for p in (tmp_path / "sketch.obj").iterdir()} == {"main.o", "camera.o", "camera_preprocess.o"}
 
@@ -83,10 +96,17 @@ def test_sketch_survives_a_link_that_flips_bits(bundle_v1, sketch_board, tmp_pat
     log = tmp_path / "run.jsonl"
     height, width, channels = bundle_v1.input_shape
     with LinkRelay(lambda: sketch_board.url, flip_rate=3e-4, seed=11) as relay:
-        target = SerialBoardTarget(relay.url, name="arduino", hello_timeout=10.0, reconnect_s=20.0, frame_timeout=2.0,
-                                   frame_bytes=height * width * channels)
-        summary = stream(bundle_v1, open_source("fashion-mnist:test", bundle_v1.labels, count=DAMAGED_FRAMES), target,
-                         log_path=log)
+        target = SerialBoardTarget(
+            relay.url,
+            name="arduino",
+            hello_timeout=10.0,
+            reconnect_s=20.0,
+            frame_timeout=2.0,
+            frame_bytes=height * width * channels,
+        )
+        summary = stream(
+            bundle_v1, open_source("fashion-mnist:test", bundle_v1.labels, count=DAMAGED_FRAMES), target, log_path=log
+        )
     assert relay.flipped["to_device"] > 0
     results, losses = accounted(log, DAMAGED_FRAMES)  # each frame once, every accepted answer exact
     assert losses and summary.resent > 0 and len(results) >= 0.9 * DAMAGED_FRAMES
@@ -125,13 +145,26 @@ def test_camera_mode_classifies_its_own_frames(bundle_v1, tmp_path, monkeypatch)
     (tmp_path / "frames.raw").write_bytes(frames.tobytes())
     model_dir = firmware.build(bundle_v1, "arduino").parent / "model"
     exe = tmp_path / "camera_sketch"
-    subprocess.run(["make", "-s", "-C", str(SKETCH_PORT), "BOARD=native", f"MODEL_DIR={model_dir}", f"OUT={exe}",
-                    "DEFINES=FIRMWARE_CAMERA=1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(SKETCH_PORT),
+            "BOARD=native",
+            f"MODEL_DIR={model_dir}",
+            f"OUT={exe}",
+            "DEFINES=FIRMWARE_CAMERA=1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     monkeypatch.setenv("ARDUINO_CAMERA_FRAMES", str(tmp_path / "frames.raw"))
     height, width, channels = bundle_v1.input_shape
     with NativeBoard(exe) as board:
-        target = SerialBoardTarget(board.url, name="esp32cam stand-in", frame_bytes=height * width * channels,
-                                   listen=True)
+        target = SerialBoardTarget(
+            board.url, name="esp32cam stand-in", frame_bytes=height * width * channels, listen=True
+        )
         summary = stream(bundle_v1, None, target, log_path=tmp_path / "listen.jsonl", listen_limit=2 * len(frames))
     from host.results_log import read_log
 
@@ -162,8 +195,20 @@ def test_camera_mode_refuses_a_model_info_of_another_model(bundle_v1, bundle_v2,
     frames, tensors = _camera_frames(bundle_v1, 2)
     (tmp_path / "frames.raw").write_bytes(frames.tobytes())
     exe = tmp_path / "camera_sketch"
-    subprocess.run(["make", "-s", "-C", str(SKETCH_PORT), "BOARD=native", f"MODEL_DIR={model_dir}", f"OUT={exe}",
-                    "DEFINES=FIRMWARE_CAMERA=1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(SKETCH_PORT),
+            "BOARD=native",
+            f"MODEL_DIR={model_dir}",
+            f"OUT={exe}",
+            "DEFINES=FIRMWARE_CAMERA=1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     monkeypatch.setenv("ARDUINO_CAMERA_FRAMES", str(tmp_path / "frames.raw"))
     with NativeBoard(exe) as board:
         link = serial.serial_for_url(board.url, timeout=0.05)
@@ -202,8 +247,17 @@ def test_sketch_cross_compiles_for_the_nano_33_ble_and_boots_on_qemu(bundle_v1, 
     assert re.search(r"nano33ble: fits: flash \d+\.\d KiB", printed)
     assert size["text"] + size["data"] <= nano.model_budget and size["data"] + size["bss"] <= nano.arena_budget
     build_log = (elf.parent / "build.log").read_text()
-    for flag in ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-Os", "-ffunction-sections",
-                 "-fdata-sections", "-Wl,--gc-sections", "-Werror", "arm-none-eabi-g++"):
+    for flag in (
+        "-mcpu=cortex-m4",
+        "-mfpu=fpv4-sp-d16",
+        "-mfloat-abi=hard",
+        "-Os",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-Wl,--gc-sections",
+        "-Werror",
+        "arm-none-eabi-g++",
+    ):
         assert flag in build_log, flag
     tensors = [prepare_frame(image, bundle_v1) for image in load_fashion_mnist("test").images[:20]]
     with QemuBoard(elf) as board:

@@ -1,5 +1,6 @@
 """The native Linux port: the real firmware (app loop + protocol + engine + generated model) as a process on a
 pty or stdin/stdout, driven with tinyml/protocol.py; plus tinyml/firmware.py's build cache and errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -49,7 +50,9 @@ def test_native_results_equal_litert_reference(native, test_frames) -> None:
     with NativeBoard(exe) as board:
         hello, results = run_frames(board.url, [f.tobytes() for f in frames])
     reference = ReferenceModel(bundle.artifact_path("tflite"))
-    mismatched = [i for i, (f, r) in enumerate(zip(frames, results)) if r.output.tobytes() != reference.invoke(f).tobytes()]
+    mismatched = [
+        i for i, (f, r) in enumerate(zip(frames, results)) if r.output.tobytes() != reference.invoke(f).tobytes()
+    ]
     assert not mismatched, f"{len(mismatched)} of {len(frames)} RESULTs differ from LiteRT BUILTIN_REF"
     assert hello.model_id.hex() == bundle.model_id and hello.input_shape == bundle.input_shape
     assert hello.build == f"native-linux {bundle.model_id[:12]}" and hello.engine == "engine"
@@ -85,7 +88,8 @@ def test_stdio_transport(native, test_frames) -> None:
     bundle, exe = native
     frames = test_frames(bundle)[:5]
     request = wire.encode(wire.HelloRequest(), seq=9) + b"".join(
-        wire.encode(wire.Frame(f.tobytes()), seq=10 + i) for i, f in enumerate(frames))
+        wire.encode(wire.Frame(f.tobytes()), seq=10 + i) for i, f in enumerate(frames)
+    )
     run = subprocess.run([str(exe), "--stdio"], input=request, capture_output=True, timeout=30)
     assert run.returncode == 0, run.stderr  # end of input = the host hung up: a clean exit
     packets = [e for e in wire.Decoder().feed(run.stdout) if isinstance(e, wire.Packet)]
@@ -134,14 +138,21 @@ def test_build_errors_are_one_line(bundle_v1, tmp_path) -> None:
 
     with pytest.raises(UserError, match="unknown firmware port 'esp32'; choose one of: qemu, native"):
         firmware.build(bundle_v1, "esp32")
-    run = subprocess.run([sys.executable, "-m", "tools", "firmware", str(tmp_path / "missing")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "tools", "firmware", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert run.returncode == 2 and run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
     assert "Traceback" not in run.stderr
 
 
 def test_missing_tools_name_the_apt_package(tmp_path) -> None:
-    with pytest.raises(UserError, match=r"no-such-qemu not found on PATH; install it with: sudo apt-get install -y pkg"):
+    with pytest.raises(
+        UserError, match=r"no-such-qemu not found on PATH; install it with: sudo apt-get install -y pkg"
+    ):
         require_executable("no-such-qemu", "pkg")
     with pytest.raises(UserError, match="does not exist; build it with"):
         QemuBoard(tmp_path / "absent.elf")
@@ -161,8 +172,19 @@ def test_sanitized_firmware_survives_a_random_damaged_stream(bundle_v1, test_fra
     firmware.build(bundle_v1, "native")  # generates (or reuses) the model C next to the cached image
     model_dir = firmware.build_dir(bundle_v1, "native") / "model"
     exe = tmp_path / "firmware_asan"
-    subprocess.run(["make", "-s", "-C", str(ROOT / "firmware" / "ports" / "native"), f"MODEL_DIR={model_dir}",
-                    f"OUT={exe}", "SANITIZE=1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(ROOT / "firmware" / "ports" / "native"),
+            f"MODEL_DIR={model_dir}",
+            f"OUT={exe}",
+            "SANITIZE=1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     rng = np.random.default_rng(7)
     frames = test_frames(bundle_v1)[:40]
     stream, intact_seqs = bytearray(), []
@@ -179,10 +201,15 @@ def test_sanitized_firmware_survives_a_random_damaged_stream(bundle_v1, test_fra
         stream += wire.encode(wire.Frame(frame.tobytes()), seq=i + 1)
         intact_seqs.append(i + 1)
     run = subprocess.run([str(exe), "--stdio"], input=bytes(stream), capture_output=True, timeout=120)
-    assert run.returncode == 0 and b"Sanitizer" not in run.stderr and b"runtime error" not in run.stderr, run.stderr[-2000:]
+    assert run.returncode == 0 and b"Sanitizer" not in run.stderr and b"runtime error" not in run.stderr, run.stderr[
+        -2000:
+    ]
     reference = ReferenceModel(bundle_v1.artifact_path("tflite"))
-    results = {p.seq: p.message() for p in wire.Decoder().feed(run.stdout)
-               if isinstance(p, wire.Packet) and p.type == wire.MsgType.RESULT}
+    results = {
+        p.seq: p.message()
+        for p in wire.Decoder().feed(run.stdout)
+        if isinstance(p, wire.Packet) and p.type == wire.MsgType.RESULT
+    }
     assert sorted(s for s in results if s < 1000) == intact_seqs
     for i, frame in enumerate(frames):
         assert results[i + 1].output == reference.invoke(frame).tobytes()

@@ -1,5 +1,6 @@
 """The QEMU mps2-an386 port: startup, UART0, SysTick timing and semihosting exit (smoke firmware), then the
 inference firmware end to end against the LiteRT reference."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,8 +25,11 @@ def smoke_elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_tool("arm-none-eabi-gcc", "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi")
     require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")
     out = tmp_path_factory.mktemp("qemu_smoke") / "smoke.elf"
-    subprocess.run(["make", "-s", "-C", str(PORT_DIR), f"SRCS={PORT_DIR / 'smoke.c'}", "INCLUDES=", f"OUT={out}"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["make", "-s", "-C", str(PORT_DIR), f"SRCS={PORT_DIR / 'smoke.c'}", "INCLUDES=", f"OUT={out}"],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -117,10 +121,15 @@ def test_qemu_results_equal_litert_reference(qemu_run) -> None:
 
     bundle, frames, _, results = qemu_run
     reference = ReferenceModel(bundle.artifact_path("tflite"))
-    mismatched = [i for i, (frame, result) in enumerate(zip(frames, results))
-                  if result.output.tobytes() != reference.invoke(frame).tobytes()]
+    mismatched = [
+        i
+        for i, (frame, result) in enumerate(zip(frames, results))
+        if result.output.tobytes() != reference.invoke(frame).tobytes()
+    ]
     assert len(results) == QEMU_FRAMES
-    assert not mismatched, f"{len(mismatched)} of {QEMU_FRAMES} RESULTs differ from LiteRT BUILTIN_REF, first {mismatched[:5]}"
+    assert not mismatched, (
+        f"{len(mismatched)} of {QEMU_FRAMES} RESULTs differ from LiteRT BUILTIN_REF, first {mismatched[:5]}"
+    )
 
 
 def test_qemu_hello_describes_the_bundle(qemu_run) -> None:
@@ -163,16 +172,24 @@ def test_qemu_damaged_input_gets_errors_and_service_continues(bundle_v1) -> None
     pixels = frame.tobytes()
     damaged = bytearray(wire.encode(wire.Frame(pixels), seq=2))
     damaged[wire.HEADER_LEN + 7] ^= 0x04
-    stream = (wire.encode(wire.Frame(pixels[:-3]), seq=1) + bytes(damaged) + b"\x11noise\xa5\x5a\x00"
-              + wire.encode(wire.Frame(pixels), seq=3) + wire.encode(wire.Ping(b"end"), seq=4))
+    stream = (
+        wire.encode(wire.Frame(pixels[:-3]), seq=1)
+        + bytes(damaged)
+        + b"\x11noise\xa5\x5a\x00"
+        + wire.encode(wire.Frame(pixels), seq=3)
+        + wire.encode(wire.Ping(b"end"), seq=4)
+    )
     with QemuBoard(firmware.build(bundle_v1, "qemu")) as board:
         link = serial.serial_for_url(board.url, timeout=0.05)
         decoder, answers = wire.Decoder(), []
         deadline = time.monotonic() + 30
         link.write(stream)
         while not any(isinstance(m, wire.Pong) for _, m in answers) and time.monotonic() < deadline:
-            answers += [(e.seq, e.message()) for e in decoder.feed(link.read(max(1, link.in_waiting)))
-                        if isinstance(e, wire.Packet) and e.type != wire.MsgType.HELLO]
+            answers += [
+                (e.seq, e.message())
+                for e in decoder.feed(link.read(max(1, link.in_waiting)))
+                if isinstance(e, wire.Packet) and e.type != wire.MsgType.HELLO
+            ]
         link.close()
     with_seq = [(seq, m) for seq, m in answers if not (isinstance(m, wire.Error) and not m.seq_valid)]
     assert [seq for seq, _ in with_seq] == [1, 2, 3, 4], answers

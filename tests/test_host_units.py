@@ -1,4 +1,5 @@
 """host/ pieces that need no model: compatibility check, log accounting, sources, frame dropping, CLI errors."""
+
 from __future__ import annotations
 
 import os
@@ -25,26 +26,54 @@ LABELS = ["cat", "dog", "fox"]
 @pytest.fixture
 def meta_bundle(tmp_path: Path) -> Bundle:
     """A bundle with model.json only (what the host-side checks read)."""
-    return Bundle.create(tmp_path / "b", {
-        "name": "b", "architecture": "mobilenet_v1",
-        "input": {"height": 32, "width": 32, "channels": 1}, "color_mode": "grayscale",
-        "preprocessing": {"resize": "crop", "range": [-1.0, 1.0]}, "labels": LABELS,
-        "quantization": {"input": {"dtype": "int8", "scale": 0.0078125, "zero_point": -1},
-                         "output": {"dtype": "int8", "scale": 0.00390625, "zero_point": -128}},
-        "artifacts": {"tflite": {"file": "model_int8.tflite", "sha256": "ab" * 32}},
-    })
+    return Bundle.create(
+        tmp_path / "b",
+        {
+            "name": "b",
+            "architecture": "mobilenet_v1",
+            "input": {"height": 32, "width": 32, "channels": 1},
+            "color_mode": "grayscale",
+            "preprocessing": {"resize": "crop", "range": [-1.0, 1.0]},
+            "labels": LABELS,
+            "quantization": {
+                "input": {"dtype": "int8", "scale": 0.0078125, "zero_point": -1},
+                "output": {"dtype": "int8", "scale": 0.00390625, "zero_point": -128},
+            },
+            "artifacts": {"tflite": {"file": "model_int8.tflite", "sha256": "ab" * 32}},
+        },
+    )
 
 
 def _info(bundle: Bundle, **changes) -> DeviceInfo:
-    fields = dict(model_id=bundle.model_id, input_shape=bundle.input_shape, input_quant=bundle.input_quant,
-                  num_classes=len(bundle.labels), output_quant=bundle.output_quant, engine="engine", credits=2)
+    fields = dict(
+        model_id=bundle.model_id,
+        input_shape=bundle.input_shape,
+        input_quant=bundle.input_quant,
+        num_classes=len(bundle.labels),
+        output_quant=bundle.output_quant,
+        engine="engine",
+        credits=2,
+    )
     fields.update(changes)
     return DeviceInfo(**fields)
 
 
 def test_device_info_from_hello() -> None:
-    hello = Hello(bytes(range(32)), (96, 96, 1), "int8", 0.0078125, -1, 10, "int8", 0.00390625, -128,
-                  "engine", "native test", credits=2, max_payload=9216)
+    hello = Hello(
+        bytes(range(32)),
+        (96, 96, 1),
+        "int8",
+        0.0078125,
+        -1,
+        10,
+        "int8",
+        0.00390625,
+        -128,
+        "engine",
+        "native test",
+        credits=2,
+        max_payload=9216,
+    )
     info = DeviceInfo.from_hello(hello)
     assert info.model_id == bytes(range(32)).hex() and info.credits == 2 and info.input_shape == (96, 96, 1)
     assert info.input_quant == TensorQuant("int8", 0.0078125, -1) and info.output_quant.zero_point == -128
@@ -55,13 +84,16 @@ def test_compatible_board_accepted(meta_bundle):
     check_compatible(meta_bundle, _info(meta_bundle))
 
 
-@pytest.mark.parametrize("change, theirs, ours", [
-    (dict(model_id="cd" * 32), "cdcdcdcd", "abababab"),
-    (dict(input_shape=(96, 96, 3)), "96x96x3", "32x32x1"),
-    (dict(input_quant=TensorQuant("int8", 0.5, 0)), "scale=0.5 zero_point=0", "scale=0.0078125 zero_point=-1"),
-    (dict(output_quant=TensorQuant("uint8", 0.00390625, 0)), "uint8", "int8 scale=0.00390625 zero_point=-128"),
-    (dict(num_classes=10), "10 classes", "3 classes"),
-])
+@pytest.mark.parametrize(
+    "change, theirs, ours",
+    [
+        (dict(model_id="cd" * 32), "cdcdcdcd", "abababab"),
+        (dict(input_shape=(96, 96, 3)), "96x96x3", "32x32x1"),
+        (dict(input_quant=TensorQuant("int8", 0.5, 0)), "scale=0.5 zero_point=0", "scale=0.0078125 zero_point=-1"),
+        (dict(output_quant=TensorQuant("uint8", 0.00390625, 0)), "uint8", "int8 scale=0.00390625 zero_point=-128"),
+        (dict(num_classes=10), "10 classes", "3 classes"),
+    ],
+)
 def test_incompatible_board_refused_with_both_values(meta_bundle, change, theirs, ours):
     with pytest.raises(UserError) as exc:
         check_compatible(meta_bundle, _info(meta_bundle, **change), where="board")
@@ -131,10 +163,13 @@ def test_flat_folder_is_unlabelled_and_slices(tmp_path):
     assert not source.labelled and [int(f.image[0, 0, 0]) for f in frames] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("no/such/thing", "is not a camera index, stream URL, dataset name or existing path"),
-    ("fashion-mnist:validation", "unknown split"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no/such/thing", "is not a camera index, stream URL, dataset name or existing path"),
+        ("fashion-mnist:validation", "unknown split"),
+    ],
+)
 def test_bad_source_specs(spec, message):
     with pytest.raises(UserError, match=message):
         open_source(spec, LABELS)
@@ -153,8 +188,9 @@ def test_missing_port_is_a_one_line_user_error():
 
 def _run_stream(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "host/stream.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "host/stream.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_documents_every_option_with_examples():
@@ -225,9 +261,21 @@ def test_listen_mode_records_what_a_camera_board_sends(meta_bundle, tmp_path):
     master, slave = os.openpty()
     tty.setraw(slave)
     q_in, q_out = meta_bundle.input_quant, meta_bundle.output_quant
-    hello = proto.Hello(bytes.fromhex(meta_bundle.model_id), meta_bundle.input_shape, q_in.dtype, q_in.scale,
-                        q_in.zero_point, len(LABELS), q_out.dtype, q_out.scale, q_out.zero_point, "tflm",
-                        "esp32cam", credits=1, max_payload=32 * 32)
+    hello = proto.Hello(
+        bytes.fromhex(meta_bundle.model_id),
+        meta_bundle.input_shape,
+        q_in.dtype,
+        q_in.scale,
+        q_in.zero_point,
+        len(LABELS),
+        q_out.dtype,
+        q_out.scale,
+        q_out.zero_point,
+        "tflm",
+        "esp32cam",
+        credits=1,
+        max_payload=32 * 32,
+    )
 
     def board() -> None:
         decoder = proto.Decoder()
@@ -256,7 +304,10 @@ def test_listen_mode_records_what_a_camera_board_sends(meta_bundle, tmp_path):
     records = read_log(log)
     results = [r for r in records if r["type"] == "result"]
     assert [(r["seq"], r["device_seq"], r["pred_label"]) for r in results] == [
-        (1, 100, "cat"), (2, 101, "dog"), (3, 102, "fox")]
+        (1, 100, "cat"),
+        (2, 101, "dog"),
+        (3, 102, "fox"),
+    ]
     assert all(r["device_us"] == 2500 and "round_trip_ms" not in r for r in results)
     assert any(r["type"] == "notice" and "RUNNER" in r["message"] for r in records)
     assert summary.answered == 3 and summary.sent == 0 and check_accounted(records)["result"] == 3
@@ -274,8 +325,10 @@ def test_handshake_timeout_says_whether_anything_arrived():
 
     from tinyml.targets.serial_board import HandshakeTimeout, SerialBoardTarget
 
-    for chatter, expected in ((b"Guru Meditation Error: Core 1 panic'ed\r\n", "bytes arrived but none formed a valid"),
-                              (b"", "nothing arrived")):
+    for chatter, expected in (
+        (b"Guru Meditation Error: Core 1 panic'ed\r\n", "bytes arrived but none formed a valid"),
+        (b"", "nothing arrived"),
+    ):
         master, slave = os.openpty()
         tty.setraw(slave)
         stop = threading.Event()

@@ -5,6 +5,7 @@ one question, and the small things (noise, ignored options, empty logs).
 Each error path must print exactly one ``error:`` line naming the fix, exit 2, and show no traceback; the
 tally of what was tried goes into tests/fault_counts.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,7 +83,7 @@ def _damage(path: Path, how: str, other: Path) -> None:
         path.write_bytes(data[: len(data) // 2])
     elif how == "flipped":
         mid = len(data) // 2
-        path.write_bytes(data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1:])
+        path.write_bytes(data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :])
     else:  # swapped: the same artifact of another bundle, a valid file of the right kind
         shutil.copyfile(other, path)
 
@@ -162,9 +163,11 @@ def test_report_suggests_quantize_before_evaluate(bundle_v1, tmp_path, capsys):
 
 
 # ---- #14 item 8: hostile model.json, property-based ------------------------------------------------------------
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _valid_meta(bundle_v1) -> dict:
@@ -236,9 +239,15 @@ def test_model_json_of_the_wrong_shape_is_one_line_for_every_cli(tmp_path, capsy
     bundle.mkdir()
     (bundle / "model.json").write_text(content)
     COUNTS["hostile_model_json"] += 1
-    for main, extra in ((quantize.main, []), (evaluate.main, []), (export.main, []), (codegen.main, []),
-                        (report.main, []), (classify.main, ["x.png", "--cpu"]),
-                        (stream.main, ["fashion-mnist:test", "--cpu", "--headless"])):
+    for main, extra in (
+        (quantize.main, []),
+        (evaluate.main, []),
+        (export.main, []),
+        (codegen.main, []),
+        (report.main, []),
+        (classify.main, ["x.png", "--cpu"]),
+        (stream.main, ["fashion-mnist:test", "--cpu", "--headless"]),
+    ):
         code, _, err = run_main(capsys, main, str(bundle), *extra)
         one_line_error(code, err, "model.json", "python -m tools train --out")
 
@@ -256,21 +265,52 @@ def test_system_python_outside_the_venv_is_one_line(bundle_v1):
 @pytest.mark.slow  # runs the train CLI (TensorFlow start-up, model build)
 def test_imagenet_weights_without_network_is_one_line(tmp_path):
     """#14 item 8: `train --weights imagenet` offline ended in Keras' download traceback."""
-    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9",
-           "http_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    proc = subprocess.run([sys.executable, "-m", "tools", "train", "--out", str(tmp_path / "b"), "--weights",
-                           "imagenet", "--channels", "3", "--height", "96", "--limit", "100", "--epochs", "1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    env = {
+        **os.environ,
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "https_proxy": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools",
+            "train",
+            "--out",
+            str(tmp_path / "b"),
+            "--weights",
+            "imagenet",
+            "--channels",
+            "3",
+            "--height",
+            "96",
+            "--limit",
+            "100",
+            "--epochs",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     one_line_error(proc.returncode, proc.stderr, "ImageNet weights", "network")
 
 
 # ---- #14 item 7: width is alpha, height is pixels, memory is estimated ---------------------------------------
 @pytest.mark.slow  # runs the train CLI three times
-@pytest.mark.parametrize("args,fragments", [
-    (["--width", "64"], ["--width is alpha", "--height/--width-px"]),
-    (["--height", "4096"], ["--height and --width-px are pixels"]),
-    (["--height", "1024", "--batch-size", "100000"], ["GiB", "lower --batch-size"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["--width", "64"], ["--width is alpha", "--height/--width-px"]),
+        (["--height", "4096"], ["--height and --width-px are pixels"]),
+        (["--height", "1024", "--batch-size", "100000"], ["GiB", "lower --batch-size"]),
+    ],
+)
 def test_train_bounds_width_and_size_and_estimates_memory(tmp_path, args, fragments):
     """Run under an 8 GiB address-space limit: a version that starts such a run anyway fails fast here instead of
     taking the machine's memory (the OOM killer then picks whatever process is largest)."""
@@ -279,9 +319,26 @@ def test_train_bounds_width_and_size_and_estimates_memory(tmp_path, args, fragme
     def limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 
-    proc = subprocess.run([sys.executable, "-m", "tools", "train", "--out", str(tmp_path / "b"), "--limit", "100",
-                           "--epochs", "1", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          preexec_fn=limit_memory)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools",
+            "train",
+            "--out",
+            str(tmp_path / "b"),
+            "--limit",
+            "100",
+            "--epochs",
+            "1",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit_memory,
+    )
     one_line_error(proc.returncode, proc.stderr, *fragments)
     assert not (tmp_path / "b" / "model.json").exists()
 
@@ -292,8 +349,7 @@ def test_changed_tflite_under_stream_names_quantize_not_firmware(bundle_v1, bund
 
     path = _copy(bundle_v1, tmp_path)
     shutil.copyfile(bundle_v2.path / "model_int8.tflite", path / "model_int8.tflite")
-    code, _, err = run_main(capsys, stream.main, str(path), "fashion-mnist:test", "--limit", "2", "--cpu",
-                            "--headless")
+    code, _, err = run_main(capsys, stream.main, str(path), "fashion-mnist:test", "--limit", "2", "--cpu", "--headless")
     line = one_line_error(code, err, f"python -m tools quantize {path}")
     assert "flash" not in line and "export" not in line
 
@@ -320,20 +376,24 @@ def test_classify_cpu_and_stream_cpu_give_one_answer(bundle_v1, tmp_path, capsys
     rng = np.random.default_rng(3)
     folder = tmp_path / "images"
     folder.mkdir()
-    images = {"deep.png": (rng.integers(0, 65535, (40, 30), dtype=np.uint16)),
-              "alpha.png": rng.integers(0, 255, (28, 28, 4), dtype=np.uint8),
-              "gray.jpg": rng.integers(0, 255, (28, 28), dtype=np.uint8),
-              "colour.bmp": rng.integers(0, 255, (50, 50, 3), dtype=np.uint8)}
+    images = {
+        "deep.png": (rng.integers(0, 65535, (40, 30), dtype=np.uint16)),
+        "alpha.png": rng.integers(0, 255, (28, 28, 4), dtype=np.uint8),
+        "gray.jpg": rng.integers(0, 255, (28, 28), dtype=np.uint8),
+        "colour.bmp": rng.integers(0, 255, (50, 50, 3), dtype=np.uint8),
+    }
     for name, pixels in images.items():
         cv2.imwrite(str(folder / name), pixels)
     files = sorted(str(p) for p in folder.iterdir())
     code, out, err = run_main(capsys, classify.main, str(bundle_v1.path), *files, "--cpu", "--json", "--top-k", "10")
     assert code == 0, err
-    classified = {Path(p["image"]).name: {label: score for _, label, score in p["top"]}
-                  for p in json.loads(out)["predictions"]}
+    classified = {
+        Path(p["image"]).name: {label: score for _, label, score in p["top"]} for p in json.loads(out)["predictions"]
+    }
     log = tmp_path / "cpu.jsonl"
-    code, _, err = run_main(capsys, stream.main, str(bundle_v1.path), str(folder), "--cpu", "--headless", "--quiet",
-                            "--log", str(log))
+    code, _, err = run_main(
+        capsys, stream.main, str(bundle_v1.path), str(folder), "--cpu", "--headless", "--quiet", "--log", str(log)
+    )
     assert code == 0, err
     streamed = {Path(r["frame"]).name: r for r in read_log(log) if r["type"] == "result"}
     assert set(streamed) == set(classified) == set(images)
@@ -347,8 +407,9 @@ def test_classify_cpu_and_stream_cpu_give_one_answer(bundle_v1, tmp_path, capsys
 def test_split_for_fashion_mnist_is_not_ignored(bundle_v1, capsys):
     from host import stream
 
-    code, _, err = run_main(capsys, stream.main, str(bundle_v1.path), "fashion-mnist:test", "--split", "val",
-                            "--cpu", "--headless")
+    code, _, err = run_main(
+        capsys, stream.main, str(bundle_v1.path), "fashion-mnist:test", "--split", "val", "--cpu", "--headless"
+    )
     one_line_error(code, err, "--split", "fashion-mnist:")
 
 
@@ -362,9 +423,19 @@ def test_failed_handshake_leaves_no_empty_log(bundle_v1, tmp_path, capsys):
     server.listen(1)  # accepts the connection and never says HELLO
     log = tmp_path / "never.jsonl"
     try:
-        code, _, err = run_main(capsys, stream.main, str(bundle_v1.path), "fashion-mnist:test", "--port",
-                                f"socket://127.0.0.1:{server.getsockname()[1]}", "--hello-timeout", "1",
-                                "--headless", "--log", str(log))
+        code, _, err = run_main(
+            capsys,
+            stream.main,
+            str(bundle_v1.path),
+            "fashion-mnist:test",
+            "--port",
+            f"socket://127.0.0.1:{server.getsockname()[1]}",
+            "--hello-timeout",
+            "1",
+            "--headless",
+            "--log",
+            str(log),
+        )
     finally:
         server.close()
     one_line_error(code, err, "no HELLO")

@@ -1,4 +1,5 @@
 """MobileNet builders, the MAC/parameter counter and the one preprocessing definition."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,9 @@ def test_macs_scale_with_width_and_input():
 
 
 # ---- builder arguments ----------------------------------------------------------------------------
-@pytest.mark.parametrize("architecture,width", [("mobilenet_v1", 0.1), ("mobilenet_v1", 0.35), ("mobilenet_v2", 0.1),
-                                                ("mobilenet_v2", 1.3)])
+@pytest.mark.parametrize(
+    "architecture,width", [("mobilenet_v1", 0.1), ("mobilenet_v1", 0.35), ("mobilenet_v2", 0.1), ("mobilenet_v2", 1.3)]
+)
 def test_any_positive_width_non_square_grayscale(architecture, width):
     model = build_model(architecture, width, height=48, width_px=32, channels=1, classes=4)
     assert model.input_shape == (1, 48, 32, 1)
@@ -55,16 +57,19 @@ def test_training_copy_has_dynamic_batch():
     assert model.input_shape == (None, 32, 32, 1)
 
 
-@pytest.mark.parametrize("kwargs,fragment", [
-    (dict(width=0), "width multiplier must be > 0"),
-    (dict(width=-0.5), "width multiplier must be > 0"),
-    (dict(height=31), "too small"),
-    (dict(height=64, width_px=16), "too small"),
-    (dict(channels=2), "channels must be 1"),
-    (dict(classes=1), "at least 2 classes"),
-    (dict(dropout=1.0), "dropout"),
-    (dict(weights="imagenet", channels=1), "3-channel"),
-])
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        (dict(width=0), "width multiplier must be > 0"),
+        (dict(width=-0.5), "width multiplier must be > 0"),
+        (dict(height=31), "too small"),
+        (dict(height=64, width_px=16), "too small"),
+        (dict(channels=2), "channels must be 1"),
+        (dict(classes=1), "at least 2 classes"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(weights="imagenet", channels=1), "3-channel"),
+    ],
+)
 def test_bad_builder_arguments_are_user_errors(kwargs, fragment):
     args = dict(architecture="mobilenet_v1", width=0.25, height=32, channels=1, classes=10) | kwargs
     with pytest.raises(UserError, match=fragment):
@@ -126,7 +131,8 @@ def test_prepare_frame_matches_the_model_input(bundle_v1, fmnist_test_samples):
     ref = ReferenceModel(bundle_v1.artifact_path("tflite"))
     frame = prepare_frame(fmnist_test_samples.images[0], bundle_v1)
     assert frame.shape == bundle_v1.input_shape and frame.dtype == ref.input_dtype
-    expected = quantize_input(preprocess(fmnist_test_samples.images[0], PreprocessSpec.from_bundle(bundle_v1)),
-                              bundle_v1.input_quant)
+    expected = quantize_input(
+        preprocess(fmnist_test_samples.images[0], PreprocessSpec.from_bundle(bundle_v1)), bundle_v1.input_quant
+    )
     assert np.array_equal(frame, expected)
     assert ref.invoke(frame).shape == (10,)

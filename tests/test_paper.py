@@ -1,4 +1,5 @@
 """report --paper: the papers' MobileNet configurations rebuilt from our builders match the published counts."""
+
 from __future__ import annotations
 
 import pytest

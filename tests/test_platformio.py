@@ -1,5 +1,6 @@
 """platformio.ini: PlatformIO's own parser accepts it without a warning, it agrees with the board table
 (tools/boards.py), and the firmware tree it points at holds an installed model, so a fresh clone builds."""
+
 from __future__ import annotations
 
 import hashlib

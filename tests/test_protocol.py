@@ -3,6 +3,7 @@
 The C implementation is checked against the same vectors and the same damaged stream in test_protocol_c.py; the
 helpers both use (canonical event form, stream builder, damage checks) are in tests/tooling.py.
 """
+
 from __future__ import annotations
 
 import struct
@@ -16,6 +17,7 @@ from tinyml import protocol as P
 
 # ---- golden vectors ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("vector", golden_vectors(), ids=lambda v: v["name"])
 @pytest.mark.parametrize("chunk", [0, 1, 5])
 def test_golden_vectors_decode(vector: dict, chunk: int) -> None:
@@ -23,8 +25,15 @@ def test_golden_vectors_decode(vector: dict, chunk: int) -> None:
     assert decode_chunked(data, vector["max_payload"], chunk, vector["flush"]) == vector["events"]
 
 
-@pytest.mark.parametrize("vector", [v for v in golden_vectors() if len(v["events"]) == 1 and v["events"][0][
-    "event"] == "frame" and "message_error" not in v["events"][0]], ids=lambda v: v["name"])
+@pytest.mark.parametrize(
+    "vector",
+    [
+        v
+        for v in golden_vectors()
+        if len(v["events"]) == 1 and v["events"][0]["event"] == "frame" and "message_error" not in v["events"][0]
+    ],
+    ids=lambda v: v["name"],
+)
 def test_golden_vectors_encode(vector: dict) -> None:
     """The encoders rebuild every good frame byte for byte from its decoded message."""
     data = bytes.fromhex(vector["hex"])
@@ -50,16 +59,33 @@ def test_crc_check_values() -> None:
 
 
 def test_hello_roundtrip() -> None:
-    hello = P.Hello(bytes(range(32)), (96, 96, 1), "int8", 0.0078125, -1, 10, "int8", 0.00390625, -128,
-                    "engine", "native test", credits=2, max_payload=9216)
+    hello = P.Hello(
+        bytes(range(32)),
+        (96, 96, 1),
+        "int8",
+        0.0078125,
+        -1,
+        10,
+        "int8",
+        0.00390625,
+        -128,
+        "engine",
+        "native test",
+        credits=2,
+        max_payload=9216,
+    )
     (packet,) = P.Decoder().feed(P.encode(hello, 0))
     assert packet.message() == hello
     assert hello.frame_len == 9216
 
 
 def test_malformed_payloads_raise_protocol_error() -> None:
-    for msg_type, payload in ((P.MsgType.RESULT, b"\x00" * 11), (P.MsgType.ERROR, b"\x01"),
-                              (P.MsgType.HELLO_REQ, b"\x00\x00"), (0x7E, b"")):
+    for msg_type, payload in (
+        (P.MsgType.RESULT, b"\x00" * 11),
+        (P.MsgType.ERROR, b"\x01"),
+        (P.MsgType.HELLO_REQ, b"\x00\x00"),
+        (0x7E, b""),
+    ):
         packet = P.Packet(int(msg_type), 0, payload)
         with pytest.raises(P.ProtocolError):
             packet.message()
@@ -71,6 +97,7 @@ def test_malformed_payloads_raise_protocol_error() -> None:
 
 # ---- credit window ----------------------------------------------------------------------------------
 
+
 def test_credit_window_keeps_in_flight_at_credits_and_reclaims_lost() -> None:
     win = P.CreditWindow(3)
     for seq in (10, 11, 12):
@@ -79,14 +106,14 @@ def test_credit_window_keeps_in_flight_at_credits_and_reclaims_lost() -> None:
     assert not win.can_send and win.in_flight == 3
     with pytest.raises(RuntimeError):
         win.sent(13)
-    assert win.answered(11) == [10]          # device answers in order: 10 will never come
+    assert win.answered(11) == [10]  # device answers in order: 10 will never come
     assert win.in_flight == 1 and win.can_send
-    assert win.answered(10) == []            # late or duplicate answer changes nothing
+    assert win.answered(10) == []  # late or duplicate answer changes nothing
     win.sent(13)
-    win.sent(14, is_frame=False)             # a PING barrier takes no credit
+    win.sent(14, is_frame=False)  # a PING barrier takes no credit
     win.sent(15)
     assert win.in_flight == 3 and not win.can_send
-    assert win.answered(14) == [12, 13]      # PONG flushes every frame before it
+    assert win.answered(14) == [12, 13]  # PONG flushes every frame before it
     assert win.in_flight == 1 and win.forget_all() == [15] and win.in_flight == 0
 
 
@@ -103,6 +130,7 @@ def test_credit_window_refuses_zero_credits() -> None:
 
 
 # ---- resync on a damaged stream ----------------------------------------------------------------------
+
 
 def test_damaged_stream_python() -> None:
     data, frames, noise_gaps = damaged_stream()
@@ -130,7 +158,7 @@ def test_any_bytes_any_split_same_events(data: bytes, cuts: list[int], max_paylo
     whole = P.Decoder(max_payload).feed(data)
     dec, pos, split = P.Decoder(max_payload), 0, []
     for cut in cuts * (len(data) // max(sum(cuts), 1) + 1):
-        split += dec.feed(data[pos:pos + cut])
+        split += dec.feed(data[pos : pos + cut])
         pos += cut
     split += dec.feed(data[pos:])
     assert split == whole
@@ -141,13 +169,16 @@ def test_any_bytes_any_split_same_events(data: bytes, cuts: list[int], max_paylo
     for event in whole:
         if isinstance(event, P.Packet):
             assert len(event.payload) <= max_payload
-            assert data[event.offset:event.offset + P.wire_len(len(event.payload))] == \
-                P.encode_frame(event.type, event.seq, event.payload, event.flags)
+            assert data[event.offset : event.offset + P.wire_len(len(event.payload))] == P.encode_frame(
+                event.type, event.seq, event.payload, event.flags
+            )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(messages, st.binary(max_size=8).filter(lambda b: 0xA5 not in b)), max_size=12),
-       st.integers(1, 97))
+@given(
+    st.lists(st.tuples(messages, st.binary(max_size=8).filter(lambda b: 0xA5 not in b)), max_size=12),
+    st.integers(1, 97),
+)
 def test_messages_between_noise_all_decoded(items: list, chunk: int) -> None:
     """Messages separated by noise (without sync bytes) all decode, in order; noise is reported as NOISE."""
     data, expected = bytearray(), []
@@ -158,7 +189,7 @@ def test_messages_between_noise_all_decoded(items: list, chunk: int) -> None:
     dec = P.Decoder(1024)
     events = []
     for i in range(0, len(data), chunk):
-        events += dec.feed(bytes(data[i:i + chunk]))
+        events += dec.feed(bytes(data[i : i + chunk]))
     packets = [(e.message(), e.seq) for e in events if isinstance(e, P.Packet)]
     assert packets == expected
     assert all(e.code == P.ErrorCode.NOISE for e in events if isinstance(e, P.Fault))

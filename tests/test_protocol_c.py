@@ -1,5 +1,6 @@
 """The C protocol (firmware/lib/protocol) built with the host gcc under ASan/UBSan: unit checks, the golden
 vectors, the damaged 1,000-frame stream (same events as tinyml/protocol.py), and a CI-sized libFuzzer run."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,17 @@ pytestmark = pytest.mark.c
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_DIR = ROOT / "firmware" / "lib" / "protocol"
 C_DIR = ROOT / "tests" / "c"
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-fsanitize=address,undefined",
-          "-fno-sanitize-recover=all", f"-I{PROTO_DIR}"]
+CFLAGS = [
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-O1",
+    "-g",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    f"-I{PROTO_DIR}",
+]
 
 
 def _build(out: Path, *sources: Path, compiler: str = "gcc", flags: list[str] = CFLAGS) -> Path:
@@ -36,8 +46,9 @@ def harness(c_build: Path) -> Path:
     return _build(c_build / "protocol_harness", C_DIR / "protocol_harness.c")
 
 
-def run_harness(harness: Path, data: bytes, tmp: Path, max_payload: int, chunk: int = 0,
-                reencode: bool = False, flush: bool = False) -> list[dict]:
+def run_harness(
+    harness: Path, data: bytes, tmp: Path, max_payload: int, chunk: int = 0, reencode: bool = False, flush: bool = False
+) -> list[dict]:
     src = tmp / "stream.bin"
     src.write_bytes(data)
     cmd = [str(harness), "--chunk", str(chunk), "--max-payload", str(max_payload), str(src)]
@@ -97,8 +108,21 @@ def test_c_and_python_agree_on_oversized_and_flush(harness: Path, tmp_path: Path
 def test_c_firmware_build_is_warning_free(c_build: Path) -> None:
     """The library compiles for the Cortex-M4 with the strict warnings boards use."""
     gcc = require_tool("arm-none-eabi-gcc")
-    cmd = [gcc, "-std=c99", "-mcpu=cortex-m4", "-mthumb", "-Os", "-Wall", "-Wextra", "-Wconversion", "-Werror",
-           "-c", str(PROTO_DIR / "protocol.c"), "-o", str(c_build / "protocol_m4.o")]
+    cmd = [
+        gcc,
+        "-std=c99",
+        "-mcpu=cortex-m4",
+        "-mthumb",
+        "-Os",
+        "-Wall",
+        "-Wextra",
+        "-Wconversion",
+        "-Werror",
+        "-c",
+        str(PROTO_DIR / "protocol.c"),
+        "-o",
+        str(c_build / "protocol_m4.o"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

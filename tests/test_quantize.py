@@ -1,4 +1,5 @@
 """int8 post-training quantization: integer-only graphs without batch plumbing, recorded quantization, fidelity."""
+
 from __future__ import annotations
 
 import numpy as np

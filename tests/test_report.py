@@ -1,4 +1,5 @@
 """tools/report.py: the V1-vs-V2 comparison table, its hints for missing figures, and the QEMU measurement."""
+
 from __future__ import annotations
 
 import json
@@ -70,22 +71,41 @@ def test_missing_bundle_is_one_line_error(tmp_path):
 def _row(name: str, family: str, int8: float, images: int):
     from tools.report import Row
 
-    return Row(name=name, model=family, input="32x32x1", macs=1_000_000, params=200_000, float_acc=int8, int8_acc=int8,
-               tflm_acc=int8, tflite_bytes=300_000, tflm_arena=40_000, engine_ram=10_000, instructions=2e6,
-               fits={}, architecture=family, path=name, input_bytes=1024, engine_flash=350_000, split="test",
-               images=images, model_id=name * 8)
+    return Row(
+        name=name,
+        model=family,
+        input="32x32x1",
+        macs=1_000_000,
+        params=200_000,
+        float_acc=int8,
+        int8_acc=int8,
+        tflm_acc=int8,
+        tflite_bytes=300_000,
+        tflm_arena=40_000,
+        engine_ram=10_000,
+        instructions=2e6,
+        fits={},
+        architecture=family,
+        path=name,
+        input_bytes=1024,
+        engine_flash=350_000,
+        split="test",
+        images=images,
+        model_id=name * 8,
+    )
 
 
-@pytest.mark.parametrize("v1, v2, images, side", [(0.880, 0.890, 2000, "within"), (0.880, 0.890, 100_000, "beyond"),
-                                                  (0.900, 0.870, 2000, "beyond")])
+@pytest.mark.parametrize(
+    "v1, v2, images, side",
+    [(0.880, 0.890, 2000, "within"), (0.880, 0.890, 100_000, "beyond"), (0.900, 0.870, 2000, "beyond")],
+)
 def test_verdict_says_whether_a_lead_is_within_the_test_images_noise(v1, v2, images, side):
     from tools.boards import BOARDS
     from tools.report_page import basis, noise_points, verdict
 
     rows = [_row("a", "mobilenet_v1", v1, images), _row("b", "mobilenet_v2", v2, images)]
     # two binomial standard errors added in quadrature: 0.88 and 0.89 on 2,000 images each -> +-2.0 points
-    assert noise_points(rows[0], rows[1]) == pytest.approx(
-        196 * ((v1 * (1 - v1) + v2 * (1 - v2)) / images) ** 0.5)
+    assert noise_points(rows[0], rows[1]) == pytest.approx(196 * ((v1 * (1 - v1) + v2 * (1 - v2)) / images) ** 0.5)
     sentences = verdict(rows, basis(rows), {"nano33ble": BOARDS["nano33ble"]})
     lead = next(s for s in sentences if " leads by " in s)
     assert f"leads by {100 * abs(v1 - v2):.2f} points at its best ({side} the +-" in lead

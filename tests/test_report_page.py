@@ -1,4 +1,5 @@
 """report --board / --ram --flash and report --out: board fit per backend, plots, Markdown and HTML pages."""
+
 from __future__ import annotations
 
 import base64
@@ -81,7 +82,7 @@ def test_page_has_plots_verdict_and_flags_a_stale_row(measured, tmp_path):
     html = (page / "report.html").read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(embedded) == 4 and base64.b64decode(embedded[0])[:4] == b"\x89PNG"
-    assert "src=\"http" not in html and "<link" not in html  # self-contained
+    assert 'src="http' not in html and "<link" not in html  # self-contained
     md = (page / "report.md").read_text()
     assert "STALE" in md and "evaluate figures were recorded for another .tflite" in md
     assert "test split, 50 images each; 1 models, labelled by model id" in md and "1 set aside" in md
@@ -93,5 +94,7 @@ def test_page_has_plots_verdict_and_flags_a_stale_row(measured, tmp_path):
     assert proc.returncode == 0, proc.stderr
     v2_rows = [line for line in proc.stdout.splitlines() if line.startswith("| MobileNet V2 |")]
     assert len(v2_rows) == 2 and all("none fits" in line and "0 / 0" in line for line in v2_rows)
-    assert (f"Not considered (figures stale or measured on another basis): {v2.name}: evaluate figures were "
-            "recorded for another .tflite") in proc.stdout
+    assert (
+        f"Not considered (figures stale or measured on another basis): {v2.name}: evaluate figures were "
+        "recorded for another .tflite"
+    ) in proc.stdout

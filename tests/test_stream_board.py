@@ -5,6 +5,7 @@ Every fault test checks the accounting promise on the JSON-lines log: each frame
 a result or as lost with a reason, and every accepted answer is byte-identical to the CPU reference (corrupt
 bytes must never turn into a wrong answer).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -55,14 +56,16 @@ def _slice(bundle, count: int = FRAMES):
 
 def _target(url, bundle, **kwargs) -> SerialBoardTarget:
     height, width, channels = bundle.input_shape
-    options = dict(name="qemu", hello_timeout=10.0, reconnect_s=20.0, frame_timeout=2.0,
-                   frame_bytes=height * width * channels)
+    options = dict(
+        name="qemu", hello_timeout=10.0, reconnect_s=20.0, frame_timeout=2.0, frame_bytes=height * width * channels
+    )
     options.update(kwargs)
     return SerialBoardTarget(url, **options)
 
 
 def _after_results(log: Path, count: int, action, timeout: float = 60.0) -> threading.Thread:
     """Run ``action`` on a thread once the log holds ``count`` results (the log is flushed per record)."""
+
     def watch() -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -70,14 +73,20 @@ def _after_results(log: Path, count: int, action, timeout: float = 60.0) -> thre
                 action()
                 return
             time.sleep(0.02)
+
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
 
 
 def _stream_cli(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "host/stream.py", *args, "--headless", "--quiet"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "host/stream.py", *args, "--headless", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -103,8 +112,9 @@ def test_qemu_board_agrees_with_cpu_reference(bundle_v1, qemu_elf, tmp_path):
 def test_native_board_agrees_with_cpu_reference(bundle_v1, tmp_path):
     require_tool("gcc")
     log = tmp_path / "native.jsonl"
-    _stream_cli(str(bundle_v1.path), "fashion-mnist:test", "--limit", str(FRAMES), "--board", "native",
-                "--log", str(log))
+    _stream_cli(
+        str(bundle_v1.path), "fashion-mnist:test", "--limit", str(FRAMES), "--board", "native", "--log", str(log)
+    )
     summary = read_log(log)[-1]
     assert summary["answered"] == FRAMES and summary["agreement_exact"] == 1.0
 
@@ -138,8 +148,11 @@ def test_device_reset_on_a_link_that_stays_up(bundle_v1, qemu_board, tmp_path):
     records = read_log(log)
     assert any(r.get("kind") == "device-reset" for r in records) and summary.reconnects == 0
     results, losses = accounted(log, FRAMES)
-    assert losses and all(r["reason"] in ("device reset", "no answer: request or answer lost in transit")
-                          or r["reason"].startswith("device error") for r in losses)
+    assert losses and all(
+        r["reason"] in ("device reset", "no answer: request or answer lost in transit")
+        or r["reason"].startswith("device error")
+        for r in losses
+    )
     assert len(results) > 10
 
 
@@ -159,8 +172,7 @@ def test_blackout_is_settled_by_ping_and_frames_are_sent_again(bundle_v1, qemu_b
     log = tmp_path / "run.jsonl"
     with LinkRelay(lambda: qemu_board.url) as relay:
         watcher = _after_results(log, 10, lambda: relay.blackout(0.5))
-        summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1, frame_timeout=1.0),
-                         log_path=log)
+        summary = stream(bundle_v1, _slice(bundle_v1), _target(relay.url, bundle_v1, frame_timeout=1.0), log_path=log)
         watcher.join()
     assert relay.dropped > 0 and summary.reconnects == 0
     results, losses = accounted(log, FRAMES)

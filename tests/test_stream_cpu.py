@@ -1,5 +1,6 @@
 """host/stream.py on the --cpu target: labelled accuracy against an independent evaluation, image-folder
 datasets, live sources dropping frames, and Ctrl-C leaving a complete log and summary."""
+
 from __future__ import annotations
 
 import os
@@ -21,15 +22,26 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def _stream(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "host/stream.py", *args], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "host/stream.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_cpu_labelled_slice_matches_independent_evaluation(bundle_v1, tmp_path):
     start, count = 100, 40
     log = tmp_path / "cpu.jsonl"
-    result = _stream(str(bundle_v1.path), "fashion-mnist:test", "--start", str(start), "--limit", str(count),
-                     "--cpu", "--headless", "--log", str(log))
+    result = _stream(
+        str(bundle_v1.path),
+        "fashion-mnist:test",
+        "--start",
+        str(start),
+        "--limit",
+        str(count),
+        "--cpu",
+        "--headless",
+        "--log",
+        str(log),
+    )
     assert result.returncode == 0, result.stderr
     data = load_fashion_mnist("test")
     model = ReferenceModel(bundle_v1.artifact_path("tflite"))
@@ -55,8 +67,17 @@ def test_image_folder_test_split_is_labelled(bundle_v1, tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{i}.png"), data.images[i][:, :, 0])
     log = tmp_path / "folder.jsonl"
-    result = _stream(str(bundle_v1.path), str(tmp_path / "data"), "--split", "test", "--cpu", "--headless",
-                     "--quiet", "--log", str(log))
+    result = _stream(
+        str(bundle_v1.path),
+        str(tmp_path / "data"),
+        "--split",
+        "test",
+        "--cpu",
+        "--headless",
+        "--quiet",
+        "--log",
+        str(log),
+    )
     assert result.returncode == 0, result.stderr
     records = read_log(log)
     results = [r for r in records if r["type"] == "result"]
@@ -68,9 +89,24 @@ def test_image_folder_test_split_is_labelled(bundle_v1, tmp_path):
 def test_live_source_drops_frames_and_ctrl_c_keeps_the_log_complete(bundle_v1, tmp_path):
     log = tmp_path / "live.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "host/stream.py", str(bundle_v1.path), "fashion-mnist:test", "--realtime", "2000",
-         "--cpu", "--headless", "--log", str(log)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "host/stream.py",
+            str(bundle_v1.path),
+            "fashion-mnist:test",
+            "--realtime",
+            "2000",
+            "--cpu",
+            "--headless",
+            "--log",
+            str(log),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (log.exists() and len(read_log(log)) > 20):
         time.sleep(0.1)
@@ -110,8 +146,17 @@ def test_record_writes_the_overlay_video(bundle_v1, tmp_path):
     import cv2
 
     clip = tmp_path / "overlay.avi"
-    result = _stream(str(bundle_v1.path), "fashion-mnist:test", "--limit", "15", "--cpu", "--headless", "--quiet",
-                     "--record", str(clip))
+    result = _stream(
+        str(bundle_v1.path),
+        "fashion-mnist:test",
+        "--limit",
+        "15",
+        "--cpu",
+        "--headless",
+        "--quiet",
+        "--record",
+        str(clip),
+    )
     assert result.returncode == 0, result.stderr
     cap = cv2.VideoCapture(str(clip))
     frames = []

@@ -1,4 +1,5 @@
 """tools/sweep.py: a real Ray Tune sweep of full bundles, resumed per stage, and its error paths."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +11,22 @@ import pytest
 from models.bundle import load_bundle
 from tests.tooling import assert_one_line_error, require_tool, run_tool
 
-TINY = ["--width", "0.25", "--size", "32", "--epochs", "1", "--limit", "200", "--eval-limit", "20",
-        "--qemu-frames", "1", "--batch-size", "32"]
+TINY = [
+    "--width",
+    "0.25",
+    "--size",
+    "32",
+    "--epochs",
+    "1",
+    "--limit",
+    "200",
+    "--eval-limit",
+    "20",
+    "--qemu-frames",
+    "1",
+    "--batch-size",
+    "32",
+]
 
 
 def _require_ray() -> None:

@@ -1,4 +1,5 @@
 """tinyml/tflite_graph.py: the one .tflite reader decodes real converter output and rejects broken files."""
+
 from __future__ import annotations
 
 import os

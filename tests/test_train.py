@@ -1,4 +1,5 @@
 """Training: the bundle it writes, resume after being killed, generalisation of short runs, CLI errors."""
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,30 @@ def test_short_training_generalises(request, fixture, fmnist_test_samples):
 @pytest.mark.slow  # trains a model
 def test_killed_training_resumes_at_next_epoch(tmp_path):
     out = tmp_path / "bundle"
-    args = [sys.executable, "-m", "tools", "train", "--out", str(out), "--limit", "400", "--epochs", "4",
-            "--batch-size", "32", "--schedule", "step", "--flip", "--shift", "0.1", "--zoom", "0.1",
-            "--brightness", "0.1", "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "tools",
+        "train",
+        "--out",
+        str(out),
+        "--limit",
+        "400",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--schedule",
+        "step",
+        "--flip",
+        "--shift",
+        "0.1",
+        "--zoom",
+        "0.1",
+        "--brightness",
+        "0.1",
+        "--quiet",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ckpt = out / "checkpoint"
     deadline = time.monotonic() + 300
@@ -73,14 +95,17 @@ def test_killed_training_resumes_at_next_epoch(tmp_path):
     assert_one_line_error(again, "already holds a trained model")
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--width", "0"], "width multiplier must be > 0"),
-    (["--width", "-1"], "width multiplier must be > 0"),
-    (["--height", "31"], "too small"),
-    (["--data", "/nonexistent/images"], "does not exist"),
-    (["--epochs", "0"], "--epochs"),
-    (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--width", "0"], "width multiplier must be > 0"),
+        (["--width", "-1"], "width multiplier must be > 0"),
+        (["--height", "31"], "too small"),
+        (["--data", "/nonexistent/images"], "does not exist"),
+        (["--epochs", "0"], "--epochs"),
+        (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1)"),
+    ],
+)
 def test_train_cli_bad_input(tmp_path, args, fragment):
     assert_one_line_error(run_tool("train", "--out", str(tmp_path / "b"), *args), fragment)
 
@@ -109,6 +134,7 @@ def test_label_smoothing_spreads_the_targets_and_trains(tmp_path):
     assert float(_loss(config)(targets, smoothed)) == pytest.approx(entropy, rel=1e-3)
     assert isinstance(_loss(config), keras.losses.CategoricalCrossentropy)
 
-    bundle = train_bundle(tmp_path / "ls", TrainConfig(limit=200, epochs=1, batch_size=32, label_smoothing=0.1),
-                          verbose=0)
+    bundle = train_bundle(
+        tmp_path / "ls", TrainConfig(limit=200, epochs=1, batch_size=32, label_smoothing=0.1), verbose=0
+    )
     assert bundle.meta["training"]["label_smoothing"] == 0.1 and bundle.meta["metrics"]["train"]["epochs"] == 1

@@ -5,6 +5,7 @@ The converter picks scales and betas from calibration data; to test the engine a
 models are written directly with the TFLite flatbuffer schema that ships with LiteRT. LiteRT itself runs
 them (models.reference.ReferenceModel), so they are real models, not stand-ins.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -112,9 +113,15 @@ def softmax_model(rows: int, depth: int, input_scale: float, beta: float, input_
     opts = s.SoftmaxOptionsT()
     opts.beta = beta
     spec = ModelSpec(
-        tensors=[T((1, 1, rows, depth), scale=[input_scale], zero_point=[input_zp]),
-                 T((1, 1, rows, depth), scale=[1 / 256], zero_point=[-128])],
-        ops=[Op("SOFTMAX", [0], [1], opts, "SoftmaxOptions")], inputs=[0], outputs=[1], version={"SOFTMAX": 2})
+        tensors=[
+            T((1, 1, rows, depth), scale=[input_scale], zero_point=[input_zp]),
+            T((1, 1, rows, depth), scale=[1 / 256], zero_point=[-128]),
+        ],
+        ops=[Op("SOFTMAX", [0], [1], opts, "SoftmaxOptions")],
+        inputs=[0],
+        outputs=[1],
+        version={"SOFTMAX": 2},
+    )
     return build(spec)
 
 
@@ -162,20 +169,41 @@ def conv_model(rng: np.random.Generator, depthwise: bool = False, huge_bias: boo
     padding = s.Padding.SAME if same else s.Padding.VALID
     if depthwise:
         name, version, opts_type = "DEPTHWISE_CONV_2D", 3, "DepthwiseConv2DOptions"
-        opts = _options(opts_type, padding=padding, strideW=stride, strideH=stride, depthMultiplier=dm,
-                        fusedActivationFunction=act_code, dilationWFactor=dil, dilationHFactor=dil)
+        opts = _options(
+            opts_type,
+            padding=padding,
+            strideW=stride,
+            strideH=stride,
+            depthMultiplier=dm,
+            fusedActivationFunction=act_code,
+            dilationWFactor=dil,
+            dilationHFactor=dil,
+        )
         qdim = 3
     else:
         name, version, opts_type = "CONV_2D", 3, "Conv2DOptions"
-        opts = _options(opts_type, padding=padding, strideW=stride, strideH=stride, fusedActivationFunction=act_code,
-                        dilationWFactor=dil, dilationHFactor=dil)
+        opts = _options(
+            opts_type,
+            padding=padding,
+            strideW=stride,
+            strideH=stride,
+            fusedActivationFunction=act_code,
+            dilationWFactor=dil,
+            dilationHFactor=dil,
+        )
         qdim = 0
     spec = ModelSpec(
-        tensors=[T((1, h, w, c), scale=[in_scale], zero_point=[int(rng.integers(-128, 128))]),
-                 T(weights.shape, scale=list(w_scale), zero_point=[0] * oc, data=weights, quantized_dimension=qdim),
-                 T((oc,), "int32", scale=list(in_scale * w_scale.astype(np.float64)), zero_point=[0] * oc, data=bias),
-                 T((1, out_h, out_w, oc), scale=[out_scale], zero_point=[int(rng.integers(-100, 100))])],
-        ops=[Op(name, [0, 1, 2], [3], opts, opts_type)], inputs=[0], outputs=[3], version={name: version})
+        tensors=[
+            T((1, h, w, c), scale=[in_scale], zero_point=[int(rng.integers(-128, 128))]),
+            T(weights.shape, scale=list(w_scale), zero_point=[0] * oc, data=weights, quantized_dimension=qdim),
+            T((oc,), "int32", scale=list(in_scale * w_scale.astype(np.float64)), zero_point=[0] * oc, data=bias),
+            T((1, out_h, out_w, oc), scale=[out_scale], zero_point=[int(rng.integers(-100, 100))]),
+        ],
+        ops=[Op(name, [0, 1, 2], [3], opts, opts_type)],
+        inputs=[0],
+        outputs=[3],
+        version={name: version},
+    )
     return build(spec)
 
 
@@ -194,10 +222,15 @@ def fully_connected_model(rng: np.random.Generator, huge_bias: bool = False) -> 
     act = getattr(s.ActivationFunctionType, str(rng.choice(ACTIVATIONS)))
     opts = _options("FullyConnectedOptions", fusedActivationFunction=act)
     spec = ModelSpec(
-        tensors=[T((1, 1, 1, k), scale=[in_scale], zero_point=[int(rng.integers(-128, 128))]),
-                 T((oc, k), scale=[w_scale], zero_point=[0], data=weights),
-                 T((oc,), "int32", scale=[in_scale * w_scale], zero_point=[0], data=bias),
-                 T((1, oc), scale=[out_scale], zero_point=[int(rng.integers(-100, 100))])],
-        ops=[Op("FULLY_CONNECTED", [0, 1, 2], [3], opts, "FullyConnectedOptions")], inputs=[0], outputs=[3],
-        version={"FULLY_CONNECTED": 4})
+        tensors=[
+            T((1, 1, 1, k), scale=[in_scale], zero_point=[int(rng.integers(-128, 128))]),
+            T((oc, k), scale=[w_scale], zero_point=[0], data=weights),
+            T((oc,), "int32", scale=[in_scale * w_scale], zero_point=[0], data=bias),
+            T((1, oc), scale=[out_scale], zero_point=[int(rng.integers(-100, 100))]),
+        ],
+        ops=[Op("FULLY_CONNECTED", [0, 1, 2], [3], opts, "FullyConnectedOptions")],
+        inputs=[0],
+        outputs=[3],
+        version={"FULLY_CONNECTED": 4},
+    )
     return build(spec)

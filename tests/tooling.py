@@ -6,6 +6,7 @@
 - the native engine harness and the bit-exactness check (test_engine_native.py, test_engine_ops.py);
 - PtyRun: a command on a pseudo-terminal, as a person runs it (test_faults.py, test_demo.py).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -47,6 +48,7 @@ def require_tool(name: str, hint: str = "run `make test` as root, or install it 
 
 # ---- the build steps' command lines -------------------------------------------------------------
 
+
 def run_tool(*args: str) -> subprocess.CompletedProcess:
     """Run `python -m tools ...` as a user would."""
     return subprocess.run([sys.executable, "-m", "tools", *args], capture_output=True, text=True, timeout=300)
@@ -61,6 +63,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> N
 
 # ---- a command on a pseudo-terminal -------------------------------------------------------------
 
+
 def _take_terminal() -> None:
     """In the child: make the pty on stdin the controlling terminal of its new session (as a shell's job is)."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -72,8 +75,16 @@ class PtyRun:
     def __init__(self, *argv: str, cwd: Path = ROOT, env: dict[str, str] | None = None):
         master, slave = pty.openpty()
         env = {**os.environ, **(env or {})}
-        self.proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
-                                     start_new_session=True, preexec_fn=_take_terminal)
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
+        )
         os.close(slave)
         self._master = master
         self._output = bytearray()
@@ -150,18 +161,32 @@ def golden_vectors() -> list[dict]:
 
 # ---- canonical event form shared with the C harness (tests/c/protocol_harness.c) ------------------
 
+
 def message_fields(msg: P.Message) -> dict:
     if isinstance(msg, P.HelloRequest):
         return {"max_payload": msg.max_payload, "version": msg.version}
     if isinstance(msg, P.Hello):
         h, w, c = msg.input_shape
         codes = {**P.DTYPE_CODES, P.NO_MODEL: P.DTYPE_NONE}
-        return {"version": msg.version, "credits": msg.credits, "in_dtype": codes[msg.in_dtype],
-                "out_dtype": codes[msg.out_dtype], "max_payload": msg.max_payload,
-                "model_id": msg.model_id.hex(), "in_h": h, "in_w": w, "in_c": c, "out_len": msg.num_classes,
-                "in_scale": msg.in_scale, "in_zero_point": msg.in_zero_point, "out_scale": msg.out_scale,
-                "out_zero_point": msg.out_zero_point, "arena_bytes": msg.arena_bytes, "engine": msg.engine,
-                "build": msg.build}
+        return {
+            "version": msg.version,
+            "credits": msg.credits,
+            "in_dtype": codes[msg.in_dtype],
+            "out_dtype": codes[msg.out_dtype],
+            "max_payload": msg.max_payload,
+            "model_id": msg.model_id.hex(),
+            "in_h": h,
+            "in_w": w,
+            "in_c": c,
+            "out_len": msg.num_classes,
+            "in_scale": msg.in_scale,
+            "in_zero_point": msg.in_zero_point,
+            "out_scale": msg.out_scale,
+            "out_zero_point": msg.out_zero_point,
+            "arena_bytes": msg.arena_bytes,
+            "engine": msg.engine,
+            "build": msg.build,
+        }
     if isinstance(msg, P.Result):
         return {"inference_us": msg.inference_us, "cycles": msg.cycles, "output": msg.output.hex()}
     if isinstance(msg, P.Error):
@@ -171,10 +196,21 @@ def message_fields(msg: P.Message) -> dict:
 
 def canonical(event: P.DecodeEvent) -> dict:
     if isinstance(event, P.Fault):
-        return {"event": "fault", "code": int(event.code), "name": event.code.name, "seq": event.seq,
-                "detail": event.detail, "offset": event.offset}
-    out = {"event": "frame", "type": event.type, "seq": event.seq, "offset": event.offset,
-           "payload": event.payload.hex()}
+        return {
+            "event": "fault",
+            "code": int(event.code),
+            "name": event.code.name,
+            "seq": event.seq,
+            "detail": event.detail,
+            "offset": event.offset,
+        }
+    out = {
+        "event": "frame",
+        "type": event.type,
+        "seq": event.seq,
+        "offset": event.offset,
+        "payload": event.payload.hex(),
+    }
     if event.type not in P.MESSAGE_CLASSES:
         out["message"] = {}
         return out
@@ -190,7 +226,7 @@ def decode_chunked(data: bytes, max_payload: int, chunk: int, flush: bool = Fals
     step = chunk or max(len(data), 1)
     events = []
     for i in range(0, len(data), step):
-        events += dec.feed(data[i:i + step])
+        events += dec.feed(data[i : i + step])
     if flush:
         events += dec.flush()
         assert dec.stats.bytes_in == len(data)
@@ -199,12 +235,13 @@ def decode_chunked(data: bytes, max_payload: int, chunk: int, flush: bool = Fals
 
 # ---- damaged stream shared with the C test ---------------------------------------------------------
 
+
 @dataclass
 class StreamFrame:
     type: int
     seq: int
     payload: bytes
-    start: int          # offset in the damaged stream
+    start: int  # offset in the damaged stream
     end: int
     damaged: bool
 
@@ -248,9 +285,13 @@ def check_damaged_decode(events: list[dict], frames: list[StreamFrame], noise_ga
     decoded = {e["offset"]: e for e in events if e["event"] == "frame"}
     missing = [f.seq for f in frames if not f.damaged and f.start not in decoded]
     assert not missing, f"intact frames not decoded: {missing[:10]}"
-    wrong = [e for off, e in decoded.items()
-             if off not in by_offset or (e["type"], e["seq"], e["payload"]) !=
-             (by_offset[off].type, by_offset[off].seq, by_offset[off].payload.hex())]
+    wrong = [
+        e
+        for off, e in decoded.items()
+        if off not in by_offset
+        or (e["type"], e["seq"], e["payload"])
+        != (by_offset[off].type, by_offset[off].seq, by_offset[off].payload.hex())
+    ]
     assert not wrong, f"frames decoded wrong: {wrong[:3]}"
     offsets = [e["offset"] for e in events]
     assert offsets == sorted(offsets), "events must come in stream order"
@@ -268,6 +309,7 @@ def check_damaged_decode(events: list[dict], frames: list[StreamFrame], noise_ga
 
 # ---- the native engine harness (tests/c/engine_harness.c) -------------------------------------------
 
+
 def build_harness(model_dir: Path, exe: Path, emulate_dsp: bool = False) -> Path:
     """Compile the native harness against a generated model directory (bench/engine_exactness.py's build)."""
     from bench import engine_exactness
@@ -279,7 +321,6 @@ def run_harness(exe: Path, frames: np.ndarray, out_dtype: np.dtype, work: Path) 
     from bench import engine_exactness
 
     return engine_exactness.run_native(exe, frames, out_dtype, work)
-
 
 
 def schedule_budgets(tflite: Path) -> list[int | None]:
@@ -295,8 +336,9 @@ def schedule_budgets(tflite: Path) -> list[int | None]:
     return [None, (smallest + fastest) // 2, LAYER_BY_LAYER]
 
 
-def check_bit_exact(tflite: Path, frames: np.ndarray, tmp_path: Path, distinct: bool = True,
-                    budgets: list[int | None] | None = None) -> None:
+def check_bit_exact(
+    tflite: Path, frames: np.ndarray, tmp_path: Path, distinct: bool = True, budgets: list[int | None] | None = None
+) -> None:
     """Every output byte of the engine (portable and emulated-DSP builds, each schedule in ``budgets``;
     default: the generator's default schedule) equals LiteRT-ref's, on frames that give varied outputs."""
     reference = ReferenceModel(tflite)
@@ -321,7 +363,8 @@ def check_bit_exact(tflite: Path, frames: np.ndarray, tmp_path: Path, distinct: 
             assert mismatched.size == 0, (
                 f"{'DSP' if emulate_dsp else 'portable'} path, RAM budget {budget}, differs from LiteRT-ref on "
                 f"{mismatched.size} of {len(frames)} images, first #{mismatched[:1]}: {got[mismatched[:1]]} vs "
-                f"{expected[mismatched[:1]]}")
+                f"{expected[mismatched[:1]]}"
+            )
 
 
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"

@@ -9,6 +9,7 @@ stratified per class and seeded, so the same folder and seed always give the sam
 
 ``python -m tools data DATASET`` prints what a dataset holds (classes, split sizes, skipped files).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -23,8 +24,18 @@ from models.errors import UserError
 
 FASHION_MNIST = "fashion_mnist"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_LABELS = ["t-shirt_top", "trouser", "pullover", "dress", "coat",
-                        "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
+FASHION_MNIST_LABELS = [
+    "t-shirt_top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle_boot",
+]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what OpenCV decodes
 APT_HINT = "sudo apt-get install dataset-fashion-mnist"
 
@@ -126,15 +137,19 @@ def load_image_folder(root: str | Path) -> tuple[Dataset, list[tuple[str, str]]]
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; pass a folder with one subfolder per class of images")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files_per_class = [sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-                       for d in class_dirs]
+    files_per_class = [
+        sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS) for d in class_dirs
+    ]
     class_dirs = [d for d, files in zip(class_dirs, files_per_class) if files]
     files_per_class = [files for files in files_per_class if files]
     if not class_dirs:
-        raise UserError(f"{root} holds no images ({'/'.join(IMAGE_EXTENSIONS)}) in class subfolders; "
-                        "expected DATA/<class>/<image>")
+        raise UserError(
+            f"{root} holds no images ({'/'.join(IMAGE_EXTENSIONS)}) in class subfolders; expected DATA/<class>/<image>"
+        )
     if len(class_dirs) == 1:
-        raise UserError(f"{root} has a single class ({class_dirs[0].name}); a classifier needs at least 2 class subfolders")
+        raise UserError(
+            f"{root} has a single class ({class_dirs[0].name}); a classifier needs at least 2 class subfolders"
+        )
     images: list[np.ndarray] = []
     labels: list[int] = []
     skipped: list[tuple[str, str]] = []
@@ -161,7 +176,9 @@ def _share(count: int, fraction: float) -> int:
     return max(1 if count >= 3 else 0, int(round(count * fraction)))
 
 
-def stratified_split(data: Dataset, val_fraction: float, test_fraction: float, seed: int) -> tuple[Dataset, Dataset, Dataset]:
+def stratified_split(
+    data: Dataset, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[Dataset, Dataset, Dataset]:
     """Seeded per-class split into train/val/test (each class contributes the same fractions)."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise UserError(f"val ({val_fraction}) and test ({test_fraction}) fractions must be >= 0 and sum to < 1")
@@ -172,8 +189,8 @@ def stratified_split(data: Dataset, val_fraction: float, test_fraction: float, s
         rng.shuffle(idx)
         n_val, n_test = (_share(len(idx), f) for f in (val_fraction, test_fraction))
         parts[1].extend(idx[:n_val])
-        parts[2].extend(idx[n_val:n_val + n_test])
-        parts[0].extend(idx[n_val + n_test:])
+        parts[2].extend(idx[n_val : n_val + n_test])
+        parts[0].extend(idx[n_val + n_test :])
     return tuple(data.subset(np.sort(np.asarray(p, np.int64))) for p in parts)  # type: ignore[return-value]
 
 
@@ -190,8 +207,9 @@ def balanced_sample(data: Dataset, count: int, seed: int = 0) -> Dataset:
     return data.subset(np.sort(np.asarray(chosen, np.int64)))
 
 
-def load_splits(dataset: str, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
-                limit: int | None = None) -> Splits:
+def load_splits(
+    dataset: str, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, limit: int | None = None
+) -> Splits:
     """Load ``dataset`` ("fashion_mnist" or an image-folder path) as train/val/test splits.
 
     Fashion-MNIST keeps its official test set and takes ``val_fraction`` of its training set for validation.
@@ -212,7 +230,9 @@ def load_splits(dataset: str, val_fraction: float = 0.1, test_fraction: float = 
         val = balanced_sample(val, max(len(train.class_names), limit // 5), seed)
         test = balanced_sample(test, max(len(train.class_names), limit // 5), seed)
     if len(train) == 0:
-        raise UserError(f"dataset {dataset} leaves no training images after the split; add images or lower the fractions")
+        raise UserError(
+            f"dataset {dataset} leaves no training images after the split; add images or lower the fractions"
+        )
     return Splits(train, val, test, skipped)
 
 
@@ -225,8 +245,13 @@ def bundle_splits(bundle, with_training_limit: bool = False) -> Splits:
     source = bundle.meta.get("dataset")
     if not source:
         raise UserError(f"bundle {bundle.path} does not record its dataset; re-run python -m tools train")
-    return load_splits(source["source"], source["val_fraction"], source["test_fraction"], source["seed"],
-                       source.get("limit") if with_training_limit else None)
+    return load_splits(
+        source["source"],
+        source["val_fraction"],
+        source["test_fraction"],
+        source["seed"],
+        source.get("limit") if with_training_limit else None,
+    )
 
 
 def report_skipped(skipped: list[tuple[str, str]], stream=sys.stderr) -> None:

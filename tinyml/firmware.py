@@ -12,6 +12,7 @@ which the caller writes (``model_files``; tools/firmware.py does). Images are ca
 
     python -m tools firmware BUNDLE --port qemu      # prints the image path
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -58,11 +59,20 @@ class Port:
 PORTS = {
     "qemu": Port("qemu", "qemu_mps2", "firmware.elf", "arm-none-eabi-gcc", ARM_PACKAGES, "qemu-mps2-an386"),
     "native": Port("native", "native", "firmware", "gcc", "gcc", "native-linux"),
-    "arduino": Port("arduino", "arduino", "firmware", "g++", "g++", "", ("BOARD=native",),
-                    ("src", "ports/native"), sketch=True),
-    "arduino-m4": Port("arduino-m4", "arduino", "firmware.elf", "arm-none-eabi-g++",
-                       ARM_PACKAGES + " libstdc++-arm-none-eabi-newlib", "", ("BOARD=qemu",),
-                       ("src", "ports/qemu_mps2"), sketch=True),
+    "arduino": Port(
+        "arduino", "arduino", "firmware", "g++", "g++", "", ("BOARD=native",), ("src", "ports/native"), sketch=True
+    ),
+    "arduino-m4": Port(
+        "arduino-m4",
+        "arduino",
+        "firmware.elf",
+        "arm-none-eabi-g++",
+        ARM_PACKAGES + " libstdc++-arm-none-eabi-newlib",
+        "",
+        ("BOARD=qemu",),
+        ("src", "ports/qemu_mps2"),
+        sketch=True,
+    ),
 }
 # What writes model_info.h for the sketch ports (tools/export.py's renderer): part of their cache key.
 SKETCH_INPUTS = (ROOT / "tools" / "export.py",)
@@ -76,8 +86,10 @@ def _port(name: str) -> Port:
 
 def _require(tool: str, packages: str) -> None:
     if shutil.which(tool) is None:
-        raise UserError(f"{tool} not found on PATH; install it with: sudo apt-get install -y {packages} "
-                        "(or run `make test` as root, which installs it)")
+        raise UserError(
+            f"{tool} not found on PATH; install it with: sudo apt-get install -y {packages} "
+            "(or run `make test` as root, which installs it)"
+        )
 
 
 def _generator_files() -> list[Path]:
@@ -104,8 +116,14 @@ def build_dir(bundle: Bundle, port: str, build_root: Path | None = None) -> Path
     return Path(build_root or DEFAULT_BUILD_ROOT) / bundle.model_id[:16] / _port(port).name
 
 
-def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = None, force: bool = False,
-          model_files: ModelFiles | None = None) -> Path:
+def build(
+    bundle: Bundle | str | Path,
+    port: str,
+    *,
+    build_root: Path | None = None,
+    force: bool = False,
+    model_files: ModelFiles | None = None,
+) -> Path:
     """Generate the model's engine C and build the firmware image for ``port``; returns the image path.
 
     ``model_files(bundle, tflite_bytes, model_dir)`` adds files to the generated model directory; the sketch
@@ -127,7 +145,9 @@ def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = N
         tflite_bytes = tflite.read_bytes()
         # The schedule `python -m tools codegen BUNDLE --ram-budget` chose, so HELLO's arena is the recorded one.
         budget = ((bundle.meta.get("codegen") or {}).get("schedule") or {}).get("ram_budget")
-        key = source_digest(spec, hashlib.sha256(tflite_bytes).hexdigest() + ("" if budget is None else f" ram_budget={budget}"))
+        key = source_digest(
+            spec, hashlib.sha256(tflite_bytes).hexdigest() + ("" if budget is None else f" ram_budget={budget}")
+        )
         stamp = out / "stamp"
         if not force and image.exists() and stamp.exists() and stamp.read_text() == key:
             return image
@@ -138,16 +158,24 @@ def build(bundle: Bundle | str | Path, port: str, *, build_root: Path | None = N
         if model_files is not None:
             model_files(bundle, tflite_bytes, model_dir)
         image.unlink(missing_ok=True)
-        cmd = ["make", "-C", str(FIRMWARE_DIR / "ports" / spec.directory), f"MODEL_DIR={model_dir}",
-               f"OUT={image}", *spec.make_args]
+        cmd = [
+            "make",
+            "-C",
+            str(FIRMWARE_DIR / "ports" / spec.directory),
+            f"MODEL_DIR={model_dir}",
+            f"OUT={image}",
+            *spec.make_args,
+        ]
         if spec.build_id:
             cmd.append(f"BUILD_ID={spec.build_id} {bundle.model_id[:12]}")
         run = subprocess.run(cmd, capture_output=True, text=True)
         (out / "build.log").write_text(" ".join(cmd) + "\n" + run.stdout + run.stderr)
         if run.returncode != 0:
             errors = [line for line in run.stderr.splitlines() if "error" in line] or run.stderr.splitlines()[-1:]
-            raise UserError(f"the {port} firmware build failed ({errors[0].strip() if errors else 'no output'}); "
-                            f"full log: {out / 'build.log'}")
+            raise UserError(
+                f"the {port} firmware build failed ({errors[0].strip() if errors else 'no output'}); "
+                f"full log: {out / 'build.log'}"
+            )
         stamp.write_text(key)
     return image
 

@@ -15,6 +15,7 @@ SIGKILL takes its board with it instead of leaving it re-parented to init. A boa
 host (killed, crashed) is started again by :meth:`LocalBoard.live_url`, which the stream's reconnect asks for
 the port.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -64,10 +65,12 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     The kernel ties the signal to the *thread* that forked, so only the main thread (which lives as long as
     the process) asks for it; a board started from a short-lived helper thread only gets its own session.
     """
+
     def hook() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died between fork and prctl
             os._exit(1)
+
     return hook
 
 
@@ -77,7 +80,9 @@ class LocalBoard:
     def __init__(self, image: str | os.PathLike):
         self.image = Path(image)
         if not self.image.is_file():
-            raise UserError(f"firmware image {self.image} does not exist; build it with: python -m tools firmware BUNDLE")
+            raise UserError(
+                f"firmware image {self.image} does not exist; build it with: python -m tools firmware BUNDLE"
+            )
         self.url: str | None = None
         self.restarts = 0  # times live_url() started the board again after it died
         self._proc: subprocess.Popen[bytes] | None = None
@@ -165,8 +170,9 @@ class LocalBoard:
     def _popen(self, cmd: list[str], stdout: int) -> subprocess.Popen[bytes]:
         self._stderr = tempfile.TemporaryFile()
         hook = _die_with_parent(os.getpid()) if threading.current_thread() is threading.main_thread() else None
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._stderr,
-                                start_new_session=True, preexec_fn=hook)
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._stderr, start_new_session=True, preexec_fn=hook
+        )
 
     def _stderr_text(self) -> str:
         """The process's stderr so far, on one line (the last 300 characters)."""
@@ -204,10 +210,21 @@ class QemuBoard(LocalBoard):
     def command(self, port: int) -> list[str]:
         """The qemu-system-arm command line that boots the ELF with UART0 on 127.0.0.1:``port``."""
         return [
-            self.qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none",
-            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
-            "-kernel", str(self.image), *self.extra_args,
+            self.qemu,
+            "-M",
+            "mps2-an386",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-icount",
+            "shift=0",
+            "-serial",
+            f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
+            "-kernel",
+            str(self.image),
+            *self.extra_args,
         ]
 
     def _launch(self) -> str:
@@ -251,8 +268,10 @@ class NativeBoard(LocalBoard):
         try:
             self._proc = self._popen([str(self.image)], subprocess.PIPE)
         except OSError as exc:
-            raise UserError(f"cannot run {self.image} ({exc.strerror}); build the native firmware with: "
-                            "python -m tools firmware BUNDLE --port native") from None
+            raise UserError(
+                f"cannot run {self.image} ({exc.strerror}); build the native firmware with: "
+                "python -m tools firmware BUNDLE --port native"
+            ) from None
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline().decode(errors="replace").strip()
         if not line.startswith("PTY "):
@@ -275,8 +294,9 @@ def run_frames(url: str, frames: Iterable[bytes], *, timeout: float = 60.0) -> t
     from tinyml.targets.serial_board import SerialBoardTarget
 
     pending = [np.frombuffer(frame, np.uint8) for frame in frames]
-    target = SerialBoardTarget(url, name=f"board at {url}", hello_timeout=timeout, reconnect_s=0.0,
-                               frame_timeout=timeout)
+    target = SerialBoardTarget(
+        url, name=f"board at {url}", hello_timeout=timeout, reconnect_s=0.0, frame_timeout=timeout
+    )
     results: dict[int, Answer] = {}
     try:
         credits = target.open().credits

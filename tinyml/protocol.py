@@ -21,6 +21,7 @@ Typical use::
         else:
             ...                          # Fault: corrupt/oversized/noise, reported once
 """
+
 from __future__ import annotations
 
 import binascii
@@ -44,7 +45,7 @@ BUILD_MAX = 64
 SEQ_MASK = 0xFFFF
 DEFAULT_HOST_MAX_PAYLOAD = 1 << 20  # what the host announces in HELLO_REQ: PONG echoes of any frame size fit
 
-_HEADER = struct.Struct("<2sBBHI")   # sync, type, flags, seq, length (CRC-16 follows)
+_HEADER = struct.Struct("<2sBBHI")  # sync, type, flags, seq, length (CRC-16 follows)
 _HELLO_FIXED = struct.Struct("<BBBBI32sHHHHfifiI")
 _HELLO_REQ = struct.Struct("<IB")
 _RESULT_FIXED = struct.Struct("<IQ")
@@ -55,12 +56,12 @@ class MsgType(enum.IntEnum):
     """Message types (docs/protocol.md "Messages"; protocol.h enum proto_type)."""
 
     HELLO_REQ = 0x01  # host -> device
-    HELLO = 0x02      # device -> host
-    FRAME = 0x03      # host -> device
-    RESULT = 0x04     # device -> host
-    ERROR = 0x05      # device -> host
-    PING = 0x06       # host -> device
-    PONG = 0x07       # device -> host
+    HELLO = 0x02  # device -> host
+    FRAME = 0x03  # host -> device
+    RESULT = 0x04  # device -> host
+    ERROR = 0x05  # device -> host
+    PING = 0x06  # host -> device
+    PONG = 0x07  # device -> host
 
 
 class ErrorCode(enum.IntEnum):
@@ -114,6 +115,7 @@ def wire_len(payload_len: int) -> int:
 
 # ---- typed messages -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class HelloRequest:
     """Host -> device: announce the host's max payload and protocol version; the device answers HELLO."""
@@ -141,7 +143,7 @@ class Hello:
     """
 
     TYPE: ClassVar[MsgType] = MsgType.HELLO
-    model_id: bytes                 # 32-byte sha256 of the int8 .tflite
+    model_id: bytes  # 32-byte sha256 of the int8 .tflite
     input_shape: tuple[int, int, int]
     in_dtype: str
     in_scale: float
@@ -175,16 +177,44 @@ class Hello:
             raise ValueError(f"model_id must be {MODEL_ID_LEN} bytes, got {len(self.model_id)}")
         h, w, c = self.input_shape
         fixed = _HELLO_FIXED.pack(
-            self.version, self.credits, _dtype_code(self.in_dtype), _dtype_code(self.out_dtype), self.max_payload,
-            self.model_id, h, w, c, self.num_classes, self.in_scale, self.in_zero_point, self.out_scale,
-            self.out_zero_point, self.arena_bytes)
+            self.version,
+            self.credits,
+            _dtype_code(self.in_dtype),
+            _dtype_code(self.out_dtype),
+            self.max_payload,
+            self.model_id,
+            h,
+            w,
+            c,
+            self.num_classes,
+            self.in_scale,
+            self.in_zero_point,
+            self.out_scale,
+            self.out_zero_point,
+            self.arena_bytes,
+        )
         return fixed + bytes([len(engine)]) + engine + bytes([len(build)]) + build
 
     @classmethod
     def from_payload(cls, payload: bytes) -> "Hello":
         _need(payload, _HELLO_FIXED.size + 2, "HELLO")
-        (version, credits, in_dt, out_dt, max_payload, model_id, h, w, c, classes, in_scale, in_zp, out_scale,
-         out_zp, arena) = _HELLO_FIXED.unpack_from(payload)
+        (
+            version,
+            credits,
+            in_dt,
+            out_dt,
+            max_payload,
+            model_id,
+            h,
+            w,
+            c,
+            classes,
+            in_scale,
+            in_zp,
+            out_scale,
+            out_zp,
+            arena,
+        ) = _HELLO_FIXED.unpack_from(payload)
         pos = _HELLO_FIXED.size
         engine, pos = _short_string(payload, pos, ENGINE_MAX, "engine")
         if pos >= len(payload):
@@ -196,8 +226,23 @@ class Hello:
         if credits < 1:
             raise ProtocolError("HELLO announces 0 credits")
         in_dtype, out_dtype = (NO_MODEL, NO_MODEL) if no_model else (DTYPES[in_dt], DTYPES[out_dt])
-        return cls(bytes(model_id), (h, w, c), in_dtype, in_scale, in_zp, classes, out_dtype, out_scale,
-                   out_zp, engine, build, credits, max_payload, arena, version)
+        return cls(
+            bytes(model_id),
+            (h, w, c),
+            in_dtype,
+            in_scale,
+            in_zp,
+            classes,
+            out_dtype,
+            out_scale,
+            out_zp,
+            engine,
+            build,
+            credits,
+            max_payload,
+            arena,
+            version,
+        )
 
 
 def _dtype_code(dtype: str) -> int:
@@ -236,7 +281,7 @@ class Result:
     def from_payload(cls, payload: bytes) -> "Result":
         _need(payload, _RESULT_FIXED.size, "RESULT")
         us, cycles = _RESULT_FIXED.unpack_from(payload)
-        return cls(us, cycles, bytes(payload[_RESULT_FIXED.size:]))
+        return cls(us, cycles, bytes(payload[_RESULT_FIXED.size :]))
 
 
 @dataclass(frozen=True)
@@ -293,7 +338,9 @@ class Pong:
 
 
 Message = Union[HelloRequest, Hello, Frame, Result, Error, Ping, Pong]
-MESSAGE_CLASSES: dict[int, type[Message]] = {cls.TYPE: cls for cls in (HelloRequest, Hello, Frame, Result, Error, Ping, Pong)}
+MESSAGE_CLASSES: dict[int, type[Message]] = {
+    cls.TYPE: cls for cls in (HelloRequest, Hello, Frame, Result, Error, Ping, Pong)
+}
 
 
 def encode(msg: Message, seq: int) -> bytes:
@@ -317,10 +364,11 @@ def _short_string(payload: bytes, pos: int, limit: int, what: str) -> tuple[str,
     n = payload[pos]
     if n > limit or pos + 1 + n > len(payload):
         raise ProtocolError(f"HELLO {what} string length {n} is invalid")
-    return bytes(payload[pos + 1:pos + 1 + n]).decode("ascii", "replace"), pos + 1 + n
+    return bytes(payload[pos + 1 : pos + 1 + n]).decode("ascii", "replace"), pos + 1 + n
 
 
 # ---- decoder ------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Packet:
@@ -385,7 +433,7 @@ class Decoder:
         self.max_payload = max_payload
         self.stats = DecoderStats()
         self._buf = bytearray()
-        self._base = 0        # stream offset of _buf[0]
+        self._base = 0  # stream offset of _buf[0]
         self._quiet = False
         self._noise = 0
         self._noise_off = 0
@@ -425,7 +473,7 @@ class Decoder:
             offset = self._base + i
             _, msg_type, flags, seq, length = _HEADER.unpack_from(buf, i)
             (hcrc,) = struct.unpack_from("<H", buf, i + 10)
-            if crc16(bytes(buf[i + 2:i + 10])) != hcrc:
+            if crc16(bytes(buf[i + 2 : i + 10])) != hcrc:
                 self._report(events, Fault(ErrorCode.BAD_HEADER_CRC, None, 0, offset), header_valid=False)
                 i += 1
                 continue
@@ -438,7 +486,7 @@ class Decoder:
             if len(buf) - i < HEADER_LEN + length + TRAILER_LEN:
                 break
             start = i + HEADER_LEN
-            payload = bytes(buf[start:start + length])
+            payload = bytes(buf[start : start + length])
             (pcrc,) = struct.unpack_from("<I", buf, start + length)
             if crc32(payload) != pcrc:
                 self._report(events, Fault(ErrorCode.BAD_PAYLOAD_CRC, seq, 0, offset), header_valid=True)
@@ -508,6 +556,7 @@ class Decoder:
 
 
 # ---- flow control -------------------------------------------------------------------------------------
+
 
 @dataclass
 class CreditWindow:

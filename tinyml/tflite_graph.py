@@ -10,6 +10,7 @@ objects, and turns every decoding failure into a one-line UserError.
     graph.op_set()            # {("CONV_2D", 3), ("SOFTMAX", 2), ...}
     graph.tensors[op.inputs[1]].data  # int8 weights as numpy
 """
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,18 @@ _FILE_IDENTIFIER = b"TFL3"
 
 # TensorType name -> numpy dtype (only the types a numpy array can hold).
 _NUMPY_DTYPES = {
-    "FLOAT32": np.float32, "FLOAT16": np.float16, "FLOAT64": np.float64,
-    "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": np.uint16,
-    "INT32": np.int32, "UINT32": np.uint32, "INT64": np.int64, "UINT64": np.uint64, "BOOL": np.bool_,
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "FLOAT64": np.float64,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "UINT16": np.uint16,
+    "INT32": np.int32,
+    "UINT32": np.uint32,
+    "INT64": np.int64,
+    "UINT64": np.uint64,
+    "BOOL": np.bool_,
 }
 
 
@@ -162,7 +172,7 @@ def _buffer_data(model_t: Any, raw: bytes, buffer_index: int, dtype: str, shape:
     if buf.data is not None and len(buf.data) > 0:
         data = np.asarray(buf.data, dtype=np.uint8).tobytes()
     elif getattr(buf, "offset", 0) > 1 and getattr(buf, "size", 0) > 0:  # >2 GB models keep data outside
-        data = raw[buf.offset: buf.offset + buf.size]
+        data = raw[buf.offset : buf.offset + buf.size]
     else:
         return None
     np_dtype = _NUMPY_DTYPES.get(dtype.upper())
@@ -198,8 +208,16 @@ def load_graph(path_or_bytes: str | os.PathLike | bytes | bytearray) -> Graph:
             dtype = type_names.get(t.type, f"type{t.type}").lower()
             shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
             name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or "")
-            tensors.append(Tensor(i, name, shape, dtype, _quantization(t.quantization),
-                                  _buffer_data(model_t, raw, int(t.buffer), dtype, shape)))
+            tensors.append(
+                Tensor(
+                    i,
+                    name,
+                    shape,
+                    dtype,
+                    _quantization(t.quantization),
+                    _buffer_data(model_t, raw, int(t.buffer), dtype, shape),
+                )
+            )
 
         operators = []
         for i, op in enumerate(sub.operators or []):
@@ -209,22 +227,29 @@ def load_graph(path_or_bytes: str | os.PathLike | bytes | bytearray) -> Graph:
             if name == "CUSTOM":
                 custom = code.customCode.decode() if isinstance(code.customCode, bytes) else str(code.customCode)
                 name = f"CUSTOM:{custom}"
-            operators.append(Operator(
-                index=i, name=name, version=int(code.version or 1),
-                inputs=tuple(int(x) for x in (op.inputs if op.inputs is not None else ())),
-                outputs=tuple(int(x) for x in (op.outputs if op.outputs is not None else ())),
-                options=_options_dict(op, act_names, pad_names),
-            ))
+            operators.append(
+                Operator(
+                    index=i,
+                    name=name,
+                    version=int(code.version or 1),
+                    inputs=tuple(int(x) for x in (op.inputs if op.inputs is not None else ())),
+                    outputs=tuple(int(x) for x in (op.outputs if op.outputs is not None else ())),
+                    options=_options_dict(op, act_names, pad_names),
+                )
+            )
         for op in operators:
             for idx in op.inputs + op.outputs:
                 if idx >= len(tensors):
                     raise ValueError(f"operator {op.index} refers to tensor {idx} of {len(tensors)}")
         description = model_t.description.decode("utf-8", "replace") if isinstance(model_t.description, bytes) else ""
         return Graph(
-            tensors=tensors, operators=operators,
+            tensors=tensors,
+            operators=operators,
             inputs=tuple(int(x) for x in (sub.inputs if sub.inputs is not None else ())),
             outputs=tuple(int(x) for x in (sub.outputs if sub.outputs is not None else ())),
-            version=int(model_t.version), description=description, num_subgraphs=len(model_t.subgraphs),
+            version=int(model_t.version),
+            description=description,
+            num_subgraphs=len(model_t.subgraphs),
         )
     except UserError:
         raise

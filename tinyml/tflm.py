@@ -8,6 +8,7 @@ steps). It runs in a child process (``python -m tinyml.tflm MODEL ROOMY``): a mo
 abort, which must not take the caller with it. ``bundle_arena`` measures a bundle's model once: evaluate records the
 figure with the .tflite's sha256, and export, the firmware step and report reuse it for that same .tflite.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,18 +56,27 @@ def measure_arena(tflite_path: str | os.PathLike, timeout: float = 300.0) -> int
     roomy = max(16 * 1024 * 1024, 10 * size)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
     try:
-        proc = subprocess.run([sys.executable, "-m", "tinyml.tflm", str(tflite_path), str(roomy)],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tinyml.tflm", str(tflite_path), str(roomy)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
-        raise UserError(f"the tflite-micro runtime did not finish allocating {tflite_path} within {timeout:.0f} s; "
-                        "check the model with python -m tools evaluate") from None
+        raise UserError(
+            f"the tflite-micro runtime did not finish allocating {tflite_path} within {timeout:.0f} s; "
+            "check the model with python -m tools evaluate"
+        ) from None
     total = re.search(r"^total (\d+)$", proc.stdout, re.M)
     minimum = re.search(r"^minimum (\d+)$", proc.stdout, re.M)
     if proc.returncode != 0 or total is None or minimum is None:
         lines = [ln for ln in (proc.stderr + proc.stdout).strip().splitlines() if ln.strip()]
         detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise UserError(f"TFLite-Micro cannot run {tflite_path} ({detail}); the model uses an op or quantisation "
-                        "TFLM rejects; re-quantize it with python -m tools quantize")
+        raise UserError(
+            f"TFLite-Micro cannot run {tflite_path} ({detail}); the model uses an op or quantisation "
+            "TFLM rejects; re-quantize it with python -m tools quantize"
+        )
     return max(int(total.group(1)), int(minimum.group(1)))
 
 

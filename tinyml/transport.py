@@ -5,6 +5,7 @@ of the native board or QEMU's TCP UART. The link reports every failure as :class
 remote closed, read/write error) so the serial-board target can tell "the link broke, reconnect" (:meth:`SerialLink.connect`) from
 "the user named a port that does not exist" (:class:`models.errors.UserError` from :meth:`SerialLink.open`).
 """
+
 from __future__ import annotations
 
 import select
@@ -79,8 +80,10 @@ class SerialLink:
             self._port = None
             detail = _first_line(exc)
             if "exclusively lock" in detail or "busy" in detail.lower():
-                raise UserError(f"{self.url} is in use by another program (a serial monitor, a second "
-                                "stream.py); close it and retry") from None
+                raise UserError(
+                    f"{self.url} is in use by another program (a serial monitor, a second "
+                    "stream.py); close it and retry"
+                ) from None
             found = list_serial_ports()
             hint = f"ports found: {', '.join(found)}" if found else "no USB serial ports found"
             raise UserError(f"cannot open {self.url} ({detail}); check the cable/URL ({hint})") from None

@@ -4,6 +4,7 @@ Steps are discovered, not registered: every module ``tools/<step>.py`` that defi
 a new step needs no edit here. Discovery reads the source (no import), so listing steps stays fast even though
 steps import TensorFlow.
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,8 +36,11 @@ def discover_steps() -> dict[str, str]:
 
 
 def usage(steps: dict[str, str]) -> str:
-    lines = ["usage: python -m tools <step> [options]   (python -m tools <step> --help for a step's options)", "",
-             "steps:"]
+    lines = [
+        "usage: python -m tools <step> [options]   (python -m tools <step> --help for a step's options)",
+        "",
+        "steps:",
+    ]
     lines += [f"  {name:10s} {doc}" for name, doc in steps.items()]
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ Two backends hold a model differently, so each has its own fit:
 Both go through tools.boards.check_fit, the one fit rule the export step also applies. A model whose figures are
 not recorded for a backend is not a candidate for it (and is named, so the user knows which step to run).
 """
+
 from __future__ import annotations
 
 import re
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 BACKENDS = ("tflm", "engine")
 FAMILIES = ("mobilenet_v1", "mobilenet_v2")
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb": 1024 ** 2, "mib": 1024 ** 2}
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
 
 
 def parse_bytes(text: str, option: str) -> int:
@@ -41,8 +42,19 @@ def parse_bytes(text: str, option: str) -> int:
 
 def custom_board(ram: int, flash: int) -> Board:
     """A board given by the RAM and flash left for the model (nothing reserved: the user's numbers are budgets)."""
-    return Board(name="custom", env="", description=f"{ram // 1024} KiB RAM, {flash // 1024} KiB flash for the model",
-                 mcu="", sram=ram, ram_reserved=0, psram=0, app_flash=flash, code_reserved=0, baud=0, rx_buffer=0)
+    return Board(
+        name="custom",
+        env="",
+        description=f"{ram // 1024} KiB RAM, {flash // 1024} KiB flash for the model",
+        mcu="",
+        sram=ram,
+        ram_reserved=0,
+        psram=0,
+        app_flash=flash,
+        code_reserved=0,
+        baud=0,
+        rx_buffer=0,
+    )
 
 
 def resolve_board(name: str | None, ram: str | None, flash: str | None) -> Board:
@@ -112,8 +124,17 @@ def best_fits(rows: list[Row], board: Board) -> list[Choice]:
             measured = [(r, f) for r, f in fits if f is not None]
             fitting = [(r, f) for r, f in measured if f.fits]
             best = max(fitting, key=lambda rf: (rf[0].accuracy, -rf[1].model_bytes), default=(None, None))
-            choices.append(Choice(family, backend, best[0], best[1], len(measured), len(fitting),
-                                  tuple(r.name for r, f in fits if f is None)))
+            choices.append(
+                Choice(
+                    family,
+                    backend,
+                    best[0],
+                    best[1],
+                    len(measured),
+                    len(fitting),
+                    tuple(r.name for r, f in fits if f is None),
+                )
+            )
     return choices
 
 
@@ -124,11 +145,15 @@ def format_choices(choices: list[Choice], board: Board, aside: Mapping[str, str]
     tools.report_page.basis), so a missing candidate is explained rather than silently dropped.
     """
     kib = 1024
-    lines = [f"Board: {board.name} ({board.description}): {board.model_budget / kib:.0f} KiB flash and "
-             f"{board.arena_budget / kib:.0f} KiB RAM for the model"
-             + (f", {board.psram / kib:.0f} KiB PSRAM" if board.psram else ""), "",
-             "| family | backend | most accurate that fits | int8 acc | flash used | flash margin | RAM used "
-             "| RAM margin | fitting / measured |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Board: {board.name} ({board.description}): {board.model_budget / kib:.0f} KiB flash and "
+        f"{board.arena_budget / kib:.0f} KiB RAM for the model"
+        + (f", {board.psram / kib:.0f} KiB PSRAM" if board.psram else ""),
+        "",
+        "| family | backend | most accurate that fits | int8 acc | flash used | flash margin | RAM used "
+        "| RAM margin | fitting / measured |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in choices:
         family = "MobileNet V1" if c.family == "mobilenet_v1" else "MobileNet V2"
         if c.row is None or c.fit is None:
@@ -136,17 +161,24 @@ def format_choices(choices: list[Choice], board: Board, aside: Mapping[str, str]
             continue
         ram_used = c.fit.arena_bytes + c.fit.buffer_bytes
         where = " (arena in PSRAM)" if c.fit.arena_in_psram else ""
-        lines.append(f"| {family} | {c.backend} | {c.row.name} ({c.row.model}, {c.row.input}) "
-                     f"| {100 * c.row.accuracy:.2f}% | {c.fit.model_bytes / kib:.1f} KiB "
-                     f"| {flash_margin(c.fit) / kib:.1f} KiB | {ram_used / kib:.1f} KiB{where} "
-                     f"| {ram_margin(c.fit) / kib:.1f} KiB | {c.fitting} / {c.candidates} |")
+        lines.append(
+            f"| {family} | {c.backend} | {c.row.name} ({c.row.model}, {c.row.input}) "
+            f"| {100 * c.row.accuracy:.2f}% | {c.fit.model_bytes / kib:.1f} KiB "
+            f"| {flash_margin(c.fit) / kib:.1f} KiB | {ram_used / kib:.1f} KiB{where} "
+            f"| {ram_margin(c.fit) / kib:.1f} KiB | {c.fitting} / {c.candidates} |"
+        )
     if aside:
         lines.append("")
-        lines.append("Not considered (figures stale or measured on another basis): "
-                     + "; ".join(f"{name}: {why}" for name, why in aside.items()))
+        lines.append(
+            "Not considered (figures stale or measured on another basis): "
+            + "; ".join(f"{name}: {why}" for name, why in aside.items())
+        )
     missing = sorted({name for c in choices for name in c.unmeasured})
     if missing:
         lines.append("")
-        lines.append("Not considered for every backend (figures not recorded): " + ", ".join(missing)
-                     + "; run evaluate, codegen and report --measure-qemu on them.")
+        lines.append(
+            "Not considered for every backend (figures not recorded): "
+            + ", ".join(missing)
+            + "; run evaluate, codegen and report --measure-qemu on them."
+        )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ Memory figures are the chip's totals plus what the firmware itself takes (core, 
 TFLM + kernels code). The "reserved" numbers are estimates from typical Arduino builds of this size, stated here
 so a fit verdict can be checked by hand; a real board build (``pio run -e ENV``) prints the exact RAM/flash use.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -135,9 +136,11 @@ class Fit:
         b = self.board
         if not self.fits:
             return f"{b.name}: does NOT fit: " + "; ".join(self.problems)
-        numbers = (f"model {self.model_bytes / KIB:.1f} KiB of {b.model_budget / KIB:.0f} KiB flash, "
-                   f"arena {self.arena_bytes / KIB:.1f} KiB + frame buffers {self.buffer_bytes / KIB:.1f} KiB "
-                   f"of {b.arena_budget / KIB:.0f} KiB SRAM")
+        numbers = (
+            f"model {self.model_bytes / KIB:.1f} KiB of {b.model_budget / KIB:.0f} KiB flash, "
+            f"arena {self.arena_bytes / KIB:.1f} KiB + frame buffers {self.buffer_bytes / KIB:.1f} KiB "
+            f"of {b.arena_budget / KIB:.0f} KiB SRAM"
+        )
         if self.arena_in_psram:
             return f"{b.name}: fits, arena in PSRAM (slower): {numbers} (+{b.psram / KIB:.0f} KiB PSRAM)"
         return f"{b.name}: fits: {numbers}"
@@ -152,15 +155,19 @@ def check_fit(board: Board, model_bytes: int, arena_bytes: int, input_bytes: int
     buffers = FRAME_BUFFERS * input_bytes
     problems = []
     if model_bytes > board.model_budget:
-        problems.append(f"model needs {model_bytes / KIB:.1f} KiB flash, {board.name} has "
-                        f"{board.model_budget / KIB:.0f} KiB after {board.code_reserved / KIB:.0f} KiB of firmware code")
+        problems.append(
+            f"model needs {model_bytes / KIB:.1f} KiB flash, {board.name} has "
+            f"{board.model_budget / KIB:.0f} KiB after {board.code_reserved / KIB:.0f} KiB of firmware code"
+        )
     in_sram = arena_bytes + buffers <= board.arena_budget
     in_psram = not in_sram and board.psram >= arena_bytes and buffers <= board.arena_budget
     if not in_sram and not in_psram:
         ram = f"{board.arena_budget / KIB:.0f} KiB SRAM"
         if board.psram:
             ram += f" and {board.psram / KIB:.0f} KiB PSRAM"
-        problems.append(f"arena {arena_bytes / KIB:.1f} KiB + frame buffers {buffers / KIB:.1f} KiB need more RAM than "
-                        f"{board.name} has: {ram} free ({board.ram_reserved / KIB:.0f} KiB of its "
-                        f"{board.sram / KIB:.0f} KiB SRAM go to the firmware)")
+        problems.append(
+            f"arena {arena_bytes / KIB:.1f} KiB + frame buffers {buffers / KIB:.1f} KiB need more RAM than "
+            f"{board.name} has: {ram} free ({board.ram_reserved / KIB:.0f} KiB of its "
+            f"{board.sram / KIB:.0f} KiB SRAM go to the firmware)"
+        )
     return Fit(board, model_bytes, arena_bytes, buffers, in_psram and not problems, tuple(problems))

@@ -1,8 +1,9 @@
 """Generate plain C for the project's int8 engine from a bundle (the generator is tinyml/codegen).
 
-    python -m tools codegen BUNDLE [--out DIR]      # writes BUNDLE/codegen/ and records it in model.json
-    python -m tools codegen BUNDLE --ram-budget 64K # the fastest schedule whose arena fits 64 KiB
+python -m tools codegen BUNDLE [--out DIR]      # writes BUNDLE/codegen/ and records it in model.json
+python -m tools codegen BUNDLE --ram-budget 64K # the fastest schedule whose arena fits 64 KiB
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,15 +31,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools codegen",
         description="Generate C for the project's int8 engine (firmware/lib/engine) from a bundle's "
-                    "model_int8.tflite: weights, requantisation constants, a static memory plan and the kernel "
-                    "call sequence. The result links into the native and QEMU firmware ports.")
-    parser.add_argument("bundle", help="model bundle directory (holding model.json and model_int8.tflite), "
-                                       "or a bare .tflite file")
+        "model_int8.tflite: weights, requantisation constants, a static memory plan and the kernel "
+        "call sequence. The result links into the native and QEMU firmware ports.",
+    )
+    parser.add_argument(
+        "bundle", help="model bundle directory (holding model.json and model_int8.tflite), or a bare .tflite file"
+    )
     parser.add_argument("--out", help="output directory for model_engine.h/.c (default: BUNDLE/codegen/)")
-    parser.add_argument("--ram-budget", type=parse_bytes, metavar="SIZE",
-                        help="engine RAM (activations + scratch) allowed, e.g. 64K: the fastest schedule that fits "
-                             "(layer by layer where it fits, fused row-band chains where it must); default: the "
-                             "smallest arena, at the fewest extra instructions")
+    parser.add_argument(
+        "--ram-budget",
+        type=parse_bytes,
+        metavar="SIZE",
+        help="engine RAM (activations + scratch) allowed, e.g. 64K: the fastest schedule that fits "
+        "(layer by layer where it fits, fused row-band chains where it must); default: the "
+        "smallest arena, at the fewest extra instructions",
+    )
     args = parser.parse_args(argv)
     paths = generate(args.bundle, args.out, args.ram_budget)
     for path in paths:

@@ -8,6 +8,7 @@ board fit, verdict and plots, and the demo prints where every artifact is. It is
 and commands a user would make, on a training budget that finishes in minutes on two CPU cores;
 bench/train_fashion_mnist.py runs the same build steps at full size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,14 @@ class Steps:
         return ", ".join(f"{name} {wall:.0f} s ({cpu:.0f} CPU s)" for name, (wall, cpu) in self.times.items())
 
 
-def build_and_evaluate(out: Path, config: TrainConfig, samples: int = 300, eval_limit: int | None = None,
-                       restart: bool = True, verbose: int | str = 2) -> dict[str, Any]:
+def build_and_evaluate(
+    out: Path,
+    config: TrainConfig,
+    samples: int = 300,
+    eval_limit: int | None = None,
+    restart: bool = True,
+    verbose: int | str = 2,
+) -> dict[str, Any]:
     """Train, quantize and evaluate one bundle at ``out`` (its figures land in model.json, where report reads them).
 
     Returns what only this run knows, for :func:`format_runs`; its ``steps`` (:class:`Steps`) go on timing the
@@ -75,8 +82,11 @@ def build_and_evaluate(out: Path, config: TrainConfig, samples: int = 300, eval_
     with steps("evaluate"):
         result = evaluate_bundle(bundle, limit=eval_limit)
     return {
-        "model": f"{config.architecture} {config.width:g}", "bundle": str(out), "drop": result["int8_drop_points"],
-        "images": result["images"], "split": result["split"],
+        "model": f"{config.architecture} {config.width:g}",
+        "bundle": str(out),
+        "drop": result["int8_drop_points"],
+        "images": result["images"],
+        "split": result["split"],
         "ref_tflm": "identical" if result["ref_tflm_identical"] else f"{result['ref_tflm_mismatches']} differ",
         "steps": steps,
     }
@@ -87,8 +97,11 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
 
     The V1-vs-V2 table itself is tools/report's (format_rows), the one the project has.
     """
-    return "\n".join(f"{r['model']}: int8 drop {r['drop']:.2f} points, LiteRT-ref vs TFLM {r['ref_tflm']} on "
-                     f"{r['images']} {r['split']} images; {r['steps'].line()}" for r in rows)
+    return "\n".join(
+        f"{r['model']}: int8 drop {r['drop']:.2f} points, LiteRT-ref vs TFLM {r['ref_tflm']} on "
+        f"{r['images']} {r['split']} images; {r['steps'].line()}"
+        for r in rows
+    )
 
 
 def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
@@ -106,8 +119,20 @@ def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
     generate(bundle_dir)  # BUNDLE/codegen/: the C the firmware links; records arena and weight bytes in model.json
     log = bundle_dir / "qemu.jsonl"
     status = [] if sys.stdout.isatty() else ["--quiet"]  # the live status line only on a terminal
-    cmd = [sys.executable, str(STREAM_SCRIPT), str(bundle_dir), "fashion-mnist:test", "--limit", str(frames),
-           "--board", "qemu", "--headless", *status, "--log", str(log)]
+    cmd = [
+        sys.executable,
+        str(STREAM_SCRIPT),
+        str(bundle_dir),
+        "fashion-mnist:test",
+        "--limit",
+        str(frames),
+        "--board",
+        "qemu",
+        "--headless",
+        *status,
+        "--log",
+        str(log),
+    ]
     print("$ python host/stream.py " + " ".join(cmd[2:]), flush=True)
     if subprocess.run(cmd).returncode != 0:
         raise UserError(f"streaming to the QEMU board failed (see above); the log is {log}")
@@ -116,8 +141,13 @@ def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
     elf = build(bundle, "qemu")  # the image stream.py ran (cached: no rebuild)
     record_qemu(bundle, figures["instructions"], figures["frames"], figures["engine"], elf)
     size = image_size(elf)
-    return {**figures, "elf": elf, "arena_bytes": bundle.meta.get("codegen", {}).get("arena_bytes"),
-            "flash_bytes": size["text"] + size["data"], "weights_bytes": bundle.meta.get("codegen", {}).get("weights_bytes")}
+    return {
+        **figures,
+        "elf": elf,
+        "arena_bytes": bundle.meta.get("codegen", {}).get("arena_bytes"),
+        "flash_bytes": size["text"] + size["data"],
+        "weights_bytes": bundle.meta.get("codegen", {}).get("weights_bytes"),
+    }
 
 
 def stream_figures(log: Path) -> dict[str, Any]:
@@ -128,35 +158,53 @@ def stream_figures(log: Path) -> dict[str, Any]:
     summary = next(r for r in reversed(records) if r["type"] == "summary")
     cycles = [r["cycles"] for r in records if r["type"] == "result"]
     if not cycles:
-        raise UserError(f"the QEMU board answered no frame (see {log}); rebuild with python -m tools firmware "
-                        f"{start['bundle']} --port qemu --force")
-    return {"frames": summary["answered"], "accuracy": summary["accuracy"], "agreement": summary["agreement_exact"],
-            "instructions": sum(cycles) / len(cycles), "engine": start["device"]["engine"]}
+        raise UserError(
+            f"the QEMU board answered no frame (see {log}); rebuild with python -m tools firmware "
+            f"{start['bundle']} --port qemu --force"
+        )
+    return {
+        "frames": summary["answered"],
+        "accuracy": summary["accuracy"],
+        "agreement": summary["agreement_exact"],
+        "instructions": sum(cycles) / len(cycles),
+        "engine": start["device"]["engine"],
+    }
 
 
 def format_board_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of the QEMU Cortex-M4 runs (run_on_qemu figures, keyed by model name)."""
-    head = ("| model | frames | on-device acc | identical to CPU reference | instructions / inference "
-            "| activation RAM | firmware flash |")
+    head = (
+        "| model | frames | on-device acc | identical to CPU reference | instructions / inference "
+        "| activation RAM | firmware flash |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         q = r["qemu"]
         arena = f"{q['arena_bytes'] / 1024:.1f} KiB" if q["arena_bytes"] else "?"
         flash = f"{q['flash_bytes'] / 1024:.1f} KiB" if q["flash_bytes"] else "?"
-        lines.append(f"| {r['model']} | {q['frames']} | {100 * (q['accuracy'] or 0):.2f}% "
-                     f"| {100 * (q['agreement'] or 0):.2f}% | {q['instructions'] / 1e6:.2f} M | {arena} | {flash} |")
+        lines.append(
+            f"| {r['model']} | {q['frames']} | {100 * (q['accuracy'] or 0):.2f}% "
+            f"| {100 * (q['agreement'] or 0):.2f}% | {q['instructions'] / 1e6:.2f} M | {arena} | {flash} |"
+        )
     return "\n".join(lines)
 
 
-def run_demo(out: Path, limit: int | None = None, epochs: int | None = None,
-             eval_limit: int = 1000) -> list[dict[str, Any]]:
+def run_demo(
+    out: Path, limit: int | None = None, epochs: int | None = None, eval_limit: int = 1000
+) -> list[dict[str, Any]]:
     """V1 and V2 on Fashion-MNIST (``limit`` training images, all by default), ``epochs`` each (default: MODELS)."""
     rows = []
     verbose = 1 if sys.stdout.isatty() else 2  # progress bars on a terminal, one line per epoch in a log
     for architecture, width, default_epochs in MODELS:
         print(f"== {architecture} width {width}: train -> quantize -> evaluate", flush=True)
-        config = TrainConfig(architecture=architecture, width=width, limit=limit, epochs=epochs or default_epochs,
-                             batch_size=BATCH_SIZE, lr=4e-3)
+        config = TrainConfig(
+            architecture=architecture,
+            width=width,
+            limit=limit,
+            epochs=epochs or default_epochs,
+            batch_size=BATCH_SIZE,
+            lr=4e-3,
+        )
         rows.append(build_and_evaluate(out / architecture, config, eval_limit=eval_limit, verbose=verbose))
     return rows
 
@@ -170,22 +218,29 @@ def export_and_precheck(bundle_dir: Path) -> dict[str, Any]:
     lines: list[str] = []
     section = edgetpu(bundle_dir, allow_cpu_fallback=True, precheck_only=True, echo=lines.append)
     verdict = next((line for line in lines if line.startswith("verdict: ")), "verdict: ?")
-    print(f"   export: {exported.out_dir} ({', '.join(sorted(exported.files))}); Edge TPU pre-check {verdict}",
-          flush=True)
+    print(
+        f"   export: {exported.out_dir} ({', '.join(sorted(exported.files))}); Edge TPU pre-check {verdict}", flush=True
+    )
     return {"export_dir": exported.out_dir, "edgetpu": section["precheck"], "edgetpu_verdict": verdict[9:]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools demo",
-                                     description="MobileNet V1 vs V2 on Fashion-MNIST, the whole flow: train, quantize, "
-                                                 "evaluate, export, engine firmware on QEMU fed by host/stream.py, Edge "
-                                                 "TPU pre-check, report with plots (what `make demo` runs).")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools demo",
+        description="MobileNet V1 vs V2 on Fashion-MNIST, the whole flow: train, quantize, "
+        "evaluate, export, engine firmware on QEMU fed by host/stream.py, Edge "
+        "TPU pre-check, report with plots (what `make demo` runs).",
+    )
     parser.add_argument("--out", default="runs/demo", help="where the bundles and the report go (default runs/demo)")
     parser.add_argument("--limit", type=int, help="training images, class-balanced (default: all 54,000)")
     parser.add_argument("--epochs", type=int, help="training epochs per model (default: 5 for V1, 3 for V2)")
     parser.add_argument("--eval-limit", type=int, default=1000, help="test images to evaluate on (default 1000)")
-    parser.add_argument("--board-frames", type=int, default=200,
-                        help="labelled test images streamed to each model's firmware on QEMU (default 200; 0 skips)")
+    parser.add_argument(
+        "--board-frames",
+        type=int,
+        default=200,
+        help="labelled test images streamed to each model's firmware on QEMU (default 200; 0 skips)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     whole = Steps()
@@ -200,8 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with row["steps"]("codegen + firmware + stream on QEMU"):
                     row["qemu"] = run_on_qemu(Path(row["bundle"]), args.board_frames)
         report_dir = out / "report"
-        print(f"\n== report: python -m tools report {' '.join(r['bundle'] for r in rows)} --board {REPORT_BOARD} "
-              f"--out {report_dir}", flush=True)
+        print(
+            f"\n== report: python -m tools report {' '.join(r['bundle'] for r in rows)} --board {REPORT_BOARD} "
+            f"--out {report_dir}",
+            flush=True,
+        )
         from tools.report import main as report_main
 
         with whole("report"):
@@ -226,9 +284,12 @@ def format_artifacts(rows: list[dict[str, Any]], report_dir: Path) -> str:
         if "qemu" in row:
             lines.append(f"    QEMU firmware {row['qemu']['elf']}, stream log {bundle / 'qemu.jsonl'}")
     plots = ", ".join(p.name for p in sorted(report_dir.glob("*.png")))
-    lines.append(f"  report: {report_dir / 'report.md'}, {report_dir / 'report.html'} (self-contained), "
-                 f"plots in {report_dir}/: {plots or 'none'}")
+    lines.append(
+        f"  report: {report_dir / 'report.md'}, {report_dir / 'report.html'} (self-contained), "
+        f"plots in {report_dir}/: {plots or 'none'}"
+    )
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

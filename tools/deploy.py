@@ -13,6 +13,7 @@ HELLO check and a short labelled self-test on the board.
    refuses anything else), then SELF_TEST_FRAMES labelled test images of the bundle's dataset stream through
    host/stream.py, each answer compared with LiteRT BUILTIN_REF.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,10 @@ def environment(board: Board, engine: bool, project_dir: Path) -> str:
     env = board.env + ("-engine" if engine else "")
     envs = ProjectConfig(str(ini)).envs()
     if env not in envs:
-        raise UserError(f"{ini} has no environment {env!r} for {board.name}"
-                        f"{' with the engine' if engine else ''}; environments: {', '.join(envs)}")
+        raise UserError(
+            f"{ini} has no environment {env!r} for {board.name}"
+            f"{' with the engine' if engine else ''}; environments: {', '.join(envs)}"
+        )
     return env
 
 
@@ -59,8 +62,10 @@ def install_sources(bundle: Bundle, board: Board, engine: bool, project_dir: Pat
 
     model_dir = project_dir / MODEL_SUBDIR
     result = export_bundle(bundle.path, board=board.name, install=True, install_dir=model_dir)
-    changed = [f"wrote {', '.join(result.files)} and {INSTALLED_BUNDLE}/ into {model_dir}",
-               f"recorded the export in {bundle.path / 'model.json'} (sources also in {result.out_dir})"]
+    changed = [
+        f"wrote {', '.join(result.files)} and {INSTALLED_BUNDLE}/ into {model_dir}",
+        f"recorded the export in {bundle.path / 'model.json'} (sources also in {result.out_dir})",
+    ]
     engine_files = [model_dir / HEADER_NAME, model_dir / SOURCE_NAME]
     if engine:
         generate_from_tflite(bundle.artifact_path("tflite").read_bytes(), model_dir)
@@ -91,8 +96,11 @@ def missing_toolchain(project_dir: Path, env: str) -> str | None:
     options = config.items(env=env, as_dict=True)
     options["pioframework"] = options.get("framework", [])
     platform.configure_default_packages(options, ["upload"])
-    absent = sorted(name for name, opts in platform.packages.items()
-                    if not opts.get("optional") and platform.get_package_dir(name) is None)
+    absent = sorted(
+        name
+        for name, opts in platform.packages.items()
+        if not opts.get("optional") and platform.get_package_dir(name) is None
+    )
     return f"PlatformIO packages {', '.join(absent)} are not installed" if absent else None
 
 
@@ -126,15 +134,31 @@ def self_test_source(bundle: Bundle) -> list[str]:
     return ["fashion-mnist:test"] if dataset == "fashion_mnist" else [str(dataset), "--split", "test"]
 
 
-def verify(bundle: Bundle, url: str, board: Board, frames: int = SELF_TEST_FRAMES,
-           log_path: Path | None = None) -> dict:
+def verify(
+    bundle: Bundle, url: str, board: Board, frames: int = SELF_TEST_FRAMES, log_path: Path | None = None
+) -> dict:
     """Step 3 through host/stream.py (a CLI beside this one, so run as a program): its handshake refuses a board
     whose HELLO does not describe this bundle, then ``frames`` labelled images stream with every answer compared
     with the CPU reference. Returns the run's summary record."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(log_path) if log_path else Path(tmp) / "self_test.jsonl"
-        cmd = [sys.executable, str(STREAM_SCRIPT), str(bundle.path), *self_test_source(bundle), "--limit", str(frames),
-               "--port", url, "--baud", str(board.baud), "--compare-cpu", "--headless", "--quiet", "--log", str(log)]
+        cmd = [
+            sys.executable,
+            str(STREAM_SCRIPT),
+            str(bundle.path),
+            *self_test_source(bundle),
+            "--limit",
+            str(frames),
+            "--port",
+            url,
+            "--baud",
+            str(board.baud),
+            "--compare-cpu",
+            "--headless",
+            "--quiet",
+            "--log",
+            str(log),
+        ]
         print("$ python host/stream.py " + " ".join(cmd[2:]), flush=True)
         run = subprocess.run(cmd, capture_output=True, text=True)
         sys.stdout.write(run.stdout)
@@ -144,18 +168,28 @@ def verify(bundle: Bundle, url: str, board: Board, frames: int = SELF_TEST_FRAME
         records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     summary = records[-1]
     if summary["unanswered_frames"] or summary["compared_with_reference"] < summary["answered"]:
-        raise UserError(f"self-test: {summary['unanswered_frames']} of {frames} frames got no answer from the board; "
-                        "check the serial link and the board's power, then run deploy again")
+        raise UserError(
+            f"self-test: {summary['unanswered_frames']} of {frames} frames got no answer from the board; "
+            "check the serial link and the board's power, then run deploy again"
+        )
     agreement = summary["agreement_top1"] or 0.0
     if agreement < SELF_TEST_AGREEMENT:
-        raise UserError(f"self-test: the board agrees with the CPU reference on {agreement:.0%} of "
-                        f"{summary['answered']} frames (at least {SELF_TEST_AGREEMENT:.0%} expected); rebuild with "
-                        "python -m tools deploy, and report the model if it persists")
+        raise UserError(
+            f"self-test: the board agrees with the CPU reference on {agreement:.0%} of "
+            f"{summary['answered']} frames (at least {SELF_TEST_AGREEMENT:.0%} expected); rebuild with "
+            "python -m tools deploy, and report the model if it persists"
+        )
     return summary
 
 
-def deploy(bundle_path: str | Path, board_name: str, engine: bool = False, port: str | None = None,
-           project_dir: Path = REPO_ROOT, frames: int = SELF_TEST_FRAMES) -> None:
+def deploy(
+    bundle_path: str | Path,
+    board_name: str,
+    engine: bool = False,
+    port: str | None = None,
+    project_dir: Path = REPO_ROOT,
+    frames: int = SELF_TEST_FRAMES,
+) -> None:
     """Steps 1-3 (module docstring)."""
     bundle = load_bundle(bundle_path)
     board = get_board(board_name)
@@ -164,17 +198,20 @@ def deploy(bundle_path: str | Path, board_name: str, engine: bool = False, port:
         print(line, flush=True)
     missing = missing_toolchain(project_dir, env)
     if missing:
-        raise UserError(f"cannot build {env}: {missing} (PlatformIO installs them from its registry, which this "
-                        f"machine cannot reach); on a machine that can: pio pkg install -d {project_dir} -e {env}, "
-                        f"then run deploy again")
+        raise UserError(
+            f"cannot build {env}: {missing} (PlatformIO installs them from its registry, which this "
+            f"machine cannot reach); on a machine that can: pio pkg install -d {project_dir} -e {env}, "
+            f"then run deploy again"
+        )
     upload(project_dir, env, port)
     if port is None:
         from tinyml.transport import list_serial_ports
 
         found = list_serial_ports()
         if len(found) != 1:
-            raise UserError(f"flashed {env}; to check it, name its serial port with --port (found: "
-                            f"{', '.join(found) or 'none'})")
+            raise UserError(
+                f"flashed {env}; to check it, name its serial port with --port (found: {', '.join(found) or 'none'})"
+            )
         port = found[0]
     verify(bundle, port, board, frames)
     print(f"{board.name} ({env}) at {port} runs {bundle.name} (model id {bundle.model_id[:16]}...)")
@@ -184,18 +221,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools deploy",
         description="Put a bundle's model on a board: generate the firmware sources (export, or codegen with "
-                    "--engine), build and flash with PlatformIO, then check the board's HELLO and run a short "
-                    "labelled self-test against the CPU reference.")
+        "--engine), build and flash with PlatformIO, then check the board's HELLO and run a short "
+        "labelled self-test against the CPU reference.",
+    )
     parser.add_argument("bundle", help="model bundle directory (holds model.json and model_int8.tflite)")
     parser.add_argument("--board", required=True, choices=sorted(BOARDS), help="the board to flash")
-    parser.add_argument("--engine", action="store_true",
-                        help="the project's int8 engine instead of TFLite-Micro (environment ENV-engine)")
-    parser.add_argument("--port", help="the board's serial port (default: PlatformIO finds it for the upload, "
-                                       "the one USB serial port found for the check)")
-    parser.add_argument("--frames", type=int, default=SELF_TEST_FRAMES,
-                        help=f"labelled self-test frames (default {SELF_TEST_FRAMES})")
-    parser.add_argument("--project-dir", type=Path, default=REPO_ROOT,
-                        help="the folder holding platformio.ini and firmware/ (default: this repository)")
+    parser.add_argument(
+        "--engine",
+        action="store_true",
+        help="the project's int8 engine instead of TFLite-Micro (environment ENV-engine)",
+    )
+    parser.add_argument(
+        "--port",
+        help="the board's serial port (default: PlatformIO finds it for the upload, "
+        "the one USB serial port found for the check)",
+    )
+    parser.add_argument(
+        "--frames", type=int, default=SELF_TEST_FRAMES, help=f"labelled self-test frames (default {SELF_TEST_FRAMES})"
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=REPO_ROOT,
+        help="the folder holding platformio.ini and firmware/ (default: this repository)",
+    )
     args = parser.parse_args(argv)
     if args.frames < 1:
         raise UserError(f"--frames must be at least 1, got {args.frames}")

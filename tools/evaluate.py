@@ -10,6 +10,7 @@ arena is measured by tinyml.tflm (the runtime's RecordingMicroAllocator, and the
 recorded figure is the one export, the firmware step and report reuse for this .tflite. Everything lands in model.json under
 ``metrics.evaluation``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,10 @@ class TflmModel:
             self._interp = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
         except (RuntimeError, ValueError) as exc:
             lines = str(exc).strip().splitlines()
-            raise UserError(f"TFLite-Micro cannot load the model ({lines[0] if lines else type(exc).__name__}); "
-                            "it uses an op or type TFLM lacks, or needs a larger arena") from None
+            raise UserError(
+                f"TFLite-Micro cannot load the model ({lines[0] if lines else type(exc).__name__}); "
+                "it uses an op or type TFLM lacks, or needs a larger arena"
+            ) from None
         self._invoked = False
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
@@ -63,13 +66,20 @@ def _check_integer(tflite: bytes, path: Path) -> TensorQuant:
 
     ref = ReferenceModel(tflite)
     if ref.input_dtype not in (np.int8, np.uint8) or ref.output_dtype not in (np.int8, np.uint8):
-        raise UserError(f"{path} is a float model ({ref.input_dtype} input); evaluate needs the full-integer int8 "
-                        "model: run python -m tools quantize BUNDLE")
+        raise UserError(
+            f"{path} is a float model ({ref.input_dtype} input); evaluate needs the full-integer int8 "
+            "model: run python -m tools quantize BUNDLE"
+        )
     return TensorQuant.from_litert_detail(ref.input_detail)
 
 
-def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int | None = None, seed: int = 0,
-                    tflite: str | Path | None = None) -> dict[str, Any]:
+def evaluate_bundle(
+    bundle: Bundle | str | Path,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    tflite: str | Path | None = None,
+) -> dict[str, Any]:
     """Evaluate the bundle's float and int8 models on ``split`` (``limit`` class-balanced images; all by default).
 
     ``tflite`` evaluates another int8 .tflite of the same model instead of the bundle's model_int8.tflite.
@@ -110,7 +120,10 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
     tflm_out = np.stack([tflm.invoke(frame) for frame in q])
     mismatched = np.flatnonzero(np.any(ref_out != tflm_out, axis=1))
     result: dict[str, Any] = {
-        "split": split, "images": int(len(data)), "tflite": tflite_path.name, "tflite_sha256": sha256_file(tflite_path),
+        "split": split,
+        "images": int(len(data)),
+        "tflite": tflite_path.name,
+        "tflite_sha256": sha256_file(tflite_path),
         "float": scores(data.labels, float_pred, classes),
         "int8_litert_ref": scores(data.labels, np.argmax(ref_out, axis=1), classes),
         "int8_tflm": scores(data.labels, np.argmax(tflm_out, axis=1), classes),
@@ -129,19 +142,25 @@ def evaluate_bundle(bundle: Bundle | str | Path, split: str = "test", limit: int
 def format_report(result: dict[str, Any], labels: list[str]) -> str:
     """Human summary: accuracies, the byte-for-byte verdict, the arena, and the int8 confusion matrix."""
     n = result["images"]
-    lines = [f"{result['split']} split, {n} images ({result['tflite']})",
-             f"  float Keras        accuracy {100 * result['float']['accuracy']:.2f}%",
-             f"  int8 LiteRT-ref    accuracy {100 * result['int8_litert_ref']['accuracy']:.2f}%  "
-             f"(drop {result['int8_drop_points']:.2f} points)",
-             f"  int8 TFLite-Micro  accuracy {100 * result['int8_tflm']['accuracy']:.2f}%"]
+    lines = [
+        f"{result['split']} split, {n} images ({result['tflite']})",
+        f"  float Keras        accuracy {100 * result['float']['accuracy']:.2f}%",
+        f"  int8 LiteRT-ref    accuracy {100 * result['int8_litert_ref']['accuracy']:.2f}%  "
+        f"(drop {result['int8_drop_points']:.2f} points)",
+        f"  int8 TFLite-Micro  accuracy {100 * result['int8_tflm']['accuracy']:.2f}%",
+    ]
     if result["ref_tflm_identical"]:
         lines.append(f"  LiteRT-ref and TFLM outputs are identical byte for byte on all {n} images")
     else:
-        lines.append(f"  MISMATCH: LiteRT-ref and TFLM outputs differ on {result['ref_tflm_mismatches']} of {n} images "
-                     f"(first at index {result['first_mismatch_index']})")
+        lines.append(
+            f"  MISMATCH: LiteRT-ref and TFLM outputs differ on {result['ref_tflm_mismatches']} of {n} images "
+            f"(first at index {result['first_mismatch_index']})"
+        )
     arena = result["tflm_arena_bytes"]
-    lines.append(f"  TFLM arena {arena['total']} bytes (activations {arena.get('head', '?')}, "
-                 f"persistent {arena.get('tail', '?')})")
+    lines.append(
+        f"  TFLM arena {arena['total']} bytes (activations {arena.get('head', '?')}, "
+        f"persistent {arena.get('tail', '?')})"
+    )
     lines.append("  int8 confusion matrix (rows: true, columns: predicted):")
     width = max(5, max(len(str(v)) for row in result["int8_litert_ref"]["confusion"] for v in row) + 1)
     for name, row in zip(labels, result["int8_litert_ref"]["confusion"]):
@@ -150,17 +169,22 @@ def format_report(result: dict[str, Any], labels: list[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools evaluate",
-                                     description="Accuracy and confusion matrix of the float and int8 models (LiteRT "
-                                                 "BUILTIN_REF and TFLite-Micro), byte-for-byte agreement of the two int8 "
-                                                 "runtimes, and the TFLM arena; all written into model.json.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools evaluate",
+        description="Accuracy and confusion matrix of the float and int8 models (LiteRT "
+        "BUILTIN_REF and TFLite-Micro), byte-for-byte agreement of the two int8 "
+        "runtimes, and the TFLM arena; all written into model.json.",
+    )
     parser.add_argument("bundle", help="bundle directory (trained and quantized)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="which split to evaluate on (default test)")
     parser.add_argument("--limit", type=int, help="evaluate a class-balanced subset of this many images (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for choosing the --limit subset (default 0)")
     parser.add_argument("--tflite", help="evaluate this int8 .tflite instead of the bundle's model_int8.tflite")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 when LiteRT-ref and TFLM outputs differ on any image (default: report it only)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when LiteRT-ref and TFLM outputs differ on any image (default: report it only)",
+    )
     args = parser.parse_args(argv)
     bundle_path = Path(args.bundle)
     if bundle_path.is_file() and bundle_path.suffix == ".tflite":  # a model file: evaluate it within its bundle

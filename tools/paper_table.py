@@ -12,6 +12,7 @@ docs/benchmarks.md lists them), the papers round. The deviation we report is the
 relative to the printed value; the plain relative difference is printed beside it. Only trainable parameters are
 compared (BatchNorm moving statistics are not parameters in the papers' sense).
 """
+
 from __future__ import annotations
 
 import math
@@ -123,19 +124,25 @@ def _digits(step: float) -> int:
 
 def format_paper(comparisons: list[Comparison]) -> str:
     """Markdown: configuration, ours vs published params and MACs, plain difference and deviation, source."""
-    lines = ["| configuration | classes | params ours (M) | params published (M) | diff | deviation "
-             "| MACs ours (M) | MACs published (M) | diff | deviation | within 2 % | source |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        "| configuration | classes | params ours (M) | params published (M) | diff | deviation "
+        "| MACs ours (M) | MACs published (M) | diff | deviation | within 2 % | source |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for c in comparisons:
         r = c.row
         lines.append(
             f"| {r.label} | {r.classes} | {c.params_m:.3f} | {r.params_m:.{_digits(r.params_step)}f} "
             f"| {100 * c.params_diff:+.2f} % | {100 * c.params_dev:.2f} % | {c.macs_m:.2f} "
             f"| {r.macs_m:.{_digits(r.macs_step)}f} ({r.rounding}) | {100 * c.macs_diff:+.2f} % "
-            f"| {100 * c.macs_dev:.2f} % | {'yes' if c.within else 'NO'} | {r.source} |")
+            f"| {100 * c.macs_dev:.2f} % | {'yes' if c.within else 'NO'} | {r.source} |"
+        )
     used = dict.fromkeys(c.row.source for c in comparisons)
-    lines += ["", "Ours: models.mobilenet.build_model + count_cost, trainable parameters, RGB input. diff = ours / "
-              "published - 1; deviation = distance from ours to the interval the printed (rounded) figure stands "
-              "for, relative to it. Sources:"]
+    lines += [
+        "",
+        "Ours: models.mobilenet.build_model + count_cost, trainable parameters, RGB input. diff = ours / "
+        "published - 1; deviation = distance from ours to the interval the printed (rounded) figure stands "
+        "for, relative to it. Sources:",
+    ]
     lines += [f"- {key}: {SOURCES[key]}" for key in used]
     return "\n".join(lines)

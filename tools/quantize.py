@@ -7,6 +7,7 @@ models.preprocess exactly as training did. The input may be int8 or uint8 (uint8
 the output is always int8. The input/output scale and zero point go into model.json, so the host can quantize
 frames and read results without opening the .tflite.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,7 +75,8 @@ def check_activation_ranges(tflite: bytes) -> None:
             raise UserError(
                 f"calibration left activation '{tensor.name.split(';')[0]}' with a near-zero range (scale {scale:.3g}): "
                 "the model looks untrained or the calibration images do not match its input; train longer or "
-                "calibrate with images from the training data")
+                "calibrate with images from the training data"
+            )
 
 
 def representative_set(bundle: Bundle, samples: int, seed: int) -> np.ndarray:
@@ -85,8 +87,13 @@ def representative_set(bundle: Bundle, samples: int, seed: int) -> np.ndarray:
     return preprocess_batch(chosen.images, PreprocessSpec.from_bundle(bundle))
 
 
-def quantize_bundle(bundle: Bundle | str | Path, samples: int = DEFAULT_SAMPLES, input_dtype: str = "int8",
-                    seed: int = 0, representative: np.ndarray | None = None) -> Path:
+def quantize_bundle(
+    bundle: Bundle | str | Path,
+    samples: int = DEFAULT_SAMPLES,
+    input_dtype: str = "int8",
+    seed: int = 0,
+    representative: np.ndarray | None = None,
+) -> Path:
     """Quantize ``bundle``'s model.keras into model_int8.tflite and record its quantization in model.json.
 
     ``representative`` overrides the calibration set (float32, preprocessed); by default ``samples`` class-balanced
@@ -107,29 +114,46 @@ def quantize_bundle(bundle: Bundle | str | Path, samples: int = DEFAULT_SAMPLES,
     tflite = quantize_keras_model(model, representative, input_dtype)
     check_activation_ranges(tflite)
     ref = ReferenceModel(tflite)
-    bundle.update("quantization", {"input": TensorQuant.from_litert_detail(ref.input_detail).to_json(),
-                                   "output": TensorQuant.from_litert_detail(ref.output_detail).to_json(),
-                                   "calibration_samples": int(len(representative)), "seed": seed})
+    bundle.update(
+        "quantization",
+        {
+            "input": TensorQuant.from_litert_detail(ref.input_detail).to_json(),
+            "output": TensorQuant.from_litert_detail(ref.output_detail).to_json(),
+            "calibration_samples": int(len(representative)),
+            "seed": seed,
+        },
+    )
     path = bundle.write_artifact("tflite", tflite, bytes=len(tflite))
     bundle.save()
     return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools quantize",
-                                     description="Full-integer int8 post-training quantization of a trained bundle.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools quantize", description="Full-integer int8 post-training quantization of a trained bundle."
+    )
     parser.add_argument("bundle", help="bundle directory written by `python -m tools train`")
-    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                        help=f"size of the class-balanced calibration set from the training split (default {DEFAULT_SAMPLES})")
-    parser.add_argument("--input-dtype", choices=INPUT_DTYPES, default="int8",
-                        help="type of the model's input tensor: int8 (default) or uint8 (cameras, Edge TPU); output is int8")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=DEFAULT_SAMPLES,
+        help=f"size of the class-balanced calibration set from the training split (default {DEFAULT_SAMPLES})",
+    )
+    parser.add_argument(
+        "--input-dtype",
+        choices=INPUT_DTYPES,
+        default="int8",
+        help="type of the model's input tensor: int8 (default) or uint8 (cameras, Edge TPU); output is int8",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for drawing the calibration set (default 0)")
     args = parser.parse_args(argv)
     path = quantize_bundle(args.bundle, args.samples, args.input_dtype, args.seed)
     bundle = load_bundle(args.bundle)
     qi, qo = bundle.input_quant, bundle.output_quant
-    print(f"wrote {path} ({path.stat().st_size} bytes); input {qi.dtype} scale {qi.scale:.6g} zp {qi.zero_point}, "
-          f"output {qo.dtype} scale {qo.scale:.6g} zp {qo.zero_point}")
+    print(
+        f"wrote {path} ({path.stat().st_size} bytes); input {qi.dtype} scale {qi.scale:.6g} zp {qi.zero_point}, "
+        f"output {qo.dtype} scale {qo.scale:.6g} zp {qo.zero_point}"
+    )
     return 0
 
 

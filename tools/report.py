@@ -7,6 +7,7 @@ frames through the model's firmware on the emulated Cortex-M4 to count instructi
 comparison covers accuracy, flash, RAM and speed in one table. Nothing is estimated: a figure a step has not
 recorded yet is shown as "-" together with the command that records it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ class Row:
         if self.int8_acc is None:
             raise ValueError(f"{self.name} has no int8 accuracy; run python -m tools evaluate {self.path}")
         return self.int8_acc
+
     stale: str = ""  # why some figures belong to another .tflite than the bundle's current one ("" = none)
     broken: str = ""  # why the bundle's .tflite itself cannot be trusted (changed after quantize recorded it)
 
@@ -87,8 +89,10 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
     finally:
         board.stop()
     if bytes(hello.model_id).hex() != bundle.model_id:
-        raise UserError(f"the QEMU firmware reports model {bytes(hello.model_id).hex()[:12]}, the bundle is "
-                        f"{bundle.model_id[:12]}; rebuild with: python -m tools firmware {bundle.path} --port qemu")
+        raise UserError(
+            f"the QEMU firmware reports model {bytes(hello.model_id).hex()[:12]}, the bundle is "
+            f"{bundle.model_id[:12]}; rebuild with: python -m tools firmware {bundle.path} --port qemu"
+        )
     instructions = sum(r.cycles for r in results) / len(results)
     record_qemu(bundle, instructions, len(results), hello.engine, elf)
     return instructions
@@ -100,10 +104,19 @@ def record_qemu(bundle: Bundle, instructions: float, frames: int, engine: str, e
     from tinyml.firmware import image_size
 
     size = image_size(elf)
-    bundle.update("metrics", {"qemu": {"board": "mps2-an386 (Cortex-M4, icount)", "frames": frames,
-                                       "instructions_per_inference": instructions, "engine": engine,
-                                       "flash_bytes": size["text"] + size["data"],
-                                       "tflite_sha256": bundle.model_id}})
+    bundle.update(
+        "metrics",
+        {
+            "qemu": {
+                "board": "mps2-an386 (Cortex-M4, icount)",
+                "frames": frames,
+                "instructions_per_inference": instructions,
+                "engine": engine,
+                "flash_bytes": size["text"] + size["data"],
+                "tflite_sha256": bundle.model_id,
+            }
+        },
+    )
     bundle.save()
 
 
@@ -133,21 +146,39 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
         measure_qemu(bundle, frames)
     qemu = _get(meta, "metrics", "qemu") or {}
     model_id = bundle.model_id if tflite_bytes is not None else None
-    stale = [f"{step} figures were recorded for another .tflite (re-run: {cmd})"
-             for step, recorded, cmd in (("evaluate", evaluation.get("tflite_sha256"), f"python -m tools evaluate {bundle.path}"),
-                                         ("codegen", _get(meta, "codegen", "tflite_sha256"), f"python -m tools codegen {bundle.path}"),
-                                         ("QEMU", qemu.get("tflite_sha256"), f"python -m tools report {bundle.path} --measure-qemu"))
-             if recorded is not None and model_id is not None and recorded != model_id]
+    stale = [
+        f"{step} figures were recorded for another .tflite (re-run: {cmd})"
+        for step, recorded, cmd in (
+            ("evaluate", evaluation.get("tflite_sha256"), f"python -m tools evaluate {bundle.path}"),
+            ("codegen", _get(meta, "codegen", "tflite_sha256"), f"python -m tools codegen {bundle.path}"),
+            ("QEMU", qemu.get("tflite_sha256"), f"python -m tools report {bundle.path} --measure-qemu"),
+        )
+        if recorded is not None and model_id is not None and recorded != model_id
+    ]
     return Row(
-        name=bundle.name, model=f"{ARCH_NAMES.get(bundle.architecture, bundle.architecture)} {meta.get('width', '?')}",
-        input=f"{height}x{width}x{channels}", macs=_get(meta, "metrics", "cost", "macs"),
-        params=_get(meta, "metrics", "cost", "params"), float_acc=_get(evaluation, "float", "accuracy"),
-        int8_acc=_get(evaluation, "int8_litert_ref", "accuracy"), tflm_acc=_get(evaluation, "int8_tflm", "accuracy"),
-        tflite_bytes=tflite_bytes, tflm_arena=arena, engine_ram=_get(meta, "codegen", "arena_bytes"),
-        instructions=qemu.get("instructions_per_inference"), fits=fits, architecture=bundle.architecture,
-        path=str(bundle.path), input_bytes=height * width * channels, engine_flash=qemu.get("flash_bytes"),
-        split=evaluation.get("split"), images=evaluation.get("images"), model_id=model_id, stale="; ".join(stale),
-        broken=broken)
+        name=bundle.name,
+        model=f"{ARCH_NAMES.get(bundle.architecture, bundle.architecture)} {meta.get('width', '?')}",
+        input=f"{height}x{width}x{channels}",
+        macs=_get(meta, "metrics", "cost", "macs"),
+        params=_get(meta, "metrics", "cost", "params"),
+        float_acc=_get(evaluation, "float", "accuracy"),
+        int8_acc=_get(evaluation, "int8_litert_ref", "accuracy"),
+        tflm_acc=_get(evaluation, "int8_tflm", "accuracy"),
+        tflite_bytes=tflite_bytes,
+        tflm_arena=arena,
+        engine_ram=_get(meta, "codegen", "arena_bytes"),
+        instructions=qemu.get("instructions_per_inference"),
+        fits=fits,
+        architecture=bundle.architecture,
+        path=str(bundle.path),
+        input_bytes=height * width * channels,
+        engine_flash=qemu.get("flash_bytes"),
+        split=evaluation.get("split"),
+        images=evaluation.get("images"),
+        model_id=model_id,
+        stale="; ".join(stale),
+        broken=broken,
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -165,16 +196,41 @@ def format_rows(rows: list[Row]) -> str:
     (the first 12 hex digits of its sha256); a row with figures of another .tflite is marked STALE.
     """
     boards = list(rows[0].fits) if rows else []
-    head = ["bundle", "model", "input", "MACs", "params", "float acc", "int8 acc", "TFLM acc", "evaluated on",
-            ".tflite", "TFLM arena", "engine RAM", "engine flash", "M4 instructions"] + [f"fits {b}" for b in boards]
+    head = [
+        "bundle",
+        "model",
+        "input",
+        "MACs",
+        "params",
+        "float acc",
+        "int8 acc",
+        "TFLM acc",
+        "evaluated on",
+        ".tflite",
+        "TFLM arena",
+        "engine RAM",
+        "engine flash",
+        "M4 instructions",
+    ] + [f"fits {b}" for b in boards]
     head += ["model id"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r.name, r.model, r.input, "-" if r.macs is None else f"{r.macs / 1e6:.2f} M",
-                 "-" if r.params is None else f"{r.params / 1e3:.0f} k", _pct(r.float_acc), _pct(r.int8_acc),
-                 _pct(r.tflm_acc), "-" if r.split is None else f"{r.split} {r.images}", _kib(r.tflite_bytes),
-                 _kib(r.tflm_arena), _kib(r.engine_ram), _kib(r.engine_flash),
-                 "-" if r.instructions is None else f"{r.instructions / 1e6:.2f} M"]
+        cells = [
+            r.name,
+            r.model,
+            r.input,
+            "-" if r.macs is None else f"{r.macs / 1e6:.2f} M",
+            "-" if r.params is None else f"{r.params / 1e3:.0f} k",
+            _pct(r.float_acc),
+            _pct(r.int8_acc),
+            _pct(r.tflm_acc),
+            "-" if r.split is None else f"{r.split} {r.images}",
+            _kib(r.tflite_bytes),
+            _kib(r.tflm_arena),
+            _kib(r.engine_ram),
+            _kib(r.engine_flash),
+            "-" if r.instructions is None else f"{r.instructions / 1e6:.2f} M",
+        ]
         cells += ["-" if r.fits[b] is None else ("yes" if r.fits[b] else "no") for b in boards]
         cells += [("-" if r.model_id is None else r.model_id[:12]) + (" STALE" if r.stale else "")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -188,7 +244,8 @@ def expand(paths: Sequence[str]) -> list[Path]:
         path = Path(arg)
         if path.is_dir() and not (path / META_FILE).exists():
             inner = sorted(p.parent for p in path.glob(f"*/{META_FILE}")) or sorted(
-                p.parent for p in path.glob(f"*/*/{META_FILE}"))
+                p.parent for p in path.glob(f"*/*/{META_FILE}")
+            )
             if inner:
                 out.extend(inner)
                 continue
@@ -210,8 +267,10 @@ def warnings_for(rows: list[Row]) -> list[str]:
     lines += [f"{row.name}: {row.stale}" for row in rows if row.stale]
     measured = sorted({f"{row.split} {row.images}" for row in rows if row.split is not None})
     if len(measured) > 1:
-        lines.append(f"accuracies were measured on different splits or image counts ({', '.join(measured)}) and are "
-                     "not comparable; evaluate every bundle with the same --split and --limit")
+        lines.append(
+            f"accuracies were measured on different splits or image counts ({', '.join(measured)}) and are "
+            "not comparable; evaluate every bundle with the same --split and --limit"
+        )
     return lines
 
 
@@ -236,21 +295,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools report",
         description="Compare bundles side by side (accuracy, size, RAM, Cortex-M4 instructions, board fit): "
-                    "MobileNet V1 or V2, on my data, on my board? Examples: "
-                    "python -m tools report runs/demo/mobilenet_v1 runs/demo/mobilenet_v2 --measure-qemu; "
-                    "python -m tools report runs/sweep --board nano33ble --out runs/sweep/report; "
-                    "python -m tools report --paper")
+        "MobileNet V1 or V2, on my data, on my board? Examples: "
+        "python -m tools report runs/demo/mobilenet_v1 runs/demo/mobilenet_v2 --measure-qemu; "
+        "python -m tools report runs/sweep --board nano33ble --out runs/sweep/report; "
+        "python -m tools report --paper",
+    )
     parser.add_argument("bundles", nargs="*", help="bundle directories, or folders of bundles (e.g. a sweep's output)")
-    parser.add_argument("--paper", action="store_true",
-                        help="rebuild the MobileNet papers' configurations (width 1.0 at 224x224x3, V1 0.25/0.5 at "
-                             "128, V2 0.35/0.5 at 96) and compare their parameters and MACs with the published ones")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="rebuild the MobileNet papers' configurations (width 1.0 at 224x224x3, V1 0.25/0.5 at "
+        "128, V2 0.35/0.5 at 96) and compare their parameters and MACs with the published ones",
+    )
     parser.add_argument("--board", help=f"which V1 and V2 fit this board, per backend ({', '.join(BOARDS)})")
     parser.add_argument("--ram", help="instead of --board: RAM left for the model, e.g. 176K")
     parser.add_argument("--flash", help="instead of --board: flash left for the model, e.g. 640K")
     parser.add_argument("--out", help="also write report.md, report.html (self-contained) and the PNG plots here")
-    parser.add_argument("--measure-qemu", action="store_true",
-                        help="count instructions per inference on the emulated Cortex-M4 (QEMU mps2-an386) and "
-                             "record them in model.json (needs arm-none-eabi-gcc and qemu-system-arm)")
+    parser.add_argument(
+        "--measure-qemu",
+        action="store_true",
+        help="count instructions per inference on the emulated Cortex-M4 (QEMU mps2-an386) and "
+        "record them in model.json (needs arm-none-eabi-gcc and qemu-system-arm)",
+    )
     parser.add_argument("--frames", type=int, default=4, help="test frames per QEMU measurement (default 4)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = parser.parse_args(argv)

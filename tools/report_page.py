@@ -9,6 +9,7 @@ the number of models, and the tables list every model's artifact hash. Rows whos
 kept out of the frontiers and the verdict, and listed under the plots with the reason, so a stale figure is never
 silently mixed with fresh ones.
 """
+
 from __future__ import annotations
 
 import base64
@@ -53,21 +54,40 @@ def _engine_ram(row: Row) -> float | None:
 
 
 PLOTS: dict[str, tuple[str, tuple[Axis, ...]]] = {
-    "acc_vs_macs": ("int8 accuracy vs MACs per inference",
-                    (Axis("macs", "MACs per inference (millions)",
-                          lambda r: None if r.macs is None else r.macs / 1e6, log=True),)),
-    "acc_vs_ram": ("int8 accuracy vs peak RAM (arena + frame buffers)",
-                   (Axis("engine_ram", "engine RAM (KiB)", lambda r: _kib(_engine_ram(r)), lambda b: b.arena_budget),
-                    Axis("tflm_ram", "TFLM arena + margin (KiB)", lambda r: _kib(_tflm_ram(r)),
-                         lambda b: b.arena_budget))),
-    "acc_vs_flash": ("int8 accuracy vs flash",
-                     (Axis("engine_flash", "engine firmware text+data (KiB)", lambda r: _kib(r.engine_flash),
-                           lambda b: b.model_budget),
-                      Axis("tflite", "TFLM: .tflite flatbuffer (KiB)", lambda r: _kib(r.tflite_bytes),
-                           lambda b: b.model_budget))),
-    "acc_vs_instructions": ("int8 accuracy vs Cortex-M4 instructions per inference (engine on QEMU mps2-an386)",
-                            (Axis("instructions", "instructions per inference (millions)",
-                                  lambda r: None if r.instructions is None else r.instructions / 1e6, log=True),)),
+    "acc_vs_macs": (
+        "int8 accuracy vs MACs per inference",
+        (Axis("macs", "MACs per inference (millions)", lambda r: None if r.macs is None else r.macs / 1e6, log=True),),
+    ),
+    "acc_vs_ram": (
+        "int8 accuracy vs peak RAM (arena + frame buffers)",
+        (
+            Axis("engine_ram", "engine RAM (KiB)", lambda r: _kib(_engine_ram(r)), lambda b: b.arena_budget),
+            Axis("tflm_ram", "TFLM arena + margin (KiB)", lambda r: _kib(_tflm_ram(r)), lambda b: b.arena_budget),
+        ),
+    ),
+    "acc_vs_flash": (
+        "int8 accuracy vs flash",
+        (
+            Axis(
+                "engine_flash",
+                "engine firmware text+data (KiB)",
+                lambda r: _kib(r.engine_flash),
+                lambda b: b.model_budget,
+            ),
+            Axis("tflite", "TFLM: .tflite flatbuffer (KiB)", lambda r: _kib(r.tflite_bytes), lambda b: b.model_budget),
+        ),
+    ),
+    "acc_vs_instructions": (
+        "int8 accuracy vs Cortex-M4 instructions per inference (engine on QEMU mps2-an386)",
+        (
+            Axis(
+                "instructions",
+                "instructions per inference (millions)",
+                lambda r: None if r.instructions is None else r.instructions / 1e6,
+                log=True,
+            ),
+        ),
+    ),
 }
 
 
@@ -103,8 +123,10 @@ def basis(rows: list[Row]) -> Basis:
         if r.name in excluded or r.int8_acc is None:
             continue
         if (r.split, r.images) != (split, images):
-            excluded[r.name] = (f"evaluated on {r.images} {r.split} images, the others on {images} {split} images; "
-                                f"re-run: python -m tools evaluate {r.path} --split {split}")
+            excluded[r.name] = (
+                f"evaluated on {r.images} {r.split} images, the others on {images} {split} images; "
+                f"re-run: python -m tools evaluate {r.path} --split {split}"
+            )
     return Basis(split, images, excluded)
 
 
@@ -130,27 +152,50 @@ def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: di
     for ax, axis in zip(axes[0], axes_spec, strict=True):
         for family in FAMILIES:
             label, colour, marker = FAMILY_STYLE[family]
-            pts = [p for r in rows if r.architecture == family and r.name not in fit_basis.excluded
-                   and (p := _point(axis, r)) is not None]
+            pts = [
+                p
+                for r in rows
+                if r.architecture == family and r.name not in fit_basis.excluded and (p := _point(axis, r)) is not None
+            ]
             if not pts:
                 continue
             ax.scatter(*zip(*pts, strict=True), color=colour, marker=marker, label=label, zorder=3)
             for r in rows:
                 x = axis.value(r) if r.architecture == family and r.name not in fit_basis.excluded else None
                 if x is not None and r.int8_acc is not None and r.model_id:
-                    ax.annotate(r.model_id[:6], (x, r.int8_acc * 100), fontsize=6, alpha=0.7,
-                                xytext=(3, 3), textcoords="offset points")
+                    ax.annotate(
+                        r.model_id[:6],
+                        (x, r.int8_acc * 100),
+                        fontsize=6,
+                        alpha=0.7,
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                    )
             front = pareto(pts)
-            ax.step(*zip(*front, strict=True), where="post", color=colour, alpha=0.6, linewidth=1.5,
-                    label=f"{label} frontier")
+            ax.step(
+                *zip(*front, strict=True),
+                where="post",
+                color=colour,
+                alpha=0.6,
+                linewidth=1.5,
+                label=f"{label} frontier",
+            )
         aside = [p for r in rows if r.name in fit_basis.excluded and (p := _point(axis, r)) is not None]
         if aside:
             ax.scatter(*zip(*aside, strict=True), color="grey", marker="x", label="set aside", zorder=2)
         if axis.limit is not None:
             for (bname, board), colour in zip(boards.items(), BOARD_COLOURS, strict=False):  # at most 4 boards drawn
                 ax.axvline(axis.limit(board) / KIB, color=colour, linestyle="--", linewidth=1)
-                ax.annotate(f"{bname} budget", (axis.limit(board) / KIB, 0.98), xycoords=("data", "axes fraction"),
-                            rotation=90, color=colour, fontsize=8, ha="right", va="top")
+                ax.annotate(
+                    f"{bname} budget",
+                    (axis.limit(board) / KIB, 0.98),
+                    xycoords=("data", "axes fraction"),
+                    rotation=90,
+                    color=colour,
+                    fontsize=8,
+                    ha="right",
+                    va="top",
+                )
         if axis.log:
             ax.set_xscale("log")
         ax.set_xlabel(axis.label)
@@ -158,8 +203,12 @@ def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: di
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
-    fig.text(0.01, 0.01, fit_basis.caption(sum(1 for r in rows if r.name not in fit_basis.excluded
-                                                and r.int8_acc is not None)), fontsize=8)
+    fig.text(
+        0.01,
+        0.01,
+        fit_basis.caption(sum(1 for r in rows if r.name not in fit_basis.excluded and r.int8_acc is not None)),
+        fontsize=8,
+    )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     path = out_dir / f"{name}.png"
     fig.savefig(path, dpi=110)
@@ -180,19 +229,24 @@ def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list
     if not usable:
         return ["No evaluated model to compare yet: run python -m tools evaluate on the bundles."]
     out = []
-    best = {f: max((r for r in usable if r.architecture == f), key=lambda r: r.accuracy, default=None)
-            for f in FAMILIES}
+    best = {
+        f: max((r for r in usable if r.architecture == f), key=lambda r: r.accuracy, default=None) for f in FAMILIES
+    }
     for family, row in best.items():
         if row is not None:
-            out.append(f"Most accurate {FAMILY_STYLE[family][0]}: {row.name} ({row.model}, {row.input}) at "
-                       f"{100 * row.accuracy:.2f}% int8, {_m(row.macs)} MACs, {_m(row.instructions)} instructions.")
+            out.append(
+                f"Most accurate {FAMILY_STYLE[family][0]}: {row.name} ({row.model}, {row.input}) at "
+                f"{100 * row.accuracy:.2f}% int8, {_m(row.macs)} MACs, {_m(row.instructions)} instructions."
+            )
     v1, v2 = best["mobilenet_v1"], best["mobilenet_v2"]
     if v1 is not None and v2 is not None:
         lead, other = (v2, v1) if v2.accuracy > v1.accuracy else (v1, v2)
-        out.append(f"{FAMILY_STYLE[lead.architecture][0]} leads by {100 * (lead.accuracy - other.accuracy):.2f} points "
-                   f"at its best{_significance(lead, other)}, with {_ratio(lead.macs, other.macs)} the MACs, {_ratio(lead.tflite_bytes, other.tflite_bytes)} "
-                   f"the flash and {_ratio(lead.instructions, other.instructions)} the instructions of the best "
-                   f"{FAMILY_STYLE[other.architecture][0]}.")
+        out.append(
+            f"{FAMILY_STYLE[lead.architecture][0]} leads by {100 * (lead.accuracy - other.accuracy):.2f} points "
+            f"at its best{_significance(lead, other)}, with {_ratio(lead.macs, other.macs)} the MACs, {_ratio(lead.tflite_bytes, other.tflite_bytes)} "
+            f"the flash and {_ratio(lead.instructions, other.instructions)} the instructions of the best "
+            f"{FAMILY_STYLE[other.architecture][0]}."
+        )
     for bname, board in boards.items():
         per_family: dict[str, Fitting] = {}
         for c in best_fits(usable, board):
@@ -205,13 +259,17 @@ def verdict(rows: list[Row], fit_basis: Basis, boards: dict[str, Board]) -> list
             continue
         ranked = sorted(per_family.values(), key=lambda f: -f.row.accuracy)
         top = ranked[0]
-        text = (f"{bname}: {FAMILY_STYLE[top.family][0]} {top.row.name} ({100 * top.row.accuracy:.2f}%, {top.backend}: "
-                f"{flash_margin(top.fit) / KIB:.0f} KiB flash and {ram_margin(top.fit) / KIB:.0f} KiB RAM to spare)")
+        text = (
+            f"{bname}: {FAMILY_STYLE[top.family][0]} {top.row.name} ({100 * top.row.accuracy:.2f}%, {top.backend}: "
+            f"{flash_margin(top.fit) / KIB:.0f} KiB flash and {ram_margin(top.fit) / KIB:.0f} KiB RAM to spare)"
+        )
         if len(ranked) > 1:
             second = ranked[1]
-            text += (f" over {FAMILY_STYLE[second.family][0]} {second.row.name} ({100 * second.row.accuracy:.2f}%, "
-                     f"{second.backend}), {100 * (top.row.accuracy - second.row.accuracy):.2f} points"
-                     f"{_significance(top.row, second.row)}")
+            text += (
+                f" over {FAMILY_STYLE[second.family][0]} {second.row.name} ({100 * second.row.accuracy:.2f}%, "
+                f"{second.backend}), {100 * (top.row.accuracy - second.row.accuracy):.2f} points"
+                f"{_significance(top.row, second.row)}"
+            )
         else:
             missing = next(f for f in FAMILIES if f not in per_family)
             text += f"; no {FAMILY_STYLE[missing][0]} in this comparison fits"
@@ -274,9 +332,12 @@ def markdown_to_html_table(md: str) -> str:
     def flush() -> None:
         if rows:
             head, body = rows[0], [r for r in rows[1:] if not set("".join(r)) <= set("-: ")]
-            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead>"
-                       "<tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                                           for r in body) + "</tbody></table>")
+            out.append(
+                "<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead>"
+                "<tbody>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</tbody></table>"
+            )
             rows.clear()
 
     for line in md.splitlines():
@@ -290,8 +351,9 @@ def markdown_to_html_table(md: str) -> str:
     return "\n".join(out)
 
 
-def write_report(rows: list[Row], table_md: str, out_dir: str | Path,
-                 boards: dict[str, Board] | None = None) -> dict[str, Path]:
+def write_report(
+    rows: list[Row], table_md: str, out_dir: str | Path, boards: dict[str, Board] | None = None
+) -> dict[str, Path]:
     """Write the PNGs, report.md and report.html into ``out_dir``; returns their paths by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -299,11 +361,28 @@ def write_report(rows: list[Row], table_md: str, out_dir: str | Path,
     fit_basis = basis(rows)
     paths = {name: plot(rows, name, out, fit_basis, boards) for name in PLOTS}
     sentences = verdict(rows, fit_basis, boards)
-    fits_md = "\n\n".join(format_choices(best_fits([r for r in rows if r.name not in fit_basis.excluded], b), b)
-                          for b in boards.values())
+    fits_md = "\n\n".join(
+        format_choices(best_fits([r for r in rows if r.name not in fit_basis.excluded], b), b) for b in boards.values()
+    )
     aside = [f"- {name}: {why}" for name, why in fit_basis.excluded.items()]
-    md = ["# MobileNet V1 or V2: report", "", "## Verdict", "", *[f"- {s}" for s in sentences], "",
-          "## Models", "", table_md, "", "## Board fit", "", fits_md, "", "## Plots", ""]
+    md = [
+        "# MobileNet V1 or V2: report",
+        "",
+        "## Verdict",
+        "",
+        *[f"- {s}" for s in sentences],
+        "",
+        "## Models",
+        "",
+        table_md,
+        "",
+        "## Board fit",
+        "",
+        fits_md,
+        "",
+        "## Plots",
+        "",
+    ]
     md += [f"![{PLOTS[n][0]}]({p.name})" for n, p in paths.items()]
     md += ["", fit_basis.caption(len(rows) - len(fit_basis.excluded))]
     if aside:
@@ -313,16 +392,27 @@ def write_report(rows: list[Row], table_md: str, out_dir: str | Path,
         f'<figure><img alt="{html.escape(PLOTS[n][0])}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(PLOTS[n][0])}: '
         f"{html.escape(fit_basis.caption(len(rows) - len(fit_basis.excluded)))}</figcaption></figure>"
-        for n, p in paths.items())
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>MobileNet V1 or V2: report</title><style>"
-            "body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
-            "th{background:#eee}img{max-width:100%}figure{margin:1em 0}</style></head><body>"
-            "<h1>MobileNet V1 or V2: report</h1><h2>Verdict</h2><ul>"
-            + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul><h2>Models</h2>"
-            + markdown_to_html_table(table_md) + "<h2>Board fit</h2>" + markdown_to_html_table(fits_md)
-            + "<h2>Plots</h2>" + images
-            + ("<h3>Set aside</h3><ul>" + "".join(f"<li>{html.escape(a[2:])}</li>" for a in aside) + "</ul>"
-               if aside else "") + "</body></html>\n")
+        for n, p in paths.items()
+    )
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>MobileNet V1 or V2: report</title><style>"
+        "body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "th{background:#eee}img{max-width:100%}figure{margin:1em 0}</style></head><body>"
+        "<h1>MobileNet V1 or V2: report</h1><h2>Verdict</h2><ul>"
+        + "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+        + "</ul><h2>Models</h2>"
+        + markdown_to_html_table(table_md)
+        + "<h2>Board fit</h2>"
+        + markdown_to_html_table(fits_md)
+        + "<h2>Plots</h2>"
+        + images
+        + (
+            "<h3>Set aside</h3><ul>" + "".join(f"<li>{html.escape(a[2:])}</li>" for a in aside) + "</ul>"
+            if aside
+            else ""
+        )
+        + "</body></html>\n"
+    )
     (out / "report.html").write_text(page)
     return {**paths, "markdown": out / "report.md", "html": out / "report.html"}

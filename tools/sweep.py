@@ -16,6 +16,7 @@ current .tflite is kept; one interrupted mid-training resumes from its last epoc
 that was trained but not measured continues at the first missing step. Re-running the same command therefore
 only does what is left, and a different budget in the same OUT is refused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,10 +74,20 @@ class Budget:
     qemu_frames: int = 2
 
     def train_config(self, trial: Trial) -> TrainConfig:
-        return TrainConfig(dataset=self.dataset, architecture=trial.architecture, width=trial.width,
-                           height=trial.size, channels=COLOURS[trial.colour], epochs=self.epochs,
-                           batch_size=self.batch_size, lr=self.lr, limit=self.limit, seed=self.seed,
-                           augment=Augment(**asdict(self.augment)), label_smoothing=self.label_smoothing)
+        return TrainConfig(
+            dataset=self.dataset,
+            architecture=trial.architecture,
+            width=trial.width,
+            height=trial.size,
+            channels=COLOURS[trial.colour],
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            limit=self.limit,
+            seed=self.seed,
+            augment=Augment(**asdict(self.augment)),
+            label_smoothing=self.label_smoothing,
+        )
 
 
 def grid(archs: Sequence[str], widths: Sequence[float], sizes: Sequence[int], colours: Sequence[str]) -> list[Trial]:
@@ -99,8 +110,11 @@ def grid(archs: Sequence[str], widths: Sequence[float], sizes: Sequence[int], co
 # ---- one trial --------------------------------------------------------------------------------------------------
 def next_stage(path: Path, budget: Budget) -> str | None:
     """The first build step the trial at ``path`` still needs (None: every figure is there for its .tflite)."""
-    if (path / CHECKPOINT_DIR).exists() or not (path / ARTIFACT_FILES["keras"]).exists() \
-            or not (path / META_FILE).exists():
+    if (
+        (path / CHECKPOINT_DIR).exists()
+        or not (path / ARTIFACT_FILES["keras"]).exists()
+        or not (path / META_FILE).exists()
+    ):
         return "train"
     meta = load_bundle(path).meta
     tflite = path / ARTIFACT_FILES["tflite"]
@@ -119,8 +133,9 @@ def next_stage(path: Path, budget: Budget) -> str | None:
     return None
 
 
-def run_trial(out: Path, trial: Trial, budget: Budget, verbose: int | str = 0,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_trial(
+    out: Path, trial: Trial, budget: Budget, verbose: int | str = 0, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Take one trial through every build step it still needs; return its summary (for sweep.json)."""
     from tinyml.codegen import generate
     from tools.evaluate import evaluate_bundle
@@ -160,14 +175,23 @@ def summarize(path: Path, trial: Trial, status: str, seconds: float) -> dict[str
     meta = load_bundle(path).meta
     metrics = meta["metrics"]
     evaluation = metrics["evaluation"]
-    return {"name": trial.name, "trial": asdict(trial), "status": status, "seconds": round(seconds, 1),
-            "bundle": str(path), "model_id": meta["artifacts"]["tflite"]["sha256"],
-            "int8_accuracy": evaluation["int8_litert_ref"]["accuracy"], "float_accuracy": evaluation["float"]["accuracy"],
-            "split": evaluation["split"], "images": evaluation["images"], "macs": metrics["cost"]["macs"],
-            "tflm_arena_bytes": evaluation["tflm_arena_bytes"]["required"],
-            "engine_ram_bytes": meta["codegen"]["arena_bytes"],
-            "instructions": metrics["qemu"]["instructions_per_inference"],
-            "train_seconds": metrics["train"]["seconds_last_run"]}
+    return {
+        "name": trial.name,
+        "trial": asdict(trial),
+        "status": status,
+        "seconds": round(seconds, 1),
+        "bundle": str(path),
+        "model_id": meta["artifacts"]["tflite"]["sha256"],
+        "int8_accuracy": evaluation["int8_litert_ref"]["accuracy"],
+        "float_accuracy": evaluation["float"]["accuracy"],
+        "split": evaluation["split"],
+        "images": evaluation["images"],
+        "macs": metrics["cost"]["macs"],
+        "tflm_arena_bytes": evaluation["tflm_arena_bytes"]["required"],
+        "engine_ram_bytes": meta["codegen"]["arena_bytes"],
+        "instructions": metrics["qemu"]["instructions_per_inference"],
+        "train_seconds": metrics["train"]["seconds_last_run"],
+    }
 
 
 # ---- the sweep --------------------------------------------------------------------------------------------------
@@ -180,8 +204,10 @@ class SweepLog:
         if self.path.exists() and not restart:
             old = json.loads(self.path.read_text())
             if old.get("budget") != self.data["budget"]:
-                raise UserError(f"{out} holds a sweep with another budget ({SWEEP_FILE}); rerun with the same "
-                                "options to resume, choose another --out, or pass --restart")
+                raise UserError(
+                    f"{out} holds a sweep with another budget ({SWEEP_FILE}); rerun with the same "
+                    "options to resume, choose another --out, or pass --restart"
+                )
             self.data["trials"] = old.get("trials", {})
         self.data["grid"] = [t.name for t in trials]
         out.mkdir(parents=True, exist_ok=True)
@@ -198,16 +224,20 @@ class SweepLog:
 
 
 def _describe(index: int, total: int, summary: dict[str, Any]) -> str:
-    return (f"[{index}/{total}] {summary['name']}: {summary['status']}, int8 {100 * summary['int8_accuracy']:.2f}% "
-            f"on {summary['images']} {summary['split']} images, {summary['macs'] / 1e6:.2f} M MACs, "
-            f"{summary['instructions'] / 1e6:.2f} M instructions ({summary['seconds']:.0f} s)")
+    return (
+        f"[{index}/{total}] {summary['name']}: {summary['status']}, int8 {100 * summary['int8_accuracy']:.2f}% "
+        f"on {summary['images']} {summary['split']} images, {summary['macs'] / 1e6:.2f} M MACs, "
+        f"{summary['instructions'] / 1e6:.2f} M instructions ({summary['seconds']:.0f} s)"
+    )
 
 
-def sweep_local(out: Path, trials: list[Trial], budget: Budget, log_file: SweepLog,
-                verbose: int | str) -> list[dict[str, Any]]:
+def sweep_local(
+    out: Path, trials: list[Trial], budget: Budget, log_file: SweepLog, verbose: int | str
+) -> list[dict[str, Any]]:
     """Run the trials here, one after another."""
     results = []
     for i, trial in enumerate(trials, 1):
+
         def log(message: str, i: int = i) -> None:
             print(f"[{i}/{len(trials)}] {message}", flush=True)
 
@@ -229,8 +259,14 @@ def _ray_trial(config: dict[str, Any]) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(int(spec["threads"]))
     budget = Budget(**{**spec["budget"], "augment": Augment(**spec["budget"]["augment"])})
     summary = run_trial(Path(spec["out"]), Trial(**spec["trial"]), budget, verbose=0, log=lambda m: None)
-    tune.report({"name": summary["name"], "status": summary["status"], "seconds": summary["seconds"],
-                 "int8_accuracy": summary["int8_accuracy"]})
+    tune.report(
+        {
+            "name": summary["name"],
+            "status": summary["status"],
+            "seconds": summary["seconds"],
+            "int8_accuracy": summary["int8_accuracy"],
+        }
+    )
 
 
 def init_ray(address: str | None, cpus: int | None) -> None:
@@ -242,28 +278,45 @@ def init_ray(address: str | None, cpus: int | None) -> None:
     """
     import ray
 
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    env = {
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
+    }
     own_niceness = address is None and "RAY_worker_niceness" not in os.environ
     if own_niceness:  # read by the raylet ray.init starts, from the environment it inherits
         os.environ["RAY_worker_niceness"] = "0"
     try:
-        ray.init(address=address, num_cpus=None if address else cpus, include_dashboard=False,
-                 runtime_env={"env_vars": env}, log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=address,
+            num_cpus=None if address else cpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": env},
+            log_to_driver=False,
+            configure_logging=False,
+        )
     finally:
         if own_niceness:
             del os.environ["RAY_worker_niceness"]
 
 
-def sweep_ray(out: Path, trials: list[Trial], budget: Budget, log_file: SweepLog, address: str | None,
-              cpus: int | None, cpus_per_trial: int, concurrency: int | None) -> list[dict[str, Any]]:
+def sweep_ray(
+    out: Path,
+    trials: list[Trial],
+    budget: Budget,
+    log_file: SweepLog,
+    address: str | None,
+    cpus: int | None,
+    cpus_per_trial: int,
+    concurrency: int | None,
+) -> list[dict[str, Any]]:
     """Run the trials as Ray Tune trials (local Ray, or the cluster at ``address``)."""
     try:
         import ray
         from ray import tune
     except ImportError:
-        raise UserError("Ray is not installed; install the sweep extra: pip install -e '.[sweep]' "
-                        "(or run the sweep without --ray)") from None
+        raise UserError(
+            "Ray is not installed; install the sweep extra: pip install -e '.[sweep]' (or run the sweep without --ray)"
+        ) from None
     total = len(trials)
     done: list[dict[str, Any]] = []
 
@@ -283,30 +336,42 @@ def sweep_ray(out: Path, trials: list[Trial], budget: Budget, log_file: SweepLog
             print(_describe(len(done), total, summary), flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            print(f"[ray] {trial.config['spec']['trial_name']} failed; its log is under {trial.local_path}",
-                  flush=True)
+            print(f"[ray] {trial.config['spec']['trial_name']} failed; its log is under {trial.local_path}", flush=True)
 
     started_here = not ray.is_initialized()
     if started_here:
         init_ray(address, cpus)
     try:
-        space = [{"trial": asdict(t), "trial_name": t.name, "out": str(out.resolve()), "threads": cpus_per_trial,
-                  "budget": json.loads(json.dumps(asdict(budget)))} for t in trials]
+        space = [
+            {
+                "trial": asdict(t),
+                "trial_name": t.name,
+                "out": str(out.resolve()),
+                "threads": cpus_per_trial,
+                "budget": json.loads(json.dumps(asdict(budget))),
+            }
+            for t in trials
+        ]
         tuner = tune.Tuner(
             tune.with_resources(_ray_trial, {"cpu": cpus_per_trial}),
             param_space={"spec": tune.grid_search(space)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency,
-                                        trial_dirname_creator=lambda t: t.config["spec"]["trial_name"]),
-            run_config=tune.RunConfig(name="ray", storage_path=str((out / "ray_results").resolve()), verbose=0,
-                                      callbacks=[Progress()]))
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=concurrency, trial_dirname_creator=lambda t: t.config["spec"]["trial_name"]
+            ),
+            run_config=tune.RunConfig(
+                name="ray", storage_path=str((out / "ray_results").resolve()), verbose=0, callbacks=[Progress()]
+            ),
+        )
         grid_results = tuner.fit()
     finally:
         if started_here:
             ray.shutdown()
     errors = [e for e in (grid_results[i].error for i in range(len(grid_results))) if e is not None]
     if errors:
-        raise UserError(f"{len(errors)} of {total} trials failed under Ray (first: {str(errors[0]).splitlines()[-1]}); "
-                        f"rerun the same command to retry them, finished trials are kept")
+        raise UserError(
+            f"{len(errors)} of {total} trials failed under Ray (first: {str(errors[0]).splitlines()[-1]}); "
+            f"rerun the same command to retry them, finished trials are kept"
+        )
     return done
 
 
@@ -329,9 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools sweep",
         description="Train and measure a grid of MobileNet configurations (architecture x width x input size x "
-                    "colour mode), each trial a full bundle (quantize, evaluate, codegen, QEMU Cortex-M4 count), "
-                    "then write the report. Re-running the same command resumes: finished trials are kept. "
-                    "Example: python -m tools sweep --out runs/sweep --arch v1,v2 --width 0.25,0.5 --size 32,48 --ray")
+        "colour mode), each trial a full bundle (quantize, evaluate, codegen, QEMU Cortex-M4 count), "
+        "then write the report. Re-running the same command resumes: finished trials are kept. "
+        "Example: python -m tools sweep --out runs/sweep --arch v1,v2 --width 0.25,0.5 --size 32,48 --ray",
+    )
     parser.add_argument("--out", required=True, help="sweep directory: one bundle per trial, sweep.json, report/")
     parser.add_argument("--data", default=d.dataset, help=f"'{FASHION_MNIST}' (default) or an image folder")
     parser.add_argument("--arch", default="v1,v2", help="architectures, comma-separated: v1, v2 (default v1,v2)")
@@ -348,29 +414,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--zoom", type=float, default=0.0, help="augment: random zoom, fraction (e.g. 0.1)")
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0; e.g. 0.1)")
     parser.add_argument("--calibration", type=int, default=d.calibration, help="int8 calibration images (default 300)")
-    parser.add_argument("--eval-limit", type=int, default=d.eval_limit,
-                        help="test images each trial is evaluated on, class-balanced (default 1000; 0 = all)")
-    parser.add_argument("--qemu-frames", type=int, default=d.qemu_frames,
-                        help="test frames per QEMU instruction count (default 2)")
+    parser.add_argument(
+        "--eval-limit",
+        type=int,
+        default=d.eval_limit,
+        help="test images each trial is evaluated on, class-balanced (default 1000; 0 = all)",
+    )
+    parser.add_argument(
+        "--qemu-frames", type=int, default=d.qemu_frames, help="test frames per QEMU instruction count (default 2)"
+    )
     parser.add_argument("--ray", action="store_true", help="run the trials on a local Ray (pip install -e '.[sweep]')")
-    parser.add_argument("--address", help="run the trials on the Ray cluster at this address (e.g. ray://host:10001 "
-                                          "or auto); its nodes need this project installed")
+    parser.add_argument(
+        "--address",
+        help="run the trials on the Ray cluster at this address (e.g. ray://host:10001 "
+        "or auto); its nodes need this project installed",
+    )
     parser.add_argument("--cpus", type=int, help="CPUs a local Ray may use (default: all)")
     parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (TensorFlow threads) per trial (default 1)")
     parser.add_argument("--concurrency", type=int, help="at most this many trials at once under Ray")
-    parser.add_argument("--restart", action="store_true", help="forget sweep.json's budget (bundles are still reused "
-                                                               "when they match; delete OUT to retrain everything)")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="forget sweep.json's budget (bundles are still reused when they match; delete OUT to retrain everything)",
+    )
     args = parser.parse_args(argv)
-    for option, value in (("--epochs", args.epochs), ("--qemu-frames", args.qemu_frames),
-                          ("--cpus-per-trial", args.cpus_per_trial), ("--calibration", args.calibration)):
+    for option, value in (
+        ("--epochs", args.epochs),
+        ("--qemu-frames", args.qemu_frames),
+        ("--cpus-per-trial", args.cpus_per_trial),
+        ("--calibration", args.calibration),
+    ):
         if value < 1:
             raise UserError(f"{option} must be >= 1, got {value}")
-    trials = grid([a.strip() for a in args.arch.split(",") if a.strip()], _floats(args.width), _ints(args.size),
-                  [c.strip() for c in args.colour.split(",") if c.strip()])
-    budget = Budget(dataset=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, limit=args.limit,
-                    seed=args.seed, augment=Augment(args.flip, args.shift, args.zoom), label_smoothing=args.label_smoothing,
-                    calibration=args.calibration,
-                    eval_limit=args.eval_limit or None, qemu_frames=args.qemu_frames)
+    trials = grid(
+        [a.strip() for a in args.arch.split(",") if a.strip()],
+        _floats(args.width),
+        _ints(args.size),
+        [c.strip() for c in args.colour.split(",") if c.strip()],
+    )
+    budget = Budget(
+        dataset=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        limit=args.limit,
+        seed=args.seed,
+        augment=Augment(args.flip, args.shift, args.zoom),
+        label_smoothing=args.label_smoothing,
+        calibration=args.calibration,
+        eval_limit=args.eval_limit or None,
+        qemu_frames=args.qemu_frames,
+    )
     budget.train_config(trials[0]).resolved()  # budget errors before anything runs
     out = Path(args.out)
     log_file = SweepLog(out, trials, budget, args.restart)
@@ -388,8 +482,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep_ray(out, pending, budget, log_file, args.address, args.cpus, args.cpus_per_trial, args.concurrency)
     elif pending:
         sweep_local(out, pending, budget, log_file, verbose="auto" if sys.stdout.isatty() else 2)
-    print(f"{len(trials) - len(pending)} trials kept, {len(pending)} run in {time.monotonic() - started:.0f} s; "
-          f"sweep.json: {log_file.path}", flush=True)
+    print(
+        f"{len(trials) - len(pending)} trials kept, {len(pending)} run in {time.monotonic() - started:.0f} s; "
+        f"sweep.json: {log_file.path}",
+        flush=True,
+    )
     from tools.report import main as report_main
 
     return report_main([str(out / t.name) for t in trials] + ["--out", str(out / "report")])

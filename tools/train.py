@@ -8,6 +8,7 @@ default) whose position lives in the optimizer's step counter, so a resumed run 
 The network is trained with a dynamic batch dimension and its weights are then copied into the batch-1 graph that
 is saved as model.keras (see models.mobilenet for why batch 1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,9 +78,15 @@ class TrainConfig:
         """Fill dataset-dependent defaults and check ranges (clear errors before any data is loaded)."""
         is_mnist = self.dataset == FASHION_MNIST
         height = self.height if self.height is not None else (32 if is_mnist else 96)
-        out = TrainConfig(**{**asdict(self), "augment": Augment(**asdict(self.augment)), "height": height,
-                             "width_px": self.width_px if self.width_px is not None else height,
-                             "channels": self.channels if self.channels is not None else (1 if is_mnist else 3)})
+        out = TrainConfig(
+            **{
+                **asdict(self),
+                "augment": Augment(**asdict(self.augment)),
+                "height": height,
+                "width_px": self.width_px if self.width_px is not None else height,
+                "channels": self.channels if self.channels is not None else (1 if is_mnist else 3),
+            }
+        )
         if out.epochs < 1 or out.batch_size < 1:
             raise UserError(f"--epochs and --batch-size must be >= 1 (got {out.epochs}, {out.batch_size})")
         if not out.lr > 0:
@@ -110,11 +117,16 @@ def _lr_schedule(config: TrainConfig, steps_per_epoch: int):
         return config.lr
     if config.schedule == "step":  # x0.1 at 50% and 75% of training
         return keras.optimizers.schedules.PiecewiseConstantDecay(
-            [int(total * 0.5), int(total * 0.75)], [config.lr, config.lr * 0.1, config.lr * 0.01])
+            [int(total * 0.5), int(total * 0.75)], [config.lr, config.lr * 0.1, config.lr * 0.01]
+        )
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-    return keras.optimizers.schedules.CosineDecay(config.lr * 0.1 if warmup else config.lr, max(1, total - warmup),
-                                                  alpha=0.01, warmup_target=config.lr if warmup else None,
-                                                  warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(
+        config.lr * 0.1 if warmup else config.lr,
+        max(1, total - warmup),
+        alpha=0.01,
+        warmup_target=config.lr if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 def _augmenter(config: TrainConfig):
@@ -143,8 +155,7 @@ def _loss(config: TrainConfig):
     return "sparse_categorical_crossentropy"
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, first_epoch: int = 0,
-             classes: int = 0):
+def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, training: bool, first_epoch: int = 0, classes: int = 0):
     """Batched tf.data pipeline; a resumed run seeds its shuffle with the epoch so it does not replay epoch 1's order.
 
     With label smoothing the labels become one-hot vectors of ``classes`` entries (Keras smooths only those).
@@ -185,8 +196,10 @@ class _Checkpointer:
             return 0, None, []
         saved = json.loads((self.dir / "config.json").read_text()) if (self.dir / "config.json").exists() else None
         if saved != self.config:
-            raise UserError(f"{self.dir} holds a checkpoint of a different training configuration; "
-                            "re-run with the same options to resume, or pass --restart to start over")
+            raise UserError(
+                f"{self.dir} holds a checkpoint of a different training configuration; "
+                "re-run with the same options to resume, or pass --restart to start over"
+            )
         shutil.rmtree(self.dir / PARTIAL_DIR, ignore_errors=True)  # a save the last run did not finish
         files = sorted(f for f in self.dir.iterdir() if CHECKPOINT_NAME.fullmatch(f.name))
         if not files:
@@ -235,10 +248,12 @@ def check_memory(model, config: TrainConfig) -> None:
     """Refuse a run that cannot fit in this machine's memory before it starts (instead of an OOM kill later)."""
     needed, available = training_memory_bytes(model, config.batch_size), available_memory_bytes()
     if available is not None and needed > available:
-        gib = 1024 ** 3
-        raise UserError(f"training this model needs at least {needed / gib:.1f} GiB (batch {config.batch_size}, input "
-                        f"{config.height}x{config.width_px}, width {config.width:g}) but {available / gib:.1f} GiB "
-                        "are available; lower --batch-size, --height/--width-px or --width")
+        gib = 1024**3
+        raise UserError(
+            f"training this model needs at least {needed / gib:.1f} GiB (batch {config.batch_size}, input "
+            f"{config.height}x{config.width_px}, width {config.width:g}) but {available / gib:.1f} GiB "
+            "are available; lower --batch-size, --height/--width-px or --width"
+        )
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -247,8 +262,9 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bool = False,
-                 verbose: int | str = "auto") -> Bundle:
+def train_bundle(
+    out: str | Path, config: TrainConfig | None = None, restart: bool = False, verbose: int | str = "auto"
+) -> Bundle:
     """Train per ``config`` and write the bundle at ``out``; resumes from ``out/checkpoint`` when one exists.
 
     Args:
@@ -271,11 +287,13 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
     if ckpt_file is None and (out / ARTIFACT_FILES["keras"]).exists():
         raise UserError(f"{out} already holds a trained model; pass --restart to train again or choose another --out")
     height, width_px, channels = _input_shape(config)
-    check_args(config.architecture, config.width, height, width_px, channels, 2,
-               config.dropout, config.weights)  # fail fast, before the dataset is read
+    check_args(
+        config.architecture, config.width, height, width_px, channels, 2, config.dropout, config.weights
+    )  # fail fast, before the dataset is read
     spec = _spec(config)
-    build = functools.partial(build_model, config.architecture, config.width, height, width_px, channels,
-                              dropout=config.dropout)
+    build = functools.partial(
+        build_model, config.architecture, config.width, height, width_px, channels, dropout=config.dropout
+    )
     splits = load_splits(config.dataset, config.val_fraction, config.test_fraction, config.seed, config.limit)
     report_skipped(splits.skipped)
     import_tensorflow()  # after the checks above: a user mistake should not wait for TensorFlow to load
@@ -293,11 +311,14 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
         model = build(classes=classes, weights=config.weights, batch_size=None)
     check_memory(model, config)
     if ckpt_file is None:
-        model.compile(optimizer=keras.optimizers.Adam(_lr_schedule(config, steps)),
-                      loss=_loss(config), metrics=["accuracy"],
-                      # XLA ("auto") costs 5x the CPU time per image for these small models and 2x the start-up
-                      # (docs/benchmarks.md, "make demo phase profile"): plain TensorFlow graphs are faster here.
-                      jit_compile=False)
+        model.compile(
+            optimizer=keras.optimizers.Adam(_lr_schedule(config, steps)),
+            loss=_loss(config),
+            metrics=["accuracy"],
+            # XLA ("auto") costs 5x the CPU time per image for these small models and 2x the start-up
+            # (docs/benchmarks.md, "make demo phase profile"): plain TensorFlow graphs are faster here.
+            jit_compile=False,
+        )
         ckpt.start()
     x_train, x_val = preprocess_batch(splits.train.images, spec), preprocess_batch(splits.val.images, spec)
 
@@ -308,32 +329,55 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
 
     started = time.monotonic()
     if done < config.epochs:
-        model.fit(_dataset(x_train, splits.train.labels, config, True, done, classes), epochs=config.epochs,
-                  initial_epoch=done,
-                  validation_data=_dataset(x_val, splits.val.labels, config, False, 0, classes) if len(x_val) else None,
-                  callbacks=[EpochCheckpoint()], verbose=verbose, shuffle=False)
+        model.fit(
+            _dataset(x_train, splits.train.labels, config, True, done, classes),
+            epochs=config.epochs,
+            initial_epoch=done,
+            validation_data=_dataset(x_val, splits.val.labels, config, False, 0, classes) if len(x_val) else None,
+            callbacks=[EpochCheckpoint()],
+            verbose=verbose,
+            shuffle=False,
+        )
     seconds = time.monotonic() - started
 
     export = build(classes=classes, batch_size=1)
     export.set_weights(model.get_weights())
-    meta = {"name": out.name, "architecture": config.architecture, "width": config.width, **spec.to_meta(),
-            "labels": splits.class_names,
-            "dataset": {"source": config.dataset if config.dataset == FASHION_MNIST else str(Path(config.dataset).resolve()),
-                        "val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
-                        "seed": config.seed, "limit": config.limit,
-                        "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
-                        "skipped": [p for p, _ in splits.skipped]},
-            "training": asdict(config)}
+    meta = {
+        "name": out.name,
+        "architecture": config.architecture,
+        "width": config.width,
+        **spec.to_meta(),
+        "labels": splits.class_names,
+        "dataset": {
+            "source": config.dataset if config.dataset == FASHION_MNIST else str(Path(config.dataset).resolve()),
+            "val_fraction": config.val_fraction,
+            "test_fraction": config.test_fraction,
+            "seed": config.seed,
+            "limit": config.limit,
+            "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+            "skipped": [p for p, _ in splits.skipped],
+        },
+        "training": asdict(config),
+    }
     for stale in (META_FILE, ARTIFACT_FILES["tflite"]):  # a retrained model invalidates later steps
         (out / stale).unlink(missing_ok=True)
     bundle = Bundle.create(out, meta)
     export.save(bundle.artifact_path("keras", required=False))
     bundle.record_artifact("keras")
     last = history[-1] if history else {}
-    bundle.update("metrics", {"cost": count_cost(export).to_json(),
-                              "train": {"epochs": len(history), "seconds_last_run": round(seconds, 1),
-                                        "accuracy": last.get("accuracy"), "val_accuracy": last.get("val_accuracy"),
-                                        "history": history}})
+    bundle.update(
+        "metrics",
+        {
+            "cost": count_cost(export).to_json(),
+            "train": {
+                "epochs": len(history),
+                "seconds_last_run": round(seconds, 1),
+                "accuracy": last.get("accuracy"),
+                "val_accuracy": last.get("val_accuracy"),
+                "history": history,
+            },
+        },
+    )
     bundle.save()
     shutil.rmtree(out / CHECKPOINT_DIR)
     return bundle
@@ -341,60 +385,116 @@ def train_bundle(out: str | Path, config: TrainConfig | None = None, restart: bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     d = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m tools train",
-                                     description="Train a MobileNet classifier and write a model bundle. Re-running "
-                                                 "the same command after an interruption resumes at the next epoch.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools train",
+        description="Train a MobileNet classifier and write a model bundle. Re-running "
+        "the same command after an interruption resumes at the next epoch.",
+    )
     parser.add_argument("--out", required=True, help="bundle directory to write (e.g. runs/fmnist_v1)")
-    parser.add_argument("--data", default=d.dataset,
-                        help=f"'{FASHION_MNIST}' (default; Debian dataset-fashion-mnist) or an image folder with one "
-                             "subfolder per class (jpg/png/bmp)")
+    parser.add_argument(
+        "--data",
+        default=d.dataset,
+        help=f"'{FASHION_MNIST}' (default; Debian dataset-fashion-mnist) or an image folder with one "
+        "subfolder per class (jpg/png/bmp)",
+    )
     parser.add_argument("--arch", choices=ARCHITECTURES, default=d.architecture, help="network (default mobilenet_v1)")
-    parser.add_argument("--width", type=float, default=d.width, help="width multiplier alpha, any value > 0 (default 0.25)")
-    parser.add_argument("--height", type=int, help="input height in pixels, >= 32 (default 32 for Fashion-MNIST, 96 otherwise)")
+    parser.add_argument(
+        "--width", type=float, default=d.width, help="width multiplier alpha, any value > 0 (default 0.25)"
+    )
+    parser.add_argument(
+        "--height", type=int, help="input height in pixels, >= 32 (default 32 for Fashion-MNIST, 96 otherwise)"
+    )
     parser.add_argument("--width-px", type=int, help="input width in pixels, >= 32 (default: same as --height)")
-    parser.add_argument("--channels", type=int, choices=(1, 3),
-                        help="1 = grayscale, 3 = RGB (default 1 for Fashion-MNIST, 3 otherwise)")
-    parser.add_argument("--resize", choices=RESIZE_MODES, default=d.resize,
-                        help="fit images to the input: crop (centre crop, default), letterbox (pad) or stretch")
+    parser.add_argument(
+        "--channels", type=int, choices=(1, 3), help="1 = grayscale, 3 = RGB (default 1 for Fashion-MNIST, 3 otherwise)"
+    )
+    parser.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default=d.resize,
+        help="fit images to the input: crop (centre crop, default), letterbox (pad) or stretch",
+    )
     parser.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the classifier (default 0.1)")
-    parser.add_argument("--weights", choices=("imagenet",),
-                        help="start from Keras' ImageNet weights (needs network, 3 channels, a published width/size)")
+    parser.add_argument(
+        "--weights",
+        choices=("imagenet",),
+        help="start from Keras' ImageNet weights (needs network, 3 channels, a published width/size)",
+    )
     parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (default 10)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size (default 64)")
     parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of Adam (default 0.002)")
-    parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
-                        help="learning-rate schedule: cosine (decay with warm-up, default), constant, or step (x0.1 at 50%% and 75%%)")
-    parser.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up for cosine (default 0.5)")
+    parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=d.schedule,
+        help="learning-rate schedule: cosine (decay with warm-up, default), constant, or step (x0.1 at 50%% and 75%%)",
+    )
+    parser.add_argument(
+        "--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up for cosine (default 0.5)"
+    )
     parser.add_argument("--flip", action="store_true", help="augment: random horizontal flips")
-    parser.add_argument("--shift", type=float, default=0.0, help="augment: random shift, fraction of the size (e.g. 0.1)")
+    parser.add_argument(
+        "--shift", type=float, default=0.0, help="augment: random shift, fraction of the size (e.g. 0.1)"
+    )
     parser.add_argument("--zoom", type=float, default=0.0, help="augment: random zoom, fraction (e.g. 0.1)")
     parser.add_argument("--brightness", type=float, default=0.0, help="augment: random brightness, fraction (e.g. 0.2)")
-    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
-                        help="label smoothing, in [0, 1) (default 0; the MobileNet V2 recipe uses 0.1)")
-    parser.add_argument("--val-fraction", type=float, default=d.val_fraction, help="validation share of each class (default 0.1)")
-    parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
-                        help="test share of each class, image folders only (default 0.1)")
+    parser.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=d.label_smoothing,
+        help="label smoothing, in [0, 1) (default 0; the MobileNet V2 recipe uses 0.1)",
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=d.val_fraction, help="validation share of each class (default 0.1)"
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=d.test_fraction,
+        help="test share of each class, image folders only (default 0.1)",
+    )
     parser.add_argument("--limit", type=int, help="train on a class-balanced subset of this many images (quick runs)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed for split, initialisation and shuffling (default 0)")
-    parser.add_argument("--restart", action="store_true", help="discard an existing checkpoint/bundle at --out and start over")
+    parser.add_argument(
+        "--seed", type=int, default=d.seed, help="seed for split, initialisation and shuffling (default 0)"
+    )
+    parser.add_argument(
+        "--restart", action="store_true", help="discard an existing checkpoint/bundle at --out and start over"
+    )
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
     args = parser.parse_args(argv)
-    config = TrainConfig(dataset=args.data, architecture=args.arch, width=args.width, height=args.height,
-                         width_px=args.width_px, channels=args.channels, resize=args.resize, dropout=args.dropout,
-                         weights=args.weights, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         schedule=args.schedule, warmup_epochs=args.warmup_epochs, val_fraction=args.val_fraction,
-                         test_fraction=args.test_fraction, limit=args.limit, seed=args.seed,
-                         augment=Augment(args.flip, args.shift, args.zoom, args.brightness),
-                         label_smoothing=args.label_smoothing)
+    config = TrainConfig(
+        dataset=args.data,
+        architecture=args.arch,
+        width=args.width,
+        height=args.height,
+        width_px=args.width_px,
+        channels=args.channels,
+        resize=args.resize,
+        dropout=args.dropout,
+        weights=args.weights,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        limit=args.limit,
+        seed=args.seed,
+        augment=Augment(args.flip, args.shift, args.zoom, args.brightness),
+        label_smoothing=args.label_smoothing,
+    )
     # Progress bars only on a terminal: in a log file or a pipe their ANSI redraws become noise.
     verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
     bundle = train_bundle(args.out, config, restart=args.restart, verbose=verbose)
     train = bundle.meta["metrics"]["train"]
     cost = bundle.meta["metrics"]["cost"]
     val = train["val_accuracy"]
-    print(f"wrote {bundle.path}: {bundle.architecture} width {config.width:g} input {bundle.input_shape}, "
-          f"{cost['params']} params, {cost['macs']} MACs, "
-          f"val accuracy {'-' if val is None else f'{100 * val:.2f}%'}")
+    print(
+        f"wrote {bundle.path}: {bundle.architecture} width {config.width:g} input {bundle.input_shape}, "
+        f"{cost['params']} params, {cost['macs']} MACs, "
+        f"val accuracy {'-' if val is None else f'{100 * val:.2f}%'}"
+    )
     return 0
 
 

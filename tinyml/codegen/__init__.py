@@ -20,10 +20,21 @@ from their headers), ``memory_plan`` (the arena), ``emit`` (the C files), ``bund
 model.json record out; ``python -m tools codegen`` is its command line).
 
 """
+
 from tinyml.codegen.arithmetic import activation_range, quantize_multiplier
 from tinyml.codegen.bundle import generate
 from tinyml.codegen.emit import HEADER_NAME, SOURCE_NAME, Generated, generate_from_tflite, lower_graph
 from tinyml.codegen.memory_plan import live_operators, plan_memory
 
-__all__ = ["HEADER_NAME", "SOURCE_NAME", "Generated", "activation_range", "generate", "generate_from_tflite", "live_operators", "lower_graph",
-           "plan_memory", "quantize_multiplier"]
+__all__ = [
+    "HEADER_NAME",
+    "SOURCE_NAME",
+    "Generated",
+    "activation_range",
+    "generate",
+    "generate_from_tflite",
+    "live_operators",
+    "lower_graph",
+    "plan_memory",
+    "quantize_multiplier",
+]

@@ -3,6 +3,7 @@
 The C kernels only add, multiply and shift integers; every rounding decision that TFLite makes in floating
 point (QuantizeMultiplier, activation bounds, softmax constants) is made here, with the same precision.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,10 @@ def softmax_scaling(beta: float, input_scale: float) -> tuple[int, int, int]:
     real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * float(1 << (31 - bits)), (1 << 31) - 1.0)
     multiplier, left_shift = _frexp_q31(real)
     if left_shift < 0:
-        raise UserError(f"a softmax input scale times beta of {real / (1 << (31 - bits)):g} is below 2^-26, "
-                        f"where TFLite's kernel refuses it; {TFLM_HINT}")
+        raise UserError(
+            f"a softmax input scale times beta of {real / (1 << (31 - bits)):g} is below 2^-26, "
+            f"where TFLite's kernel refuses it; {TFLM_HINT}"
+        )
     radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left_shift))
     return multiplier, left_shift, -radius
 

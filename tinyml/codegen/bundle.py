@@ -1,4 +1,5 @@
 """A bundle (recorded in its model.json) or a bare .tflite to engine C: what ``python -m tools codegen`` runs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +11,9 @@ from models.errors import UserError
 from tinyml.codegen.emit import generate_from_tflite
 
 
-def generate(bundle_or_tflite: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-             ram_budget: int | None = None) -> list[Path]:
+def generate(
+    bundle_or_tflite: str | os.PathLike, out_dir: str | os.PathLike | None = None, ram_budget: int | None = None
+) -> list[Path]:
     """Generate the engine C for a bundle (recorded in its model.json) or a bare .tflite file.
 
     Default output: BUNDLE/codegen/ for a bundle, <file stem>_codegen/ next to a bare .tflite. ram_budget:
@@ -51,4 +53,3 @@ def generate(bundle_or_tflite: str | os.PathLike, out_dir: str | os.PathLike | N
         }
         bundle.save()
     return result.paths
-

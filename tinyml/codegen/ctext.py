@@ -1,4 +1,5 @@
 """C text for the generated model: const arrays, struct initialisers and exact float literals."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ def c_array(ctype: str, name: str, values: np.ndarray, align: int = 4) -> str:
         items = [c_float(v) for v in flat]
     else:
         items = [str(int(v)) for v in flat]
-    rows = [", ".join(items[i: i + 24]) for i in range(0, len(items), 24)] or ["0"]
+    rows = [", ".join(items[i : i + 24]) for i in range(0, len(items), 24)] or ["0"]
     body = ",\n  ".join(rows)
     return f"static const {ctype} {name}[{max(len(items), 1)}] ENG_ALIGNED({align}) = {{\n  {body}\n}};\n"
 

@@ -1,4 +1,5 @@
 """Graph -> model_engine.h / model_engine.c: the runner info, the arena, the constants and the call list."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,13 +35,17 @@ class Generated:
 
 def io_check(graph: Graph) -> tuple[Tensor, Tensor]:
     if graph.num_subgraphs != 1 or len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise UserError(f"the engine runs single-input, single-output, single-subgraph models "
-                        f"(this one has {len(graph.inputs)} inputs, {len(graph.outputs)} outputs); {TFLM_HINT}")
+        raise UserError(
+            f"the engine runs single-input, single-output, single-subgraph models "
+            f"(this one has {len(graph.inputs)} inputs, {len(graph.outputs)} outputs); {TFLM_HINT}"
+        )
     x, y = graph.input_tensors()[0], graph.output_tensors()[0]
     for t, what in ((x, "input"), (y, "output")):
         if t.dtype not in QRANGE:
-            raise UserError(f"the model {what} is {t.dtype}; the engine needs int8 or uint8 model I/O "
-                            f"(re-quantize with python -m tools quantize) or {TFLM_HINT}")
+            raise UserError(
+                f"the model {what} is {t.dtype}; the engine needs int8 or uint8 model I/O "
+                f"(re-quantize with python -m tools quantize) or {TFLM_HINT}"
+            )
     if len(x.shape) != 4 or x.shape[0] != 1:
         raise UserError(f"the model input has shape {x.shape}; the engine needs a batch-1 NHWC image input")
     return x, y
@@ -64,8 +69,11 @@ def scratch_asserts(layers: list[Layer]) -> list[str]:
     for layer in layers:
         for need in layer.scratch_needs():
             seen.setdefault(c_call(*need), layer)
-    return [f'_Static_assert(MODEL_ENGINE_SCRATCH_BYTES >= {call}, "{layer.label}: '
-            f'scratch region smaller than its kernel needs");' for call, layer in seen.items()]
+    return [
+        f'_Static_assert(MODEL_ENGINE_SCRATCH_BYTES >= {call}, "{layer.label}: '
+        f'scratch region smaller than its kernel needs");'
+        for call, layer in seen.items()
+    ]
 
 
 def generate_from_tflite(tflite: bytes, out_dir: str | os.PathLike, ram_budget: int | None = None) -> Generated:

@@ -6,6 +6,7 @@ Each kernel that needs scratch memory declares its size rule once, as a macro in
 the shared scratch region, and the generated C re-checks every layer against the macro itself with
 ``_Static_assert``, so a header change can never leave the arena too small unnoticed.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,24 @@ ENGINE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "lib" / "engine"
 _DEFINE = re.compile(r"^\s*#\s*define\s+(ENG_\w+_SCRATCH_BYTES)\(([^)]*)\)\s*(.*)$")
 _CAST = re.compile(r"\(\s*(?:u?int(?:8|16|32|64)_t|size_t|unsigned|int|long)\s*\)")
 _SUFFIX = re.compile(r"\b(\d+)[uUlL]+\b")
-_ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Load, ast.Add, ast.Sub, ast.Mult,
-            ast.FloorDiv, ast.Mod, ast.LShift, ast.RShift, ast.USub, ast.BitAnd, ast.BitOr)
+_ALLOWED = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.FloorDiv,
+    ast.Mod,
+    ast.LShift,
+    ast.RShift,
+    ast.USub,
+    ast.BitAnd,
+    ast.BitOr,
+)
 
 
 @functools.cache
@@ -37,8 +54,10 @@ def scratch_macros(engine_dir: Path = ENGINE_DIR) -> dict[str, tuple[tuple[str, 
             tree = ast.parse(text.strip(), mode="eval")
             bad = [type(node).__name__ for node in ast.walk(tree) if not isinstance(node, _ALLOWED)]
             if bad or any(isinstance(n, ast.Name) and n.id not in params for n in ast.walk(tree)):
-                raise RuntimeError(f"{header.name}: {name} is not plain integer arithmetic on its parameters "
-                                   f"({', '.join(bad) or 'free name'}); the code generator cannot size scratch from it")
+                raise RuntimeError(
+                    f"{header.name}: {name} is not plain integer arithmetic on its parameters "
+                    f"({', '.join(bad) or 'free name'}); the code generator cannot size scratch from it"
+                )
             macros[name] = (params, tree)
     return macros
 
@@ -48,7 +67,9 @@ def scratch_bytes(macro: str, args: tuple[int, ...]) -> int:
     params, tree = scratch_macros()[macro]
     if len(params) != len(args):
         raise TypeError(f"{macro} takes {len(params)} arguments, got {len(args)}")
-    value = eval(compile(tree, macro, "eval"), {"__builtins__": {}}, dict(zip(params, args, strict=True)))  # checked AST
+    value = eval(
+        compile(tree, macro, "eval"), {"__builtins__": {}}, dict(zip(params, args, strict=True))
+    )  # checked AST
     return int(value)
 
 

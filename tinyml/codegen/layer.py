@@ -4,6 +4,7 @@ Each op class (tools/codegen/ops/) owns four decisions, so adding or changing a 
 which kernel (and variant) runs it, how its constants are laid out, how much scratch it needs (the kernel
 header's own macro, see kernel_abi) and whether its output may overwrite one of its inputs.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -25,8 +26,10 @@ def unsupported(op: Operator, why: str) -> UserError:
 def quant(t: Tensor) -> tuple[float, int]:
     """(scale, zero point) of a per-tensor quantised tensor, or the one-line error for a float model."""
     if t.quantization is None:
-        raise UserError(f"tensor {t.name!r} has no quantisation; the engine runs full-integer int8 models "
-                        f"(re-create it with python -m tools quantize) or {TFLM_HINT}")
+        raise UserError(
+            f"tensor {t.name!r} has no quantisation; the engine runs full-integer int8 models "
+            f"(re-create it with python -m tools quantize) or {TFLM_HINT}"
+        )
     return float(t.quantization.scale[0]), int(t.quantization.zero_point[0])
 
 

@@ -1,4 +1,5 @@
 """The static activation arena: liveness, aliases, in-place groups, greedy placement."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -127,7 +128,9 @@ def plan_memory(graph: Graph, layers: list[Layer]) -> Plan:
             placed.append((base + offset, size[t], first.get(t, -1), last.get(t, first.get(t, -1))))
         plan.arena_bytes = max(plan.arena_bytes, base + extent)
     plan.arena_bytes = align(plan.arena_bytes)
-    plan.internal = {i: plan.offsets[internal_tensor(i)] for i in range(len(layers)) if internal_tensor(i) in plan.offsets}
+    plan.internal = {
+        i: plan.offsets[internal_tensor(i)] for i in range(len(layers)) if internal_tensor(i) in plan.offsets
+    }
     plan.live = [union_bytes([(a, a + n) for a, n, p0, p1 in placed if p0 <= i <= p1]) for i in range(len(layers))]
     return plan
 

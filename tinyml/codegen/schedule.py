@@ -20,6 +20,7 @@ bench/engine_memory.py --calibrate): every kernel call beyond a layer's first co
 the row view, the kernel's per-call set-up) plus a part per output channel (per-call requantisation-mode and
 constants set-up), and every byte moved inside a row buffer about one instruction (newlib memcpy).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,8 +80,13 @@ def fusable_runs(graph: Graph, layers: list[Layer]) -> list[tuple[int, int]]:
     runs: list[tuple[int, int]] = []
     start = None
     for i, layer in enumerate(layers):
-        linked = (start is not None and stage_kind(layer) is not None and layer.inputs[0] == layers[i - 1].outputs[0]
-                  and readers.get(layer.inputs[0]) == 1 and layer.inputs[0] not in graph.outputs)
+        linked = (
+            start is not None
+            and stage_kind(layer) is not None
+            and layer.inputs[0] == layers[i - 1].outputs[0]
+            and readers.get(layer.inputs[0]) == 1
+            and layer.inputs[0] not in graph.outputs
+        )
         if linked:
             continue
         if start is not None and i - 1 > start:
@@ -115,7 +121,7 @@ class Planner:
 
     def chain(self, a: int, c: int) -> FusedChain:
         if (a, c) not in self._chains:
-            self._chains[(a, c)] = FusedChain(self.graph, self.layers[a:c + 1])
+            self._chains[(a, c)] = FusedChain(self.graph, self.layers[a : c + 1])
         return self._chains[(a, c)]
 
     def step_bytes(self, a: int, c: int) -> int:
@@ -208,6 +214,8 @@ def choose_schedule(graph: Graph, layers: list[Layer], budget: int | None = None
         target -= schedule.arena_bytes - budget  # placement lost bytes to fragmentation: aim lower
     if smallest.arena_bytes <= budget:
         return smallest
-    raise UserError(f"no schedule fits --ram-budget {budget} B: the smallest needs {smallest.arena_bytes} B, "
-                    f"{smallest.arena_bytes - budget} B more, its peak at {smallest.peak_label()}; raise the budget "
-                    f"or use a smaller model (width or input size)")
+    raise UserError(
+        f"no schedule fits --ram-budget {budget} B: the smallest needs {smallest.arena_bytes} B, "
+        f"{smallest.arena_bytes - budget} B more, its peak at {smallest.peak_label()}; raise the budget "
+        f"or use a smaller model (width or input size)"
+    )

@@ -1,4 +1,5 @@
 """Running edgetpu_compiler (when installed) and turning its report into one line a user can act on."""
+
 from __future__ import annotations
 
 import os
@@ -45,10 +46,16 @@ def compiler_command(compiler: str, model: Path, out_dir: Path, timeout_s: int =
 def run_compiler(compiler: str, model: Path, out_dir: Path, timeout_s: int = 180) -> tuple[CompileReport, str]:
     """Run the compiler on ``model`` into ``out_dir``; return the parsed report and the raw stdout+stderr."""
     try:
-        proc = subprocess.run(compiler_command(compiler, model, out_dir, timeout_s), capture_output=True, text=True,
-                              timeout=timeout_s + 60)
+        proc = subprocess.run(
+            compiler_command(compiler, model, out_dir, timeout_s),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s + 60,
+        )
     except subprocess.TimeoutExpired:
-        raise UserError(f"edgetpu_compiler did not finish within {timeout_s + 60} s; retry with a larger --timeout") from None
+        raise UserError(
+            f"edgetpu_compiler did not finish within {timeout_s + 60} s; retry with a larger --timeout"
+        ) from None
     text = proc.stdout + ("\n" + proc.stderr if proc.stderr else "")
     report = parse_compiler_output(text)
     log_path = out_dir / (model.stem + "_edgetpu.log")
@@ -72,9 +79,12 @@ def failure_message(report: CompileReport) -> str:
     """One line for a failed compilation: the compiler's first error and what to do about it."""
     if report.unknown_op_version:
         op, version = report.unknown_op_version
-        return (f"edgetpu_compiler {report.compiler_version or ''} cannot parse the model: {op} version {version} "
-                f"is newer than it knows; {version_fix(op)} (docs/coral.md 'Op versions')")
+        return (
+            f"edgetpu_compiler {report.compiler_version or ''} cannot parse the model: {op} version {version} "
+            f"is newer than it knows; {version_fix(op)} (docs/coral.md 'Op versions')"
+        )
     errors = (report.error or "no output model").split("; ")
-    reason = next((e.removeprefix("Compilation failed: ") for e in errors if e.startswith("Compilation failed: ")),
-                  errors[0])
+    reason = next(
+        (e.removeprefix("Compilation failed: ") for e in errors if e.startswith("Compilation failed: ")), errors[0]
+    )
     return f"edgetpu_compiler failed: {reason}; its full output is in edgetpu_compiler.txt in the bundle"

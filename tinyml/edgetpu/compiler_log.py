@@ -2,6 +2,7 @@
 
 Tested on real published compiler output (tests/data/edgetpu/), since the compiler cannot run here.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,7 +34,7 @@ class CompileReport:
     compiler_version: str | None = None
     succeeded: bool = False
     error: str | None = None
-    unknown_op_version: tuple[str, int] | None = None   # from "Didn't find op for builtin opcode 'X' version 'N'"
+    unknown_op_version: tuple[str, int] | None = None  # from "Didn't find op for builtin opcode 'X' version 'N'"
     input_model: str | None = None
     output_model: str | None = None
     input_size_bytes: int | None = None
@@ -57,14 +58,17 @@ class CompileReport:
         return data
 
 
-_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3}
+_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
 _SIZE = re.compile(r"^\s*([\d.]+)\s*(B|KiB|MiB|GiB|KB|MB|GB)\s*$")
 _ROW = re.compile(r"^([A-Z][A-Z0-9_]*(?::\S+)?)\s+(\d+)\s+(\S.*?)\s*$")
 # Summary line -> (CompileReport field, how to read the value: a size with units, or a converter).
 _FIELDS: dict[str, tuple[str, Callable[[str], Any] | str]] = {
-    "Input model": ("input_model", str), "Input": ("input_model", str),
-    "Output model": ("output_model", str), "Output": ("output_model", str),
-    "Input size": ("input_size_bytes", "size"), "Output size": ("output_size_bytes", "size"),
+    "Input model": ("input_model", str),
+    "Input": ("input_model", str),
+    "Output model": ("output_model", str),
+    "Output": ("output_model", str),
+    "Input size": ("input_size_bytes", "size"),
+    "Output size": ("output_size_bytes", "size"),
     "On-chip memory used for caching model parameters": ("on_chip_used_bytes", "size"),
     "On-chip memory remaining for caching model parameters": ("on_chip_remaining_bytes", "size"),
     "Off-chip memory used for streaming uncached model parameters": ("off_chip_bytes", "size"),
@@ -114,8 +118,13 @@ def parse_compiler_output(text: str) -> CompileReport:
         m = re.search(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'", line)
         if m:
             report.unknown_op_version = (m.group(1), int(m.group(2)))
-        if line.startswith("ERROR:") or line.startswith("Invalid model") or line == "Model could not be parsed" \
-                or line.startswith("Compilation failed") or line.startswith("Internal compiler error"):
+        if (
+            line.startswith("ERROR:")
+            or line.startswith("Invalid model")
+            or line == "Model could not be parsed"
+            or line.startswith("Compilation failed")
+            or line.startswith("Internal compiler error")
+        ):
             failure = True
             message = line.removeprefix("ERROR:").strip()
             if message and message != "Compilation failed!":
@@ -130,12 +139,16 @@ def parse_compiler_output(text: str) -> CompileReport:
             try:
                 parsed = parse_size(value) if isinstance(kind, str) else kind(value.strip())
             except ValueError:
-                raise CompilerLogError(f"unreadable value {value.strip()!r} for '{key}' in edgetpu_compiler output") from None
+                raise CompilerLogError(
+                    f"unreadable value {value.strip()!r} for '{key}' in edgetpu_compiler output"
+                ) from None
             setattr(report, name, parsed)
 
     if report.compiler_version is None and not report.operators:
-        raise CompilerLogError("the text is not edgetpu_compiler output (no 'Edge TPU Compiler version' line "
-                               "and no operator table); pass the compiler's stdout or its *_edgetpu.log")
+        raise CompilerLogError(
+            "the text is not edgetpu_compiler output (no 'Edge TPU Compiler version' line "
+            "and no operator table); pass the compiler's stdout or its *_edgetpu.log"
+        )
     report.error = "; ".join(dict.fromkeys(errors)) or None
     # The operation .log has no success line: a table and no error means the compiler wrote an output model.
     report.succeeded = not failure and (success or bool(report.operators))

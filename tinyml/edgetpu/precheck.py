@@ -6,6 +6,7 @@ a newer TensorFlow wrote an op version its built-in TFLite (about TF 2.5) does n
 builtin opcode 'QUANTIZE' version '3'"). The pre-check reads the int8 .tflite with tinyml.tflite_graph and
 applies those rules op by op, so the cut point and version blockers are known before (and without) the compiler.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,31 +26,92 @@ RULES = "edgetpu_compiler 16.0"
 # refused at parse time. Evidence: QUANTIZE v3 (TF 2.7) google-coral/edgetpu#879, CONV_2D v6 (TF 2.9) #631,
 # TRANSPOSE_CONV v4 #845, EXP v2 google-coral/libedgetpu#71. Ops not listed here are reported as unknown.
 COMPILER16_MAX_VERSION: dict[str, int] = {
-    "ADD": 3, "ARG_MAX": 2, "ARG_MIN": 2, "AVERAGE_POOL_2D": 3, "BATCH_MATMUL": 4, "BATCH_TO_SPACE_ND": 3,
-    "CAST": 1, "CONCATENATION": 3, "CONV_2D": 5, "DEPTH_TO_SPACE": 2, "DEPTHWISE_CONV_2D": 6, "DEQUANTIZE": 4,
-    "DIV": 2, "EQUAL": 3, "EXP": 1, "EXPAND_DIMS": 1, "FILL": 3, "FULLY_CONNECTED": 9, "GATHER": 5,
-    "GATHER_ND": 3, "GREATER": 2, "GREATER_EQUAL": 2, "HARD_SWISH": 1, "L2_NORMALIZATION": 2, "L2_POOL_2D": 1,
-    "LEAKY_RELU": 2, "LESS": 2, "LESS_EQUAL": 2, "LOG_SOFTMAX": 2, "LOGISTIC": 3, "MAX_POOL_2D": 3,
-    "MAXIMUM": 4, "MEAN": 3, "MINIMUM": 4, "MIRROR_PAD": 2, "MUL": 4, "NOT_EQUAL": 3, "PACK": 3, "PAD": 3,
-    "PADV2": 3, "PRELU": 1, "QUANTIZE": 2, "REDUCE_MAX": 3, "REDUCE_MIN": 3, "REDUCE_PROD": 1, "RELU": 3,
-    "RELU6": 3, "RELU_N1_TO_1": 1, "RESHAPE": 1, "RESIZE_BILINEAR": 4, "RESIZE_NEAREST_NEIGHBOR": 4,
-    "REVERSE_V2": 3, "RSQRT": 2, "SELECT": 2, "SELECT_V2": 1, "SHAPE": 1, "SLICE": 5, "SOFTMAX": 3,
-    "SPACE_TO_BATCH_ND": 3, "SPACE_TO_DEPTH": 2, "SPLIT": 4, "SPLIT_V": 2, "SQUARED_DIFFERENCE": 2,
-    "SQUEEZE": 2, "STRIDED_SLICE": 5, "SUB": 5, "SUM": 2, "TANH": 3, "TILE": 2, "TOPK_V2": 2, "TRANSPOSE": 5,
-    "TRANSPOSE_CONV": 3, "UNIDIRECTIONAL_SEQUENCE_LSTM": 3, "UNPACK": 4,
+    "ADD": 3,
+    "ARG_MAX": 2,
+    "ARG_MIN": 2,
+    "AVERAGE_POOL_2D": 3,
+    "BATCH_MATMUL": 4,
+    "BATCH_TO_SPACE_ND": 3,
+    "CAST": 1,
+    "CONCATENATION": 3,
+    "CONV_2D": 5,
+    "DEPTH_TO_SPACE": 2,
+    "DEPTHWISE_CONV_2D": 6,
+    "DEQUANTIZE": 4,
+    "DIV": 2,
+    "EQUAL": 3,
+    "EXP": 1,
+    "EXPAND_DIMS": 1,
+    "FILL": 3,
+    "FULLY_CONNECTED": 9,
+    "GATHER": 5,
+    "GATHER_ND": 3,
+    "GREATER": 2,
+    "GREATER_EQUAL": 2,
+    "HARD_SWISH": 1,
+    "L2_NORMALIZATION": 2,
+    "L2_POOL_2D": 1,
+    "LEAKY_RELU": 2,
+    "LESS": 2,
+    "LESS_EQUAL": 2,
+    "LOG_SOFTMAX": 2,
+    "LOGISTIC": 3,
+    "MAX_POOL_2D": 3,
+    "MAXIMUM": 4,
+    "MEAN": 3,
+    "MINIMUM": 4,
+    "MIRROR_PAD": 2,
+    "MUL": 4,
+    "NOT_EQUAL": 3,
+    "PACK": 3,
+    "PAD": 3,
+    "PADV2": 3,
+    "PRELU": 1,
+    "QUANTIZE": 2,
+    "REDUCE_MAX": 3,
+    "REDUCE_MIN": 3,
+    "REDUCE_PROD": 1,
+    "RELU": 3,
+    "RELU6": 3,
+    "RELU_N1_TO_1": 1,
+    "RESHAPE": 1,
+    "RESIZE_BILINEAR": 4,
+    "RESIZE_NEAREST_NEIGHBOR": 4,
+    "REVERSE_V2": 3,
+    "RSQRT": 2,
+    "SELECT": 2,
+    "SELECT_V2": 1,
+    "SHAPE": 1,
+    "SLICE": 5,
+    "SOFTMAX": 3,
+    "SPACE_TO_BATCH_ND": 3,
+    "SPACE_TO_DEPTH": 2,
+    "SPLIT": 4,
+    "SPLIT_V": 2,
+    "SQUARED_DIFFERENCE": 2,
+    "SQUEEZE": 2,
+    "STRIDED_SLICE": 5,
+    "SUB": 5,
+    "SUM": 2,
+    "TANH": 3,
+    "TILE": 2,
+    "TOPK_V2": 2,
+    "TRANSPOSE": 5,
+    "TRANSPOSE_CONV": 3,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": 3,
+    "UNPACK": 4,
 }
 
 # What to do when an op version is too new for compiler 16.0 (docs/coral.md "Op versions" has the details).
 VERSION_FIXES: dict[str, str] = {
     "QUANTIZE": "a per-channel QUANTIZE comes from quantization-aware training; use post-training int8 "
-                "quantization with int8 input/output (python -m tools quantize), which emits no QUANTIZE op",
+    "quantization with int8 input/output (python -m tools quantize), which emits no QUANTIZE op",
     "CONV_2D": "version 6 is a grouped convolution; use groups=1 (or a depthwise conv)",
     "TRANSPOSE_CONV": "version 4 fuses an activation; put the activation in its own layer",
 }
 GENERIC_VERSION_FIX = "convert with TensorFlow <= 2.8 (Coral maintainers' advice) or avoid the feature that needs it"
 
 MAX_SOFTMAX_ELEMENTS = 16000
-
 
 
 def version_fix(op: str) -> str:
@@ -140,17 +202,46 @@ def _no_checks(graph: Graph, op: Operator) -> list[str]:
 # can be read from the graph. Constraints the docs leave vague ("certain reshapes might not be mapped for large
 # tensor sizes") are left to the compiler.
 SUPPORTED_OPS: dict[str, Callable[[Graph, Operator], list[str]]] = {
-    "ADD": _no_checks, "AVERAGE_POOL_2D": _no_fused_activation, "CONCATENATION": _concatenation,
-    "CONV_2D": _same_dilation, "DEPTHWISE_CONV_2D": _same_dilation, "EXPAND_DIMS": _no_checks,
-    "FULLY_CONNECTED": _fully_connected, "L2_NORMALIZATION": _no_checks, "LOGISTIC": _no_checks,
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": _no_checks, "MAXIMUM": _no_checks, "MAX_POOL_2D": _no_fused_activation,
-    "MEAN": _reduction, "MINIMUM": _no_checks, "MUL": _no_checks, "PACK": _no_checks, "PAD": _pad,
-    "PRELU": _no_checks, "QUANTIZE": _no_checks, "REDUCE_MAX": _reduction, "REDUCE_MIN": _reduction,
-    "RELU": _no_checks, "RELU6": _no_checks, "RELU_N1_TO_1": _no_checks, "RESHAPE": _no_checks,
-    "RESIZE_BILINEAR": _no_checks, "RESIZE_NEAREST_NEIGHBOR": _no_checks, "RSQRT": _no_checks,
-    "SLICE": _no_checks, "SOFTMAX": _softmax, "SPACE_TO_DEPTH": _no_checks, "SPLIT": _no_checks,
-    "SQUARED_DIFFERENCE": _no_checks, "SQUEEZE": _no_checks, "STRIDED_SLICE": _no_checks, "SUB": _no_checks,
-    "SUM": _reduction, "TANH": _no_checks, "TRANSPOSE": _no_checks, "TRANSPOSE_CONV": _no_checks,
+    "ADD": _no_checks,
+    "AVERAGE_POOL_2D": _no_fused_activation,
+    "CONCATENATION": _concatenation,
+    "CONV_2D": _same_dilation,
+    "DEPTHWISE_CONV_2D": _same_dilation,
+    "EXPAND_DIMS": _no_checks,
+    "FULLY_CONNECTED": _fully_connected,
+    "L2_NORMALIZATION": _no_checks,
+    "LOGISTIC": _no_checks,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _no_checks,
+    "MAXIMUM": _no_checks,
+    "MAX_POOL_2D": _no_fused_activation,
+    "MEAN": _reduction,
+    "MINIMUM": _no_checks,
+    "MUL": _no_checks,
+    "PACK": _no_checks,
+    "PAD": _pad,
+    "PRELU": _no_checks,
+    "QUANTIZE": _no_checks,
+    "REDUCE_MAX": _reduction,
+    "REDUCE_MIN": _reduction,
+    "RELU": _no_checks,
+    "RELU6": _no_checks,
+    "RELU_N1_TO_1": _no_checks,
+    "RESHAPE": _no_checks,
+    "RESIZE_BILINEAR": _no_checks,
+    "RESIZE_NEAREST_NEIGHBOR": _no_checks,
+    "RSQRT": _no_checks,
+    "SLICE": _no_checks,
+    "SOFTMAX": _softmax,
+    "SPACE_TO_DEPTH": _no_checks,
+    "SPLIT": _no_checks,
+    "SQUARED_DIFFERENCE": _no_checks,
+    "SQUEEZE": _no_checks,
+    "STRIDED_SLICE": _no_checks,
+    "SUB": _no_checks,
+    "SUM": _reduction,
+    "TANH": _no_checks,
+    "TRANSPOSE": _no_checks,
+    "TRANSPOSE_CONV": _no_checks,
 }
 
 QUANTIZED_DTYPES = ("int8", "uint8")
@@ -181,9 +272,9 @@ class OpVerdict:
     op: str
     version: int
     placement: str = "edgetpu"
-    problems: list[str] = field(default_factory=list)   # why this op itself cannot map
-    note: str = ""                                      # e.g. "after the cut"
-    version_ok: bool | None = True                      # None: op unknown to the version table
+    problems: list[str] = field(default_factory=list)  # why this op itself cannot map
+    note: str = ""  # e.g. "after the cut"
+    version_ok: bool | None = True  # None: op unknown to the version table
 
 
 @dataclass
@@ -192,9 +283,9 @@ class Precheck:
 
     model: str
     ops: list[OpVerdict]
-    cut_index: int | None            # first unmappable op after the Edge TPU segment started
+    cut_index: int | None  # first unmappable op after the Edge TPU segment started
     segment: tuple[int, int] | None  # [first, last] op index of the Edge TPU segment
-    version_blockers: list[str]      # "QUANTIZE v3" ... that compiler 16.0 refuses to parse
+    version_blockers: list[str]  # "QUANTIZE v3" ... that compiler 16.0 refuses to parse
     rules: str = RULES
 
     @property
@@ -209,24 +300,32 @@ class Precheck:
         """One line a user can act on."""
         n = len(self.ops)
         if self.version_blockers:
-            return (f"edgetpu_compiler 16.0 cannot parse this model: {', '.join(self.version_blockers)} "
-                    f"is newer than it knows; see docs/coral.md 'Op versions'")
+            return (
+                f"edgetpu_compiler 16.0 cannot parse this model: {', '.join(self.version_blockers)} "
+                f"is newer than it knows; see docs/coral.md 'Op versions'"
+            )
         if self.fully_mapped:
             return f"all {n} ops can map to the Edge TPU (one subgraph)"
         if self.cut_index is not None:
             cut = self.ops[self.cut_index]
-            return (f"{self.edgetpu_ops} of {n} ops map to the Edge TPU; the graph is cut at op #{cut.index} "
-                    f"{cut.op} ({'; '.join(cut.problems)}), so ops #{cut.index}..#{n - 1} run on the CPU")
+            return (
+                f"{self.edgetpu_ops} of {n} ops map to the Edge TPU; the graph is cut at op #{cut.index} "
+                f"{cut.op} ({'; '.join(cut.problems)}), so ops #{cut.index}..#{n - 1} run on the CPU"
+            )
         if self.segment is None:
             return f"no op can map to the Edge TPU; all {n} run on the CPU"
         return f"{self.edgetpu_ops} of {n} ops map to the Edge TPU; the ops before #{self.segment[0]} run on the CPU"
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rules": self.rules, "fully_mapped": self.fully_mapped, "edgetpu_ops": self.edgetpu_ops,
-            "total_ops": len(self.ops), "cut_index": self.cut_index,
+            "rules": self.rules,
+            "fully_mapped": self.fully_mapped,
+            "edgetpu_ops": self.edgetpu_ops,
+            "total_ops": len(self.ops),
+            "cut_index": self.cut_index,
             "segment": list(self.segment) if self.segment else None,
-            "version_blockers": self.version_blockers, "verdict": self.verdict(),
+            "version_blockers": self.version_blockers,
+            "verdict": self.verdict(),
             "ops": [asdict(v) for v in self.ops],
         }
 
@@ -289,8 +388,10 @@ def dynamic_tensor_indices(model_path: Path) -> set[int]:
     try:
         details = Interpreter(model_path=str(model_path)).get_tensor_details()
     except (ValueError, RuntimeError) as exc:
-        raise UserError(f"LiteRT cannot load {model_path} ({str(exc).strip().splitlines()[0]}); "
-                        "re-create it with python -m tools quantize") from None
+        raise UserError(
+            f"LiteRT cannot load {model_path} ({str(exc).strip().splitlines()[0]}); "
+            "re-create it with python -m tools quantize"
+        ) from None
     return {int(d["index"]) for d in details if np.any(np.asarray(d.get("shape_signature", [])) < 0)}
 
 
@@ -299,6 +400,8 @@ def precheck_model(model_path: str | os.PathLike) -> Precheck:
     path = Path(model_path)
     graph = load_graph(path)
     if graph.num_subgraphs > 1:
-        raise UserError(f"{path} has {graph.num_subgraphs} subgraphs (control flow); the Edge TPU compiler "
-                        "maps only models with one; remove the control-flow ops and re-quantize")
+        raise UserError(
+            f"{path} has {graph.num_subgraphs} subgraphs (control flow); the Edge TPU compiler "
+            "maps only models with one; remove the control-flow ops and re-quantize"
+        )
     return precheck_graph(graph, str(path), dynamic_tensor_indices(path))

@@ -16,6 +16,7 @@ parameters to the Edge TPU's on-chip cache) so neither pollutes the steady-state
 Users: the stream target (tinyml/targets/coral.py) and ``python -m tools classify``. The compiler side of the Edge
 TPU (pre-check, edgetpu_compiler, its log) is the rest of this package.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -37,10 +38,10 @@ DELEGATE_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib"
 
 RUNTIME_INSTALL = {
     "Linux": "sudo apt-get install libedgetpu1-std after adding Coral's apt repository "
-             "(deb https://packages.cloud.google.com/apt coral-edgetpu-stable main), or a community build of "
-             "libedgetpu from github.com/feranick/libedgetpu/releases",
+    "(deb https://packages.cloud.google.com/apt coral-edgetpu-stable main), or a community build of "
+    "libedgetpu from github.com/feranick/libedgetpu/releases",
     "Darwin": "download Google's edgetpu_runtime_*.zip (coral.ai/software) and run its install.sh, "
-              "or use a community build from github.com/feranick/libedgetpu/releases",
+    "or use a community build from github.com/feranick/libedgetpu/releases",
     "Windows": "download Google's edgetpu_runtime_*.zip (coral.ai/software) and run install.bat",
 }
 
@@ -73,7 +74,9 @@ def parse_device(spec: str | None) -> str | None:
     if text.startswith(":") and text[1:4] in ("usb", "pci"):
         text = text[1:]
     if not _DEVICE.match(text):
-        raise UserError(f"device {spec!r} is not an Edge TPU selector; use :0 (first Edge TPU), usb, usb:0, pci or pci:0")
+        raise UserError(
+            f"device {spec!r} is not an Edge TPU selector; use :0 (first Edge TPU), usb, usb:0, pci or pci:0"
+        )
     return text
 
 
@@ -91,8 +94,9 @@ def _pycoral_make_interpreter() -> Any | None:
     return make_interpreter
 
 
-def edgetpu_interpreter(model_path: str | os.PathLike, device: str | None = None, runtime: str = "auto",
-                        system: str | None = None) -> tuple[Any, str]:
+def edgetpu_interpreter(
+    model_path: str | os.PathLike, device: str | None = None, runtime: str = "auto", system: str | None = None
+) -> tuple[Any, str]:
     """Open an Edge TPU model; return (interpreter, runtime description). Failures name the install steps."""
     if runtime not in RUNTIMES:
         raise UserError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -106,12 +110,16 @@ def edgetpu_interpreter(model_path: str | os.PathLike, device: str | None = None
             try:
                 return make_interpreter(str(path), device=device), "pycoral"
             except (ValueError, RuntimeError) as exc:
-                raise UserError(f"pycoral cannot open the Edge TPU{f' {device}' if device else ''} "
-                                f"({_first_line(exc)}); plug in the Coral and check `lsusb` shows it; "
-                                f"{install_hint(system)}") from None
+                raise UserError(
+                    f"pycoral cannot open the Edge TPU{f' {device}' if device else ''} "
+                    f"({_first_line(exc)}); plug in the Coral and check `lsusb` shows it; "
+                    f"{install_hint(system)}"
+                ) from None
         if runtime == "pycoral":
-            raise UserError("Google's pycoral is not importable (the PyPI package named pycoral is a different "
-                            "project); use --runtime litert or install pycoral as docs/coral.md says")
+            raise UserError(
+                "Google's pycoral is not importable (the PyPI package named pycoral is a different "
+                "project); use --runtime litert or install pycoral as docs/coral.md says"
+            )
     from ai_edge_litert.interpreter import Interpreter, load_delegate
 
     library = delegate_library(system)
@@ -120,19 +128,25 @@ def edgetpu_interpreter(model_path: str | os.PathLike, device: str | None = None
         # "Exception ignored in __del__" traceback at exit, which users must not see for a missing install.
         ctypes.CDLL(library)
     except OSError as exc:
-        raise UserError(f"cannot load the Edge TPU delegate {library} ({_first_line(exc)}); "
-                        f"install the Edge TPU runtime: {install_hint(system)}") from None
+        raise UserError(
+            f"cannot load the Edge TPU delegate {library} ({_first_line(exc)}); "
+            f"install the Edge TPU runtime: {install_hint(system)}"
+        ) from None
     try:
         delegate = load_delegate(library, {"device": device} if device else {})
     except (ValueError, RuntimeError) as exc:
-        raise UserError(f"{library} loaded but found no Edge TPU{f' at {device}' if device else ''} "
-                        f"({_first_line(exc)}); plug the Coral in (USB 3 port), check that `lsusb` lists "
-                        "1a6e:089a or 18d1:9302, and on Linux that your user is in the plugdev group") from None
+        raise UserError(
+            f"{library} loaded but found no Edge TPU{f' at {device}' if device else ''} "
+            f"({_first_line(exc)}); plug the Coral in (USB 3 port), check that `lsusb` lists "
+            "1a6e:089a or 18d1:9302, and on Linux that your user is in the plugdev group"
+        ) from None
     try:
         interpreter = Interpreter(model_path=str(path), experimental_delegates=[delegate])
     except (ValueError, RuntimeError) as exc:
-        raise UserError(f"LiteRT cannot run {path.name} on the Edge TPU ({_first_line(exc)}); "
-                        "recompile it with python -m tools edgetpu BUNDLE") from None
+        raise UserError(
+            f"LiteRT cannot run {path.name} on the Edge TPU ({_first_line(exc)}); "
+            "recompile it with python -m tools edgetpu BUNDLE"
+        ) from None
     return interpreter, f"litert+{library}"
 
 
@@ -151,7 +165,7 @@ def cpu_interpreter(model_path: str | os.PathLike) -> tuple[Any, str]:
 class LoadCost:
     """What opening a model costs, kept apart from steady-state latency."""
 
-    load_ms: float          # interpreter + delegate + allocate_tensors
+    load_ms: float  # interpreter + delegate + allocate_tensors
     first_invoke_ms: float  # first inference: on an Edge TPU this uploads the cached parameters
 
 
@@ -204,9 +218,16 @@ class InterpreterRunner:
     def device_info(self, model_id: str, engine: str, build: str = "") -> DeviceInfo:
         """What this runner runs, for tinyml.targets.base.check_compatible (the one bundle compatibility check)."""
         shape = self.input_shape
-        return DeviceInfo(model_id=model_id, input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
-                          input_quant=self.input_quant, num_classes=self.num_classes, output_quant=self.output_quant,
-                          engine=engine, credits=1, build=build)
+        return DeviceInfo(
+            model_id=model_id,
+            input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
+            input_quant=self.input_quant,
+            num_classes=self.num_classes,
+            output_quant=self.output_quant,
+            engine=engine,
+            credits=1,
+            build=build,
+        )
 
     def warm_up(self, open_ms: float) -> LoadCost:
         """Time the first inference on an all-zero-point input and record the load cost."""
@@ -217,8 +238,9 @@ class InterpreterRunner:
         return self.load_cost
 
 
-def open_runner(model_path: str | os.PathLike, device: str | None = None, runtime: str = "auto",
-                cpu: bool = False) -> InterpreterRunner:
+def open_runner(
+    model_path: str | os.PathLike, device: str | None = None, runtime: str = "auto", cpu: bool = False
+) -> InterpreterRunner:
     """Open a model (Edge TPU, or CPU when ``cpu``), allocate it and run the timed warm-up inference."""
     start = time.perf_counter()
     interpreter, name = cpu_interpreter(model_path) if cpu else edgetpu_interpreter(model_path, device, runtime)

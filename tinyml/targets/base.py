@@ -11,6 +11,7 @@ every frame sent is accounted for) and :class:`Notice` (a link event such as a r
 In-process targets that answer synchronously (CPU, Coral) subclass :class:`SynchronousTarget` and implement only
 ``open_device`` and ``infer``.
 """
+
 from __future__ import annotations
 
 import abc
@@ -30,25 +31,30 @@ from tinyml.protocol import Hello
 class DeviceInfo:
     """What a target announces about the model it runs (a board's HELLO, or the CPU/Coral equivalent)."""
 
-    model_id: str                      # hex sha256 of the int8 .tflite the target runs (bundle.model_id)
+    model_id: str  # hex sha256 of the int8 .tflite the target runs (bundle.model_id)
     input_shape: tuple[int, int, int]  # (height, width, channels)
     input_quant: TensorQuant
     num_classes: int
     output_quant: TensorQuant
-    engine: str                        # "engine", "tflm", "litert-ref", "edgetpu", ...
-    credits: int                       # frames the target can hold at once (flow-control window)
-    build: str = ""                    # firmware build string or runtime version
-    max_payload: int = 0               # largest payload the target accepts (0: unknown / unlimited)
+    engine: str  # "engine", "tflm", "litert-ref", "edgetpu", ...
+    credits: int  # frames the target can hold at once (flow-control window)
+    build: str = ""  # firmware build string or runtime version
+    max_payload: int = 0  # largest payload the target accepts (0: unknown / unlimited)
 
     @classmethod
     def from_hello(cls, hello: Hello) -> "DeviceInfo":
         """What a board's HELLO announces, in the terms the stream loop checks (the codec knows no targets)."""
         return cls(
-            model_id=hello.model_id.hex(), input_shape=hello.input_shape,
+            model_id=hello.model_id.hex(),
+            input_shape=hello.input_shape,
             input_quant=TensorQuant(hello.in_dtype, float(hello.in_scale), int(hello.in_zero_point)),
             num_classes=hello.num_classes,
             output_quant=TensorQuant(hello.out_dtype, float(hello.out_scale), int(hello.out_zero_point)),
-            engine=hello.engine, credits=hello.credits, build=hello.build, max_payload=hello.max_payload)
+            engine=hello.engine,
+            credits=hello.credits,
+            build=hello.build,
+            max_payload=hello.max_payload,
+        )
 
 
 @dataclass(frozen=True)
@@ -56,10 +62,10 @@ class Result:
     """One answer: the raw quantised output tensor for frame ``seq``."""
 
     seq: int
-    output: np.ndarray                 # flat, dtype of the model output (int8/uint8)
-    latency_us: int | None             # inference time measured by the target itself (None: not measured)
-    cycles: int = 0                    # instruction/cycle count if the target reports one, else 0
-    device_seq: int | None = None      # listen mode: the board's own seq of a frame it captured itself
+    output: np.ndarray  # flat, dtype of the model output (int8/uint8)
+    latency_us: int | None  # inference time measured by the target itself (None: not measured)
+    cycles: int = 0  # instruction/cycle count if the target reports one, else 0
+    device_seq: int | None = None  # listen mode: the board's own seq of a frame it captured itself
 
 
 @dataclass(frozen=True)
@@ -105,10 +111,15 @@ def check_compatible(bundle: Bundle, info: DeviceInfo, where: str = "the target"
             f"{where} expects input {'x'.join(map(str, info.input_shape))} but bundle {bundle.path} has "
             f"{'x'.join(map(str, bundle.input_shape))}; {fix}"
         )
-    for which, theirs, ours in (("input", info.input_quant, bundle.input_quant),
-                                ("output", info.output_quant, bundle.output_quant)):
-        same = (theirs.dtype == ours.dtype and theirs.zero_point == ours.zero_point
-                and np.isclose(theirs.scale, ours.scale, rtol=1e-6, atol=0.0))
+    for which, theirs, ours in (
+        ("input", info.input_quant, bundle.input_quant),
+        ("output", info.output_quant, bundle.output_quant),
+    ):
+        same = (
+            theirs.dtype == ours.dtype
+            and theirs.zero_point == ours.zero_point
+            and np.isclose(theirs.scale, ours.scale, rtol=1e-6, atol=0.0)
+        )
         if not same:
             raise UserError(
                 f"{where} {which} quantisation is {_quant_text(theirs)} but bundle {bundle.path} has "

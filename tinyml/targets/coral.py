@@ -4,6 +4,7 @@ The runtime (pycoral or LiteRT + libedgetpu, the interpreter runner, the load-co
 tinyml/edgetpu/runtime.py; this module only adds what the stream loop needs: the bundle's compiled model, refused
 when stale, behind the Target API.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,10 @@ def compiled_model(bundle: Bundle) -> Path:
     path = bundle.verified_artifact("edgetpu")
     source = bundle.meta["artifacts"]["edgetpu"].get("source_sha256")
     if source and source != bundle.model_id:
-        raise UserError(f"{path.name} was compiled from an older {bundle.artifact_path('tflite').name}; "
-                        f"run: python -m tools edgetpu {bundle.path}")
+        raise UserError(
+            f"{path.name} was compiled from an older {bundle.artifact_path('tflite').name}; "
+            f"run: python -m tools edgetpu {bundle.path}"
+        )
     return path
 
 
@@ -50,9 +53,12 @@ class CoralTarget(SynchronousTarget):
         self.runner = self.open_runner()
         cost = self.runner.load_cost
         assert cost is not None
-        return self.runner.device_info(self.bundle.model_id, "edgetpu",
-                                       f"{self.runner.runtime} device={self.device or 'first'} "
-                                       f"load={cost.load_ms:.0f}ms first-inference={cost.first_invoke_ms:.1f}ms")
+        return self.runner.device_info(
+            self.bundle.model_id,
+            "edgetpu",
+            f"{self.runner.runtime} device={self.device or 'first'} "
+            f"load={cost.load_ms:.0f}ms first-inference={cost.first_invoke_ms:.1f}ms",
+        )
 
     def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, int | None]:
         if self.runner is None:

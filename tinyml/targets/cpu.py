@@ -5,6 +5,7 @@ with this target on any frame computes something other than what the host evalua
 the .tflite actually loaded (its sha256 and tensor details), not copied from model.json, so the same
 compatibility check as for a board applies.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -20,6 +20,7 @@ Faults, and what each becomes (every frame sent ends as exactly one Result or Lo
 - stall (frames in flight, nothing arrives for ``frame_timeout`` plus the frames' transfer time at the baud rate):
   PING; still nothing for as long again: treated as a link failure.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,14 +41,14 @@ class HandshakeTimeout(UserError):
 # What to do about each failure tag a runner puts in the "no model" HELLO (firmware/lib/runner_tflm/runner_tflm.h).
 RUNNER_FAILURE_FIXES = {
     "tflm:schema-mismatch": "the .tflite's schema differs from the board's TFLM library; update the library or "
-                            "re-export with this checkout (python -m tools export BUNDLE --install), then upload",
+    "re-export with this checkout (python -m tools export BUNDLE --install), then upload",
     "tflm:missing-op": "the firmware's op resolver lacks an op the model uses; re-run python -m tools export BUNDLE "
-                       "--install, then upload",
+    "--install, then upload",
     "tflm:no-arena": "the board could not allocate the tensor arena; choose a board with more RAM or a smaller model",
     "tflm:allocate-failed": "the tensor arena is too small for this TFLM build; re-export with a larger "
-                            "--arena-margin (python -m tools export BUNDLE --install --arena-margin 50), then upload",
+    "--arena-margin (python -m tools export BUNDLE --install --arena-margin 50), then upload",
     "tflm:bad-io": "the model's input or output is not one int8/uint8 tensor; re-quantize it (python -m tools "
-                   "quantize BUNDLE) and export again",
+    "quantize BUNDLE) and export again",
 }
 BOOT_HELLO_WAIT_S = 0.3  # a board that just booted (QEMU, native) sends HELLO at once; do not ask over it
 HELLO_RETRY_S = 1.0
@@ -57,9 +58,17 @@ IDLE_FLUSH_S = 0.2  # no byte for this long: a frame in progress was truncated (
 class SerialBoardTarget(Target):
     """The protocol over a :class:`tinyml.transport.SerialLink` (see module docstring)."""
 
-    def __init__(self, url: str | Callable[[], str | None], baudrate: int = DEFAULT_BAUD, name: str | None = None,
-                 hello_timeout: float = 10.0, reconnect_s: float = 20.0, frame_timeout: float = 5.0,
-                 frame_bytes: int = 0, listen: bool = False):
+    def __init__(
+        self,
+        url: str | Callable[[], str | None],
+        baudrate: int = DEFAULT_BAUD,
+        name: str | None = None,
+        hello_timeout: float = 10.0,
+        reconnect_s: float = 20.0,
+        frame_timeout: float = 5.0,
+        frame_bytes: int = 0,
+        listen: bool = False,
+    ):
         self._url = url if callable(url) else (lambda: url)
         self.baudrate = baudrate
         self.name = name or (url if isinstance(url, str) else "serial board")
@@ -80,9 +89,11 @@ class SerialBoardTarget(Target):
         self._decoder = proto.Decoder()
         self._window: proto.CreditWindow | None = None
         self._hello: proto.Hello | None = None
-        self._expected_hello: proto.Hello | None = None  # the HELLO the first handshake accepted; a reset must bring the same model
-        self._frames: dict[int, int] = {}   # wire seq -> stream seq, frames in flight
-        self._requests: set[int] = set()    # wire seqs of HELLO_REQ/PING in flight
+        self._expected_hello: proto.Hello | None = (
+            None  # the HELLO the first handshake accepted; a reset must bring the same model
+        )
+        self._frames: dict[int, int] = {}  # wire seq -> stream seq, frames in flight
+        self._requests: set[int] = set()  # wire seqs of HELLO_REQ/PING in flight
         self._next_wire = 0
         self._last_rx = time.monotonic()
         self._ping_sent_at: float | None = None
@@ -123,8 +134,10 @@ class SerialBoardTarget(Target):
         assert self._window is not None and self._hello is not None, "open() first"
         data = np.ascontiguousarray(tensor).tobytes()
         if len(data) != self._hello.frame_len:
-            raise UserError(f"frame of {len(data)} bytes for a device expecting {self._hello.frame_len}; "
-                            "the bundle and the board disagree on the input shape")
+            raise UserError(
+                f"frame of {len(data)} bytes for a device expecting {self._hello.frame_len}; "
+                "the bundle and the board disagree on the input shape"
+            )
         wire = self._wire_seq()
         self._window.sent(wire, is_frame=True)
         self._frames[wire] = seq
@@ -192,11 +205,16 @@ class SerialBoardTarget(Target):
             now = time.monotonic()
             if now >= deadline:
                 received = self._decoder.stats.bytes_in
-                heard = (f"{received} bytes arrived but none formed a valid frame: a wrong baud rate (--baud, now "
-                         f"{self.baudrate}) or firmware that prints text instead of speaking the protocol"
-                         if received else "nothing arrived: is the firmware running, and is this its port?")
-                raise HandshakeTimeout(f"no HELLO from {self.name} within {self.hello_timeout:g} s; {heard} "
-                                       "(raise --hello-timeout for slow boots)")
+                heard = (
+                    f"{received} bytes arrived but none formed a valid frame: a wrong baud rate (--baud, now "
+                    f"{self.baudrate}) or firmware that prints text instead of speaking the protocol"
+                    if received
+                    else "nothing arrived: is the firmware running, and is this its port?"
+                )
+                raise HandshakeTimeout(
+                    f"no HELLO from {self.name} within {self.hello_timeout:g} s; {heard} "
+                    "(raise --hello-timeout for slow boots)"
+                )
             if now >= next_request:
                 wire = self._wire_seq()
                 self._requests.add(wire)
@@ -220,22 +238,28 @@ class SerialBoardTarget(Target):
             self._events.append(Notice("malformed", f"{self.name} sent a malformed HELLO ({exc})"))
             return None
         if hello.version != proto.PROTOCOL_VERSION:
-            raise UserError(f"{self.name} speaks protocol version {hello.version}, this host speaks "
-                            f"{proto.PROTOCOL_VERSION}; flash firmware from this checkout")
+            raise UserError(
+                f"{self.name} speaks protocol version {hello.version}, this host speaks "
+                f"{proto.PROTOCOL_VERSION}; flash firmware from this checkout"
+            )
         return hello
 
     def _accept_hello(self, hello: proto.Hello, first: bool) -> None:
         if hello.runner_failure is not None:
             raise UserError(runner_failure_message(self.name, hello.runner_failure))
         if hello.max_payload and hello.max_payload < hello.frame_len:
-            raise UserError(f"{self.name} accepts payloads up to {hello.max_payload} bytes but a "
-                            f"{'x'.join(map(str, hello.input_shape))} frame is {hello.frame_len}; rebuild the firmware "
-                            "with a larger receive buffer")
+            raise UserError(
+                f"{self.name} accepts payloads up to {hello.max_payload} bytes but a "
+                f"{'x'.join(map(str, hello.input_shape))} frame is {hello.frame_len}; rebuild the firmware "
+                "with a larger receive buffer"
+            )
         if not first and self._expected_hello is not None and _model_of(hello) != _model_of(self._expected_hello):
             # Same checks as at the start, done by the caller's check_compatible on the new info; here we only
             # refuse to continue silently with a different model than the one the stream began with.
-            raise UserError(f"{self.name} came back running a different model or configuration "
-                            f"({hello.model_id.hex()[:16]}…, engine {hello.engine}); restart the stream")
+            raise UserError(
+                f"{self.name} came back running a different model or configuration "
+                f"({hello.model_id.hex()[:16]}…, engine {hello.engine}); restart the stream"
+            )
         self._hello = hello
         self._filler_len = hello.frame_len + proto.OVERHEAD
         if first:
@@ -260,8 +284,13 @@ class SerialBoardTarget(Target):
         if fault.seq is not None and fault.seq in self._frames:
             self._settle(fault.seq, f"answer corrupted in transit ({fault.name})")
             return
-        self._events.append(Notice("resync", f"corrupt bytes from {self.name} skipped ({fault.name})",
-                                   {"code": fault.name, "detail": fault.detail}))
+        self._events.append(
+            Notice(
+                "resync",
+                f"corrupt bytes from {self.name} skipped ({fault.name})",
+                {"code": fault.name, "detail": fault.detail},
+            )
+        )
 
     def _on_packet(self, packet: proto.Packet) -> None:
         try:
@@ -277,8 +306,9 @@ class SerialBoardTarget(Target):
             if frame_seq is None and self.listen:
                 self._listened += 1
                 output = np.frombuffer(msg.output, dtype=np.dtype(self.hello.out_dtype)).copy()
-                self._events.append(Result(self._listened, output, int(msg.inference_us), int(msg.cycles),
-                                           device_seq=packet.seq))
+                self._events.append(
+                    Result(self._listened, output, int(msg.inference_us), int(msg.cycles), device_seq=packet.seq)
+                )
                 return
             if frame_seq is None:
                 self._events.append(Notice("unexpected", f"RESULT for seq {packet.seq} that is not in flight"))
@@ -290,11 +320,18 @@ class SerialBoardTarget(Target):
             if msg.seq_valid and packet.seq in self._frames:
                 self._settle(packet.seq, f"device error {msg.name} (detail {msg.detail})")
             elif msg.code == proto.ErrorCode.VERSION:
-                raise UserError(f"{self.name} refuses protocol version {proto.PROTOCOL_VERSION} (it speaks "
-                                f"{msg.detail}); flash firmware from this checkout")
+                raise UserError(
+                    f"{self.name} refuses protocol version {proto.PROTOCOL_VERSION} (it speaks "
+                    f"{msg.detail}); flash firmware from this checkout"
+                )
             else:
-                self._events.append(Notice("device-resync", f"{self.name} skipped corrupt bytes ({msg.name})",
-                                           {"code": msg.name, "detail": msg.detail}))
+                self._events.append(
+                    Notice(
+                        "device-resync",
+                        f"{self.name} skipped corrupt bytes ({msg.name})",
+                        {"code": msg.name, "detail": msg.detail},
+                    )
+                )
         elif isinstance(msg, proto.Pong):
             self._settle(packet.seq, None)
             self._ping_sent_at = None
@@ -384,11 +421,14 @@ class SerialBoardTarget(Target):
                     link.close()
                     self._link = None
             if time.monotonic() >= deadline:
-                raise UserError(f"{self.name}: {why}, and it did not come back within {self.reconnect_s:g} s "
-                                f"(last: {last}); check the cable/board, or raise --reconnect")
+                raise UserError(
+                    f"{self.name}: {why}, and it did not come back within {self.reconnect_s:g} s "
+                    f"(last: {last}); check the cable/board, or raise --reconnect"
+                )
             time.sleep(0.2)
-        self._events.append(Notice("reconnected", f"{self.name} is back ({self._link.url}); handshake done",
-                                   {"url": self._link.url}))
+        self._events.append(
+            Notice("reconnected", f"{self.name} is back ({self._link.url}); handshake done", {"url": self._link.url})
+        )
 
 
 def runner_failure_message(name: str, tag: str) -> str:
@@ -399,5 +439,14 @@ def runner_failure_message(name: str, tag: str) -> str:
 
 def _model_of(hello: proto.Hello) -> tuple:
     """The fields that define which model a board runs (credits and build strings may differ)."""
-    return (hello.model_id, hello.input_shape, hello.in_dtype, hello.in_scale, hello.in_zero_point,
-            hello.num_classes, hello.out_dtype, hello.out_scale, hello.out_zero_point)
+    return (
+        hello.model_id,
+        hello.input_shape,
+        hello.in_dtype,
+        hello.in_scale,
+        hello.in_zero_point,
+        hello.num_classes,
+        hello.out_dtype,
+        hello.out_scale,
+        hello.out_zero_point,
+    )

@@ -1,4 +1,5 @@
 """One class per TFLite operator the engine runs; ``lower_operator`` picks it by the operator's name."""
+
 from __future__ import annotations
 
 from tinyml.codegen.layer import Layer, unsupported

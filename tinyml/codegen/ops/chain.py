@@ -5,6 +5,7 @@ between them and one eng_chain_run call in place of the members' calls. ``row_ge
 the C driver exactly, so the code generator knows each row buffer's capacity, how many kernel calls and how many
 copied bytes a chain costs (tinyml/codegen/schedule.py turns those into instructions).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from tinyml.tflite_graph import Graph
 
 # The kernel entry point a depthwise member's layer-by-layer call uses -> the eng_stage_kind that calls it; a
 # CONV_2D member is ENG_STAGE_CONV with its kernel (whichever the op chose) as the stage's function pointer.
-STAGE_KINDS = {"eng_dwconv2d_s8": "ENG_STAGE_DW", "eng_dwconv2d_s8_wide": "ENG_STAGE_DW_WIDE",
-               "eng_dwconv2d_s8_3x3": "ENG_STAGE_DW3X3"}
+STAGE_KINDS = {
+    "eng_dwconv2d_s8": "ENG_STAGE_DW",
+    "eng_dwconv2d_s8_wide": "ENG_STAGE_DW_WIDE",
+    "eng_dwconv2d_s8_3x3": "ENG_STAGE_DW3X3",
+}
 BUF_ALIGN = 8
 EXTRA_ROWS = 2  # row buffer capacity beyond the consumer's window (engine_chain.h: 2/3 row copied per row)
 
@@ -61,8 +65,9 @@ def row_geometry(layer: Layer) -> Rows:
     _, in_h, in_w, in_c = x.shape
     _, out_h, out_w, out_c = y.shape
     geom = layer.window_geometry(x, y, w.shape[1], w.shape[2])  # type: ignore[attr-defined]
-    return Rows(in_h, in_w * in_c, out_h, out_w * out_c, out_c, w.shape[1], geom["stride_h"], geom["pad_top"],
-                geom["dil_h"])
+    return Rows(
+        in_h, in_w * in_c, out_h, out_w * out_c, out_c, w.shape[1], geom["stride_h"], geom["pad_top"], geom["dil_h"]
+    )
 
 
 def buffer_rows(producer: Rows, consumer: Rows) -> int:
@@ -133,8 +138,10 @@ class FusedChain(Layer):
         self.weight_bytes = sum(m.weight_bytes for m in members)
         self.in_place = False
         self.scratch = None  # the members' needs: scratch_needs / scratch_bytes
-        self.call = (f"eng_chain_run(&{self.name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, (int8_t *){{bufs}}, "
-                     f"{{scratch}});")
+        self.call = (
+            f"eng_chain_run(&{self.name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, (int8_t *){{bufs}}, "
+            f"{{scratch}});"
+        )
         self.decls = ""
 
     def lower(self) -> None:  # pragma: no cover - members are lowered already
@@ -163,7 +170,8 @@ class FusedChain(Layer):
         body = ",\n  ".join(stages)
         for m in self.members:
             m.in_place = False  # rows go between separate buffers (the driver clears it in its views too)
-        return ("".join(m.declarations() for m in self.members)
-                + f"static const eng_stage_t {self.name}_stages[{len(stages)}] = {{\n  {body}\n}};\n"
-                + c_struct("eng_chain_t", self.name, dict(n=len(stages), stages=f"{self.name}_stages")))
-
+        return (
+            "".join(m.declarations() for m in self.members)
+            + f"static const eng_stage_t {self.name}_stages[{len(stages)}] = {{\n  {body}\n}};\n"
+            + c_struct("eng_chain_t", self.name, dict(n=len(stages), stages=f"{self.name}_stages"))
+        )

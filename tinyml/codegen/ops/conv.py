@@ -2,6 +2,7 @@
 directly, so the linker keeps only the kernels a model uses): eng_conv2d_s8's variants per requantisation mode and
 first-layer kernel, its wide exact variant for large accumulators, and the 4x2 pointwise kernel (4 pixels x 2
 channels with pair-layout weights)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,9 +44,16 @@ class Conv2D(WeightedLayer):
         self.fold_dead_channels(w_oc_k, folded, mult, shift, out_zp, lo, hi)
         # The fast kernel when every accumulator provably stays below 2^30, else the exact wide one.
         self.wide = not self.fits_fast_kernels(w_oc_k, folded)
-        self.pointwise = (geom["k_h"] == 1 and geom["k_w"] == 1 and geom["stride_h"] == 1 and geom["stride_w"] == 1
-                          and geom["pad_top"] == 0 and geom["pad_left"] == 0
-                          and geom["in_h"] == geom["out_h"] and geom["in_w"] == geom["out_w"])
+        self.pointwise = (
+            geom["k_h"] == 1
+            and geom["k_w"] == 1
+            and geom["stride_h"] == 1
+            and geom["stride_w"] == 1
+            and geom["pad_top"] == 0
+            and geom["pad_left"] == 0
+            and geom["in_h"] == geom["out_h"]
+            and geom["in_w"] == geom["out_w"]
+        )
         fast_pointwise = not self.wide and self.pointwise and not self.single_round
         window = (geom["k_h"], geom["k_w"], geom["in_c"])
         scratch: tuple[str, tuple[int, ...]]  # the kernel header's scratch macro and its arguments
@@ -58,13 +66,27 @@ class Conv2D(WeightedLayer):
         else:
             function, scratch = conv_variant(geom, shift, lo, hi, self.single_round), ("ENG_CONV_SCRATCH_BYTES", window)
         name = self.name
-        decls = (c_array("int8_t", f"{name}_w", w_oc_k) + c_array("int32_t", f"{name}_b", wrap_int32(folded))
-                 + c_array("int32_t", f"{name}_m", np.array(mult)) + c_array("int8_t", f"{name}_s", np.array(shift)))
+        decls = (
+            c_array("int8_t", f"{name}_w", w_oc_k)
+            + c_array("int32_t", f"{name}_b", wrap_int32(folded))
+            + c_array("int32_t", f"{name}_m", np.array(mult))
+            + c_array("int8_t", f"{name}_s", np.array(shift))
+        )
         self.weight_bytes = int(w_oc_k.size + 9 * len(mult))
         self.scratch = scratch
-        fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, weights=f"{name}_w", bias=f"{name}_b",
-                      mult=f"{name}_m", shift=f"{name}_s", in_place=IN_PLACE_TOKEN,
-                      single_round=int(self.single_round))
+        fields = dict(
+            geom,
+            in_zp=in_zp,
+            out_zp=out_zp,
+            act_min=lo,
+            act_max=hi,
+            weights=f"{name}_w",
+            bias=f"{name}_b",
+            mult=f"{name}_m",
+            shift=f"{name}_s",
+            in_place=IN_PLACE_TOKEN,
+            single_round=int(self.single_round),
+        )
         self.decls = decls + c_struct("eng_conv_t", name, fields)
         self.call = f"{function}(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}}, {{scratch}});"
 
@@ -94,8 +116,14 @@ def conv_variant(geom: dict[str, int], shift: list[int], lo: int, hi: int, singl
     if single_round:
         return "eng_conv2d_s8_single"
     mode = "exact" if any(s >= 0 for s in shift) else "sat" if (lo, hi) == (-128, 127) else "fast"
-    first_layer = (geom["in_c"] in (1, 3) and geom["k_h"] == 3 and geom["k_w"] == 3 and geom["dil_h"] == 1
-                   and geom["dil_w"] == 1 and geom["out_c"] <= constant("ENG_FIRST_LAYER_MAX_OC"))
+    first_layer = (
+        geom["in_c"] in (1, 3)
+        and geom["k_h"] == 3
+        and geom["k_w"] == 3
+        and geom["dil_h"] == 1
+        and geom["dil_w"] == 1
+        and geom["out_c"] <= constant("ENG_FIRST_LAYER_MAX_OC")
+    )
     return f"eng_conv2d_s8_c{geom['in_c']}_{mode}" if first_layer else f"eng_conv2d_s8_{mode}"
 
 
@@ -127,7 +155,21 @@ class FullyConnected(Conv2D):
         rows = x.size // k
         if rows * k != x.size or y.size != rows * oc:
             raise unsupported(self.op, f"input {x.shape} for weights {w.shape}")
-        geom = dict(in_h=rows, in_w=1, in_c=k, out_h=rows, out_w=1, out_c=oc, k_h=1, k_w=1, stride_h=1, stride_w=1,
-                    dil_h=1, dil_w=1, pad_top=0, pad_left=0)
+        geom = dict(
+            in_h=rows,
+            in_w=1,
+            in_c=k,
+            out_h=rows,
+            out_w=1,
+            out_c=oc,
+            k_h=1,
+            k_w=1,
+            stride_h=1,
+            stride_w=1,
+            dil_h=1,
+            dil_w=1,
+            pad_top=0,
+            pad_left=0,
+        )
         assert w.data is not None  # int8_weighted refused non-constant weights
         self.emit(x, w.data.reshape(oc, k), y, geom, self.op.options["fused_activation_function"])

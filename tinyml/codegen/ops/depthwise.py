@@ -1,5 +1,6 @@
 """DEPTHWISE_CONV_2D: the kernel choice (3x3 block kernel, per-pixel kernel or the wide exact one), weights regrouped
 by 4 channels for the multiplier-1 kernels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,11 +40,24 @@ class DepthwiseConv2D(WeightedLayer):
             weights = np.concatenate([grouped, weights[:, c4:].reshape(-1)])
         name = self.name
         geom = dict(self.window_geometry(x, y, kh, kw), depth_mult=oc // ic)
-        fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, weights=f"{name}_w", bias=f"{name}_b",
-                      mult=f"{name}_m", shift=f"{name}_s")
-        self.decls = (c_array("int8_t", f"{name}_w", weights) + c_array("int32_t", f"{name}_b", wrap_int32(folded))
-                      + c_array("int32_t", f"{name}_m", np.array(mult)) + c_array("int8_t", f"{name}_s", np.array(shift))
-                      + c_struct("eng_dwconv_t", name, fields))
+        fields = dict(
+            geom,
+            in_zp=in_zp,
+            out_zp=out_zp,
+            act_min=lo,
+            act_max=hi,
+            weights=f"{name}_w",
+            bias=f"{name}_b",
+            mult=f"{name}_m",
+            shift=f"{name}_s",
+        )
+        self.decls = (
+            c_array("int8_t", f"{name}_w", weights)
+            + c_array("int32_t", f"{name}_b", wrap_int32(folded))
+            + c_array("int32_t", f"{name}_m", np.array(mult))
+            + c_array("int8_t", f"{name}_s", np.array(shift))
+            + c_struct("eng_dwconv_t", name, fields)
+        )
         self.weight_bytes = int(weights.size + 9 * oc)
         if self.wide:  # the exact general path: [k_h][k_w][out_c] weights, no scratch
             self.call = f"eng_dwconv2d_s8_wide(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}});"
@@ -60,5 +74,12 @@ class DepthwiseConv2D(WeightedLayer):
         3x3, multiplier 1, no dilation, stride 1 or 2 across, every shift in its folded requantisation's range
         (engine_kernels.h states these preconditions; the accumulator bound is the caller's)."""
         max_r = constant("RQ_FOLD_MAX_R")
-        return (geom["depth_mult"] == 1 and geom["k_h"] == 3 and geom["k_w"] == 3 and geom["dil_h"] == 1
-                and geom["dil_w"] == 1 and geom["stride_w"] in (1, 2) and all(-max_r <= s <= -1 for s in shift))
+        return (
+            geom["depth_mult"] == 1
+            and geom["k_h"] == 3
+            and geom["k_w"] == 3
+            and geom["dil_h"] == 1
+            and geom["dil_w"] == 1
+            and geom["stride_w"] in (1, 2)
+            and all(-max_r <= s <= -1 for s in shift)
+        )

@@ -1,4 +1,5 @@
 """ADD, PAD/PADV2, QUANTIZE, DEQUANTIZE and RESHAPE/SQUEEZE (an alias: no code unless it is the model output)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,20 @@ class Add(ElementWise):
         m2, s2 = quantize_multiplier(float(sb) / twice_max)
         mo, so = quantize_multiplier(twice_max / ((1 << 20) * float(sy)))
         lo, hi = activation_range(self.op.options["fused_activation_function"], sy, zy, "int8")
-        fields = dict(size=y.size, in1_offset=-za, in2_offset=-zb, out_zp=zy, in1_mult=m1, in2_mult=m2, out_mult=mo,
-                      in1_shift=s1, in2_shift=s2, out_shift=so, act_min=lo, act_max=hi)
+        fields = dict(
+            size=y.size,
+            in1_offset=-za,
+            in2_offset=-zb,
+            out_zp=zy,
+            in1_mult=m1,
+            in2_mult=m2,
+            out_mult=mo,
+            in1_shift=s1,
+            in2_shift=s2,
+            out_shift=so,
+            act_min=lo,
+            act_max=hi,
+        )
         self.decls = c_struct("eng_add_t", self.name, fields)
         self.call = f"eng_add_s8(&{self.name}, (const int8_t *){{in0}}, (const int8_t *){{in1}}, (int8_t *){{out0}});"
 
@@ -59,7 +72,7 @@ class Pad(Layer):
         if pads is None or pads.shape != (len(x.shape), 2) or len(x.shape) > 4:
             raise unsupported(self.op, "non-constant or >4-D paddings")
         full = np.zeros((4, 2), np.int64)
-        full[4 - len(x.shape):] = pads
+        full[4 - len(x.shape) :] = pads
         value = quant(y)[1]
         if self.op.name == "PADV2" and len(self.op.inputs) > 2 and self.op.inputs[2] >= 0:
             const = self.tensor(self.op.inputs[2]).data
@@ -67,8 +80,16 @@ class Pad(Layer):
                 raise unsupported(self.op, "non-constant pad value")
             value = int(const.reshape(-1)[0])
         n, h, w, c = nhwc(x.shape)
-        fields = dict(in_n=n, in_h=h, in_w=w, in_c=c, before="{" + ", ".join(str(int(v)) for v in full[:, 0]) + "}",
-                      after="{" + ", ".join(str(int(v)) for v in full[:, 1]) + "}", elem_bytes=1, value=value & 0xFF)
+        fields = dict(
+            in_n=n,
+            in_h=h,
+            in_w=w,
+            in_c=c,
+            before="{" + ", ".join(str(int(v)) for v in full[:, 0]) + "}",
+            after="{" + ", ".join(str(int(v)) for v in full[:, 1]) + "}",
+            elem_bytes=1,
+            value=value & 0xFF,
+        )
         self.decls = c_struct("eng_pad_t", self.name, fields)
         self.call = f"eng_pad(&{self.name}, {{in0}}, {{out0}});"
 
@@ -91,8 +112,15 @@ class Quantize(ElementWise):
         self.float_input = False
         in_scale, in_zp = quant(x)
         mult, shift = quantize_multiplier(float(in_scale) / float(out_scale))
-        fields = dict(size=y.size, in_signed=int(x.dtype == "int8"), out_signed=int(y.dtype == "int8"), in_zp=in_zp,
-                      out_zp=out_zp, mult=mult, shift=shift)
+        fields = dict(
+            size=y.size,
+            in_signed=int(x.dtype == "int8"),
+            out_signed=int(y.dtype == "int8"),
+            in_zp=in_zp,
+            out_zp=out_zp,
+            mult=mult,
+            shift=shift,
+        )
         self.decls = c_struct("eng_requant_t", self.name, fields)
         self.call = f"eng_requant8(&{self.name}, {{in0}}, {{out0}});"
 

@@ -1,4 +1,5 @@
 """AVERAGE_POOL_2D, MAX_POOL_2D (eng_avgpool_s8 / eng_maxpool_s8) and MEAN over height and width."""
+
 from __future__ import annotations
 
 from tinyml.codegen.arithmetic import QRANGE, activation_range, quantize_multiplier, same_padding
@@ -23,9 +24,21 @@ class Pool2D(Layer):
         scale, zp = quant(y)
         lo, hi = activation_range(o["fused_activation_function"], scale, zp, "int8")
         same = o["padding"] == "SAME"
-        fields = dict(in_h=ih, in_w=iw, c=c, out_h=oh, out_w=ow, f_h=fh, f_w=fw, stride_h=sh, stride_w=sw,
-                      pad_top=same_padding(ih, oh, fh, sh, 1) if same else 0,
-                      pad_left=same_padding(iw, ow, fw, sw, 1) if same else 0, act_min=lo, act_max=hi)
+        fields = dict(
+            in_h=ih,
+            in_w=iw,
+            c=c,
+            out_h=oh,
+            out_w=ow,
+            f_h=fh,
+            f_w=fw,
+            stride_h=sh,
+            stride_w=sw,
+            pad_top=same_padding(ih, oh, fh, sh, 1) if same else 0,
+            pad_left=same_padding(iw, ow, fw, sw, 1) if same else 0,
+            act_min=lo,
+            act_max=hi,
+        )
         self.decls = c_struct("eng_pool_t", self.name, fields)
         self.call = f"eng_{self.kernel}_s8(&{self.name}, (const int8_t *){{in0}}, (int8_t *){{out0}});"
 
@@ -47,7 +60,12 @@ class Mean(Layer):
         x = self.require_dtype(self.op.inputs[0], ("int8", "uint8"))
         y = self.require_dtype(self.op.outputs[0], (x.dtype,))
         axis = self.tensor(self.op.inputs[1]).data
-        if axis is None or len(x.shape) != 4 or sorted(int(a) % 4 for a in axis.reshape(-1)) != [1, 2] or x.shape[0] != 1:
+        if (
+            axis is None
+            or len(x.shape) != 4
+            or sorted(int(a) % 4 for a in axis.reshape(-1)) != [1, 2]
+            or x.shape[0] != 1
+        ):
             raise unsupported(self.op, "only the mean over height and width of a 4-D tensor")
         _, h, w, c = x.shape
         in_scale, in_zp = quant(x)

@@ -1,4 +1,5 @@
 """SOFTMAX (int8 in, int8 out): eng_softmax_s8, TFLite's reference fixed-point kernel."""
+
 from __future__ import annotations
 
 from tinyml.codegen.arithmetic import softmax_scaling
@@ -22,7 +23,8 @@ class Softmax(ElementWise):
             raise unsupported(self.op, f"output scale {out_scale:g} / zero point {out_zp} (TFLite needs 1/256, -128)")
         depth = x.shape[-1]
         mult, shift, diff_min = softmax_scaling(float(self.op.options.get("beta", 1.0)), in_scale)
-        self.fields = dict(rows=x.size // depth, depth=depth, input_multiplier=mult, input_left_shift=shift,
-                           diff_min=diff_min)
+        self.fields = dict(
+            rows=x.size // depth, depth=depth, input_multiplier=mult, input_left_shift=shift, diff_min=diff_min
+        )
         self.decls = c_struct("eng_softmax_t", self.name, self.fields)
         self.call = f"eng_softmax_s8(&{self.name}, (const int8_t *){{in0}}, (int8_t *){{out0}});"

@@ -1,5 +1,6 @@
 """What CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED share: int8 checks, per-channel requantisation, bias,
 dead-channel folding and the accumulator bound that picks the fast or the wide (exact for any int32) kernel."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,9 +41,22 @@ class WeightedLayer(Layer):
         o = self.op.options
         sh, sw, dh, dw = o["stride_h"], o["stride_w"], o["dilation_h_factor"], o["dilation_w_factor"]
         same = o["padding"] == "SAME"
-        return dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw, stride_h=sh,
-                    stride_w=sw, dil_h=dh, dil_w=dw, pad_top=same_padding(ih, oh, kh, sh, dh) if same else 0,
-                    pad_left=same_padding(iw, ow, kw, sw, dw) if same else 0)
+        return dict(
+            in_h=ih,
+            in_w=iw,
+            in_c=ic,
+            out_h=oh,
+            out_w=ow,
+            out_c=oc,
+            k_h=kh,
+            k_w=kw,
+            stride_h=sh,
+            stride_w=sw,
+            dil_h=dh,
+            dil_w=dw,
+            pad_top=same_padding(ih, oh, kh, sh, dh) if same else 0,
+            pad_left=same_padding(iw, ow, kw, sw, dw) if same else 0,
+        )
 
     def requant_arrays(self, x: Tensor, w: Tensor, y: Tensor, out_c: int) -> tuple[list[int], list[int]]:
         """QuantizeMultiplier of in_scale * w_scale[c] / out_scale per output channel (double precision)."""
@@ -63,8 +77,16 @@ class WeightedLayer(Layer):
             shift.append(s)
         return mult, shift
 
-    def fold_dead_channels(self, w_by_channel: np.ndarray, folded: np.ndarray, mult: list[int], shift: list[int],
-                           out_zp: int, lo: int, hi: int) -> None:
+    def fold_dead_channels(
+        self,
+        w_by_channel: np.ndarray,
+        folded: np.ndarray,
+        mult: list[int],
+        shift: list[int],
+        out_zp: int,
+        lo: int,
+        hi: int,
+    ) -> None:
         """Channels whose weights are all zero output one constant: compute it here, exactly, and give the
         channel small constants that reproduce it (converters leave such channels with biases of +-2^30)."""
         for c in np.flatnonzero(~w_by_channel.any(axis=1)):

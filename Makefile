@@ -27,10 +27,12 @@ test-fast: lint
 	$(VPY) -m pytest -m "not slow and not qemu"
 
 # Static checks `make test` runs first (configured in pyproject.toml; .pre-commit-config.yaml runs the same):
-# ruff's lint rules and Python layout (ruff format), mypy, and the import layers of docs/architecture.md.
+# ruff's lint rules and Python layout (ruff format), the C/C++ layout (.clang-format), mypy, and the import layers
+# of docs/architecture.md.
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run -Werror --style=file $(C_SOURCES)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 

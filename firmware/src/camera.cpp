@@ -13,16 +13,16 @@ namespace {
 
 const uint8_t model_info_id[32] = MODEL_ID_BYTES;
 const int16_t pixel_lut[256] = MODEL_PIXEL_LUT;
-const camera_model_input model_input = {MODEL_INPUT_HEIGHT, MODEL_INPUT_WIDTH, MODEL_INPUT_CHANNELS,
-                                        MODEL_RESIZE_MODE, pixel_lut};
+const camera_model_input model_input = {MODEL_INPUT_HEIGHT, MODEL_INPUT_WIDTH, MODEL_INPUT_CHANNELS, MODEL_RESIZE_MODE,
+                                        pixel_lut};
 int frame_format = CAMERA_GRAY8;
 
-}  // namespace
+} // namespace
 
 int camera_begin(const uint8_t model_id[32], int channels) {
   if (memcmp(model_id, model_info_id, sizeof model_info_id) != 0) return CAMERA_ERR_OTHER_MODEL;
   camera_config_t config = {};
-  config.pin_pwdn = 32;  /* AI-Thinker ESP32-CAM wiring */
+  config.pin_pwdn = 32; /* AI-Thinker ESP32-CAM wiring */
   config.pin_reset = -1;
   config.pin_xclk = 0;
   config.pin_sccb_sda = 26;

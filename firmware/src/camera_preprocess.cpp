@@ -20,12 +20,11 @@ void read_pixel(const uint8_t *src, int src_w, int x, int y, int format, int rgb
 /* BT.601 luma in OpenCV's fixed point (14 fractional bits, rounded). */
 int gray_of(const int rgb[3]) { return (rgb[0] * 4899 + rgb[1] * 9617 + rgb[2] * 1868 + (1 << 13)) >> 14; }
 
-}  // namespace
+} // namespace
 
 int camera_preprocess(const uint8_t *src, int src_w, int src_h, int format, const camera_model_input *model,
                       uint8_t *out) {
-  if (src == nullptr || src_w <= 0 || src_h <= 0 || (format != CAMERA_GRAY8 && format != CAMERA_RGB565_BE))
-    return -1;
+  if (src == nullptr || src_w <= 0 || src_h <= 0 || (format != CAMERA_GRAY8 && format != CAMERA_RGB565_BE)) return -1;
   const int H = model->height, W = model->width, C = model->channels;
   /* Region of the frame that is used (x0, y0, cw, ch) and where it lands in the output (ox, oy, ow, oh). */
   int x0 = 0, y0 = 0, cw = src_w, ch = src_h, ox = 0, oy = 0, ow = W, oh = H;

@@ -14,8 +14,8 @@ enum camera_resize { CAMERA_RESIZE_CROP = 0, CAMERA_RESIZE_LETTERBOX = 1, CAMERA
 
 struct camera_model_input {
   int height, width, channels; /* model input, channels 1 or 3 */
-  int resize;                  /* enum camera_resize (MODEL_RESIZE_MODE) */
-  const int16_t *lut;          /* 256 entries: pixel value -> tensor value (MODEL_PIXEL_LUT) */
+  int resize; /* enum camera_resize (MODEL_RESIZE_MODE) */
+  const int16_t *lut; /* 256 entries: pixel value -> tensor value (MODEL_PIXEL_LUT) */
 };
 
 /* Fill `out` (height*width*channels bytes, int8 or uint8 as the LUT says) from a src_w x src_h frame.

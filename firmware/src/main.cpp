@@ -92,7 +92,7 @@ const runner_t *select_runner() {
 #endif
 }
 
-}  // namespace
+} // namespace
 
 /* ---- port.h for Arduino ---- */
 size_t port_read(uint8_t *buf, size_t max) {
@@ -128,8 +128,8 @@ void setup() {
   Serial.setRxBufferSize(FIRMWARE_RX_BUFFER); /* before begin(): a whole FRAME fits while an inference runs */
 #endif
   Serial.begin(FIRMWARE_BAUD);
-  const app_config_t config = {&frame_bufs[0][0], sizeof frame_bufs[0], FIRMWARE_CREDITS + 1, output,
-                               sizeof output, tx, sizeof tx};
+  const app_config_t config = {&frame_bufs[0][0], sizeof frame_bufs[0], FIRMWARE_CREDITS + 1, output, sizeof output, tx,
+                               sizeof tx};
   app_ready = app_init(&sketch_app, select_runner(), &config) == APP_OK;
 #if defined(FIRMWARE_CAMERA)
   /* The runner's own description (either runner): camera.cpp refuses a model_info.h of another model. */

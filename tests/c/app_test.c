@@ -200,7 +200,8 @@ static void expect_result(const reply_t *r, uint16_t seq, const uint8_t *pixels)
   check(proto_decode_result(r->payload, r->length, &us, &cycles, &out, &out_len) == 0, "RESULT does not decode");
   check(us == INVOKE_US && cycles == INVOKE_CYCLES, "RESULT timing %u us %llu cycles", us, (unsigned long long)cycles);
   checksum(pixels, want);
-  check(out_len == OUT_LEN && memcmp(out, want, OUT_LEN) == 0, "RESULT output is not the runner's output for the sent pixels");
+  check(out_len == OUT_LEN && memcmp(out, want, OUT_LEN) == 0,
+        "RESULT output is not the runner's output for the sent pixels");
 }
 
 static void expect_error(const reply_t *r, uint16_t seq, uint8_t code, uint8_t flags, uint32_t detail) {
@@ -365,7 +366,8 @@ static void test_corrupt_stream_never_breaks_the_loop(void) {
     make_pixels(px, 40 + i);
     size_t n = proto_encode(frame, sizeof frame, PROTO_FRAME, (uint16_t)(1000 + i), px, IN_BYTES);
     if (kind == 0) { /* noise, sometimes containing sync bytes */
-      for (uint32_t k = rng() % 40; k > 0; --k) frame[k % sizeof frame] = (uint8_t)(rng() % 3 == 0 ? PROTO_SYNC0 : rng());
+      for (uint32_t k = rng() % 40; k > 0; --k)
+        frame[k % sizeof frame] = (uint8_t)(rng() % 3 == 0 ? PROTO_SYNC0 : rng());
       host_send(frame, rng() % 40);
     } else if (kind == 1) { /* truncated frame */
       host_send(frame, rng() % n);

@@ -65,7 +65,8 @@ static void random_stage(stage_t *q, int n) {
   if (mode == 1) q->lo = q->out_zp; /* a ReLU's range */
   for (int c = 0; c < n; c++) {
     q->mult[c] = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu));
-    q->shift[c] = (int8_t)(mode == 2 && c == n - 1 ? rnd_in(0, 1) : (mode == 3 && c == 0 ? rnd_in(-31, -20) : rnd_in(-12, -1)));
+    q->shift[c] =
+        (int8_t)(mode == 2 && c == n - 1 ? rnd_in(0, 1) : (mode == 3 && c == 0 ? rnd_in(-31, -20) : rnd_in(-12, -1)));
   }
 }
 
@@ -82,7 +83,8 @@ static int same_padding(int in, int out, int k, int s) {
 
 static int check_dwconv(int case_no) {
   const int k = rnd_in(0, 3) ? 3 : rnd_in(1, 5), stride = rnd_in(1, 2), same = rnd_in(0, 3) != 0;
-  const int in_h = rnd_in(k, 13), in_w = rnd_in(k, 13), C = rnd_in(1, 3) == 1 ? rnd_in(1, 7) : 4 * rnd_in(1, 6) + rnd_in(0, 1) * rnd_in(0, 3);
+  const int in_h = rnd_in(k, 13), in_w = rnd_in(k, 13),
+            C = rnd_in(1, 3) == 1 ? rnd_in(1, 7) : 4 * rnd_in(1, 6) + rnd_in(0, 1) * rnd_in(0, 3);
   const int out_h = same ? (in_h + stride - 1) / stride : (in_h - k) / stride + 1;
   const int out_w = same ? (in_w + stride - 1) / stride : (in_w - k) / stride + 1;
   const int pad_top = same ? same_padding(in_h, out_h, k, stride) : 0;
@@ -107,11 +109,29 @@ static int check_dwconv(int case_no) {
     bias[c] = rnd_in(-20000, 20000);
     folded[c] = (int32_t)(bias[c] - (int64_t)in_zp * sum);
   }
-  const eng_dwconv_t p = {.in_h = in_h, .in_w = in_w, .in_c = C, .out_h = out_h, .out_w = out_w, .out_c = C,
-                          .k_h = k, .k_w = k, .stride_h = stride, .stride_w = stride, .dil_h = 1, .dil_w = 1,
-                          .pad_top = pad_top, .pad_left = pad_left, .depth_mult = 1, .in_zp = in_zp,
-                          .out_zp = q.out_zp, .act_min = q.lo, .act_max = q.hi, .weights = wg, .bias = folded,
-                          .mult = q.mult, .shift = q.shift};
+  const eng_dwconv_t p = {.in_h = in_h,
+                          .in_w = in_w,
+                          .in_c = C,
+                          .out_h = out_h,
+                          .out_w = out_w,
+                          .out_c = C,
+                          .k_h = k,
+                          .k_w = k,
+                          .stride_h = stride,
+                          .stride_w = stride,
+                          .dil_h = 1,
+                          .dil_w = 1,
+                          .pad_top = pad_top,
+                          .pad_left = pad_left,
+                          .depth_mult = 1,
+                          .in_zp = in_zp,
+                          .out_zp = q.out_zp,
+                          .act_min = q.lo,
+                          .act_max = q.hi,
+                          .weights = wg,
+                          .bias = folded,
+                          .mult = q.mult,
+                          .shift = q.shift};
   int folded_range = 1; /* codegen's choice (tinyml/codegen/ops/depthwise.py block_3x3) */
   for (int c = 0; c < C; c++) folded_range &= q.shift[c] <= -1 && q.shift[c] >= -22;
   const int block = k == 3 && folded_range;
@@ -135,12 +155,20 @@ static int check_dwconv(int case_no) {
         const int8_t want = ref_out(acc, q.mult[c], q.shift[c], q.out_zp, q.lo, q.hi);
         const int8_t got = out[((size_t)oy * out_w + ox) * C + c];
         if (got != want) {
-          printf("case %d dwconv k%d s%d %dx%dx%d: pixel (%d,%d) channel %d: %d, want %d\n", case_no, k, stride,
-                 in_h, in_w, C, oy, ox, c, got, want);
+          printf("case %d dwconv k%d s%d %dx%dx%d: pixel (%d,%d) channel %d: %d, want %d\n", case_no, k, stride, in_h,
+                 in_w, C, oy, ox, c, got, want);
           bad = 1;
         }
       }
-  free(in); free(w); free(wg); free(out); free(bias); free(folded); free(q.mult); free(q.shift); free(scratch);
+  free(in);
+  free(w);
+  free(wg);
+  free(out);
+  free(bias);
+  free(folded);
+  free(q.mult);
+  free(q.shift);
+  free(scratch);
   return bad;
 }
 
@@ -167,11 +195,30 @@ static int check_conv(int case_no) {
     bias[oc] = rnd_in(-20000, 20000);
     folded[oc] = (int32_t)(bias[oc] - (int64_t)in_zp * sum);
   }
-  const eng_conv_t p = {.in_h = in_h, .in_w = in_w, .in_c = in_c, .out_h = out_h, .out_w = out_w, .out_c = out_c,
-                        .k_h = k, .k_w = k, .stride_h = stride, .stride_w = stride, .dil_h = 1, .dil_w = 1,
-                        .pad_top = pad_top, .pad_left = pad_left, .in_place = 0, .single_round = 0,
-                        .in_zp = in_zp, .out_zp = q.out_zp, .act_min = q.lo, .act_max = q.hi, .weights = w,
-                        .bias = folded, .mult = q.mult, .shift = q.shift};
+  const eng_conv_t p = {.in_h = in_h,
+                        .in_w = in_w,
+                        .in_c = in_c,
+                        .out_h = out_h,
+                        .out_w = out_w,
+                        .out_c = out_c,
+                        .k_h = k,
+                        .k_w = k,
+                        .stride_h = stride,
+                        .stride_w = stride,
+                        .dil_h = 1,
+                        .dil_w = 1,
+                        .pad_top = pad_top,
+                        .pad_left = pad_left,
+                        .in_place = 0,
+                        .single_round = 0,
+                        .in_zp = in_zp,
+                        .out_zp = q.out_zp,
+                        .act_min = q.lo,
+                        .act_max = q.hi,
+                        .weights = w,
+                        .bias = folded,
+                        .mult = q.mult,
+                        .shift = q.shift};
   /* exactly the header's size for the function codegen would call, so an overrun is an ASan error */
   void *scratch = malloc(ENG_CONV_SCRATCH_BYTES(k, k, in_c));
   eng_conv2d_s8(&p, in, out, scratch);
@@ -196,7 +243,14 @@ static int check_conv(int case_no) {
           bad = 1;
         }
       }
-  free(in); free(w); free(out); free(bias); free(folded); free(q.mult); free(q.shift); free(scratch);
+  free(in);
+  free(w);
+  free(out);
+  free(bias);
+  free(folded);
+  free(q.mult);
+  free(q.shift);
+  free(scratch);
   return bad;
 }
 
@@ -205,11 +259,17 @@ static int check_add(int case_no) {
   int8_t *a = random_bytes(n), *b = random_bytes(n), *out = malloc(n);
   const int za = rnd_in(-128, 127), zb = rnd_in(-128, 127);
   const int sat = rnd_in(0, 1);
-  const eng_add_t p = {.size = n, .in1_offset = -za, .in2_offset = -zb, .out_zp = rnd_in(-128, 127),
+  const eng_add_t p = {.size = n,
+                       .in1_offset = -za,
+                       .in2_offset = -zb,
+                       .out_zp = rnd_in(-128, 127),
                        .in1_mult = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu)),
-                       .in2_mult = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu)), .out_mult = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu)),
-                       .in1_shift = (int8_t)(rnd_in(0, 1) ? 0 : rnd_in(-6, -1)), .in2_shift = (int8_t)rnd_in(-6, 0),
-                       .out_shift = (int8_t)rnd_in(-25, -12), .act_min = sat ? -128 : rnd_in(-128, 0),
+                       .in2_mult = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu)),
+                       .out_mult = (int32_t)((1u << 30) + (rnd() & 0x3FFFFFFFu)),
+                       .in1_shift = (int8_t)(rnd_in(0, 1) ? 0 : rnd_in(-6, -1)),
+                       .in2_shift = (int8_t)rnd_in(-6, 0),
+                       .out_shift = (int8_t)rnd_in(-25, -12),
+                       .act_min = sat ? -128 : rnd_in(-128, 0),
                        .act_max = sat ? 127 : rnd_in(0, 127)};
   eng_add_s8(&p, a, b, out);
   int bad = 0;
@@ -222,7 +282,9 @@ static int check_add(int case_no) {
       bad = 1;
     }
   }
-  free(a); free(b); free(out);
+  free(a);
+  free(b);
+  free(out);
   return bad;
 }
 

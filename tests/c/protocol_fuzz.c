@@ -36,7 +36,7 @@ static uint64_t intact_off[MAX_STREAM / PROTO_OVERHEAD + 1];
 typedef struct {
   const uint8_t *data; /* the whole input, to check delivered frames against */
   size_t size, max_payload, n;
-  const uint8_t *buf;  /* the parser buffer */
+  const uint8_t *buf; /* the parser buffer */
   uint64_t last;
   rec_t *out;
 } run_t;

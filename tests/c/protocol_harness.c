@@ -28,9 +28,12 @@ static void print_str(const char *s) {
   putchar('"');
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') printf("\\%c", c);
-    else if (c < 0x20 || c >= 0x7f) printf("\\u%04x", c);
-    else putchar(c);
+    if (c == '"' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20 || c >= 0x7f)
+      printf("\\u%04x", c);
+    else
+      putchar(c);
   }
   putchar('"');
 }
@@ -51,14 +54,16 @@ static size_t print_message(const proto_event_t *ev, uint8_t *out, size_t cap) {
     case PROTO_HELLO: {
       proto_hello_t h;
       if (proto_decode_hello(ev->payload, ev->length, &h)) break;
-      printf(",\"message\":{\"version\":%u,\"credits\":%u,\"in_dtype\":%u,\"out_dtype\":%u,\"max_payload\":%lu,"
-             "\"model_id\":\"",
-             h.version, h.credits, h.in_dtype, h.out_dtype, (unsigned long)h.max_payload);
+      printf(
+          ",\"message\":{\"version\":%u,\"credits\":%u,\"in_dtype\":%u,\"out_dtype\":%u,\"max_payload\":%lu,"
+          "\"model_id\":\"",
+          h.version, h.credits, h.in_dtype, h.out_dtype, (unsigned long)h.max_payload);
       print_hex(h.model_id, PROTO_MODEL_ID_LEN);
-      printf("\",\"in_h\":%u,\"in_w\":%u,\"in_c\":%u,\"out_len\":%u,\"in_scale\":%.9g,\"in_zero_point\":%ld,"
-             "\"out_scale\":%.9g,\"out_zero_point\":%ld,\"arena_bytes\":%lu,\"engine\":",
-             h.in_h, h.in_w, h.in_c, h.out_len, (double)h.in_scale, (long)h.in_zero_point, (double)h.out_scale,
-             (long)h.out_zero_point, (unsigned long)h.arena_bytes);
+      printf(
+          "\",\"in_h\":%u,\"in_w\":%u,\"in_c\":%u,\"out_len\":%u,\"in_scale\":%.9g,\"in_zero_point\":%ld,"
+          "\"out_scale\":%.9g,\"out_zero_point\":%ld,\"arena_bytes\":%lu,\"engine\":",
+          h.in_h, h.in_w, h.in_c, h.out_len, (double)h.in_scale, (long)h.in_zero_point, (double)h.out_scale,
+          (long)h.out_zero_point, (unsigned long)h.arena_bytes);
       print_str(h.engine);
       printf(",\"build\":");
       print_str(h.build);
@@ -107,8 +112,10 @@ static void print_event(const proto_event_t *ev, int reencode, uint8_t *out, siz
     printf("}\n");
   } else if (ev->kind == PROTO_EV_FAULT) {
     printf("{\"event\":\"fault\",\"code\":%u,\"name\":\"%s\",\"seq\":", ev->code, proto_error_name(ev->code));
-    if (ev->seq_valid) printf("%u", ev->seq);
-    else printf("null");
+    if (ev->seq_valid)
+      printf("%u", ev->seq);
+    else
+      printf("null");
     printf(",\"detail\":%lu,\"offset\":%llu}\n", (unsigned long)ev->detail, (unsigned long long)ev->offset);
   }
 }
@@ -118,11 +125,16 @@ int main(int argc, char **argv) {
   int reencode = 0, flush = 0;
   const char *path = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--chunk") && i + 1 < argc) chunk = strtoul(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--max-payload") && i + 1 < argc) max_payload = strtoul(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--reencode")) reencode = 1;
-    else if (!strcmp(argv[i], "--flush")) flush = 1;
-    else path = argv[i];
+    if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
+      chunk = strtoul(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--max-payload") && i + 1 < argc)
+      max_payload = strtoul(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--reencode"))
+      reencode = 1;
+    else if (!strcmp(argv[i], "--flush"))
+      flush = 1;
+    else
+      path = argv[i];
   }
   if (path == NULL) {
     fprintf(stderr, "usage: protocol_harness [--chunk N] [--max-payload M] [--reencode] [--flush] FILE\n");
@@ -166,11 +178,11 @@ int main(int argc, char **argv) {
     if (pos >= total) break;
   }
   while (flush && proto_parser_flush(&parser, &ev)) print_event(&ev, reencode, out, out_cap);
-  printf("{\"event\":\"stats\",\"frames\":%lu,\"faults\":%lu,\"suppressed\":%lu,\"bytes_in\":%llu,"
-         "\"bytes_skipped\":%llu}\n",
-         (unsigned long)parser.stats.frames, (unsigned long)parser.stats.faults,
-         (unsigned long)parser.stats.suppressed, (unsigned long long)parser.stats.bytes_in,
-         (unsigned long long)parser.stats.bytes_skipped);
+  printf(
+      "{\"event\":\"stats\",\"frames\":%lu,\"faults\":%lu,\"suppressed\":%lu,\"bytes_in\":%llu,"
+      "\"bytes_skipped\":%llu}\n",
+      (unsigned long)parser.stats.frames, (unsigned long)parser.stats.faults, (unsigned long)parser.stats.suppressed,
+      (unsigned long long)parser.stats.bytes_in, (unsigned long long)parser.stats.bytes_skipped);
   for (size_t i = 0; i < GUARD; i++) {
     if (buf[cap + i] != 0xCD) {
       fprintf(stderr, "parser wrote past its buffer\n");

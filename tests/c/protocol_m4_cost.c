@@ -64,7 +64,8 @@ int main(void) {
 
   const uint8_t scores[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
   t0 = port_cycles();
-  for (uint32_t r = 0; r < REPEAT * 16; r++) sink += (uint32_t)proto_encode_result(out, sizeof out, (uint16_t)r, 1000, 0, scores, 10);
+  for (uint32_t r = 0; r < REPEAT * 16; r++)
+    sink += (uint32_t)proto_encode_result(out, sizeof out, (uint16_t)r, 1000, 0, scores, 10);
   t1 = port_cycles();
   report("result_encode", (t1 - t0) / (REPEAT * 16));
 

@@ -58,10 +58,10 @@ int app_init(app_t *app, const runner_t *runner, const app_config_t *cfg) {
   app->runner_status = runner->init(runner->ctx, &app->info);
   app->in_bytes = (size_t)app->info.in_h * app->info.in_w * app->info.in_c;
   if (cfg->frame_buf_size < APP_FRAME_BUF_SIZE(app->in_bytes)) return APP_ERR_FRAME_BUF;
-  if (cfg->output_cap < app->info.out_len || cfg->tx_cap < APP_TX_SIZE(app->info.out_len))
-    return APP_ERR_OUTPUT_BUF;
+  if (cfg->output_cap < app->info.out_len || cfg->tx_cap < APP_TX_SIZE(app->info.out_len)) return APP_ERR_OUTPUT_BUF;
   if (proto_parser_init(&app->parser, cfg->frame_bufs, cfg->frame_buf_size) != 0) return APP_ERR_FRAME_BUF;
-  for (uint8_t i = 1; i < cfg->n_frame_bufs; ++i) app->free_bufs[app->n_free++] = cfg->frame_bufs + i * cfg->frame_buf_size;
+  for (uint8_t i = 1; i < cfg->n_frame_bufs; ++i)
+    app->free_bufs[app->n_free++] = cfg->frame_bufs + i * cfg->frame_buf_size;
   app_send_hello(app, 0);
   return APP_OK;
 }
@@ -158,11 +158,8 @@ static void handle_event(app_t *app, const proto_event_t *ev) {
         app_send_hello(app, ev->seq);
       break;
     }
-    case PROTO_PING:
-      send_pong(ev);
-      break;
-    default:
-      send_error(app, ev->seq, PROTO_ERR_UNKNOWN_TYPE, PROTO_ERROR_SEQ_VALID, ev->type);
+    case PROTO_PING: send_pong(ev); break;
+    default: send_error(app, ev->seq, PROTO_ERR_UNKNOWN_TYPE, PROTO_ERROR_SEQ_VALID, ev->type);
   }
 }
 

@@ -37,19 +37,19 @@ extern "C" {
 /* Size of each frame buffer for a model input of `in_bytes` bytes. */
 #define APP_FRAME_BUF_SIZE(in_bytes) PROTO_BUFFER_SIZE(in_bytes)
 /* Size of the transmit buffer for a model with `out_len` output bytes (the larger of HELLO and RESULT). */
-#define APP_TX_SIZE(out_len)                                                         \
+#define APP_TX_SIZE(out_len)                                                            \
   (PROTO_OVERHEAD + ((PROTO_HELLO_MAX_LEN > PROTO_RESULT_FIXED_LEN + (size_t)(out_len)) \
-                         ? PROTO_HELLO_MAX_LEN                                        \
+                         ? PROTO_HELLO_MAX_LEN                                          \
                          : PROTO_RESULT_FIXED_LEN + (size_t)(out_len)))
 
 /* Memory the port hands to the app (static arrays on every port). */
 typedef struct app_config {
-  uint8_t *frame_bufs;   /* n_frame_bufs buffers of frame_buf_size bytes, back to back */
+  uint8_t *frame_bufs; /* n_frame_bufs buffers of frame_buf_size bytes, back to back */
   size_t frame_buf_size; /* >= APP_FRAME_BUF_SIZE(in_h*in_w*in_c); the max payload HELLO announces */
-  uint8_t n_frame_bufs;  /* 2..APP_MAX_FRAME_BUFS: one for the parser, the rest are the host's credits */
-  uint8_t *output;       /* >= out_len bytes: the runner's output tensor */
+  uint8_t n_frame_bufs; /* 2..APP_MAX_FRAME_BUFS: one for the parser, the rest are the host's credits */
+  uint8_t *output; /* >= out_len bytes: the runner's output tensor */
   size_t output_cap;
-  uint8_t *tx;           /* >= APP_TX_SIZE(out_len) bytes: one encoded HELLO/RESULT/ERROR frame */
+  uint8_t *tx; /* >= APP_TX_SIZE(out_len) bytes: one encoded HELLO/RESULT/ERROR frame */
   size_t tx_cap;
 } app_config_t;
 
@@ -57,14 +57,14 @@ typedef struct app_config {
  * the app still runs, announces itself in HELLO and answers every FRAME with ERROR RUNNER. */
 enum app_status {
   APP_OK = 0,
-  APP_ERR_CONFIG = -1,      /* NULL pointer or buffer count out of range */
-  APP_ERR_FRAME_BUF = -2,   /* frame buffers smaller than APP_FRAME_BUF_SIZE(input bytes) */
-  APP_ERR_OUTPUT_BUF = -3,  /* output or tx buffer smaller than the model needs */
+  APP_ERR_CONFIG = -1, /* NULL pointer or buffer count out of range */
+  APP_ERR_FRAME_BUF = -2, /* frame buffers smaller than APP_FRAME_BUF_SIZE(input bytes) */
+  APP_ERR_OUTPUT_BUF = -3, /* output or tx buffer smaller than the model needs */
 };
 
 typedef struct app_slot {
-  uint8_t *buf;           /* frame buffer holding the payload */
-  const uint8_t *pixels;  /* the FRAME payload inside buf */
+  uint8_t *buf; /* frame buffer holding the payload */
+  const uint8_t *pixels; /* the FRAME payload inside buf */
   uint16_t seq;
 } app_slot_t;
 
@@ -72,7 +72,7 @@ typedef struct app {
   /* private: use the functions below */
   const runner_t *runner;
   runner_info_t info;
-  int runner_status;      /* enum runner_status from init */
+  int runner_status; /* enum runner_status from init */
   app_config_t cfg;
   size_t in_bytes;
   proto_parser_t parser;
@@ -80,9 +80,9 @@ typedef struct app {
   uint8_t n_free;
   app_slot_t queue[APP_MAX_FRAME_BUFS]; /* FIFO of received frames waiting for inference */
   uint8_t q_head, q_len;
-  uint32_t results, errors;  /* counters for diagnostics */
-  uint32_t last_rx_us;       /* port_micros() of the last received byte */
-  uint8_t rx_since_flush;    /* bytes arrived since the last idle flush */
+  uint32_t results, errors; /* counters for diagnostics */
+  uint32_t last_rx_us; /* port_micros() of the last received byte */
+  uint8_t rx_since_flush; /* bytes arrived since the last idle flush */
 } app_t;
 
 /* Initialise the runner, set up the parser and send the boot HELLO (seq 0). Returns enum app_status;
@@ -91,7 +91,8 @@ int app_init(app_t *app, const runner_t *runner, const app_config_t *cfg);
 
 /* Read whatever bytes have arrived (port_read), answer complete messages, then run at most one queued
  * inference. After PROTO_IDLE_FLUSH_MS without a byte, a frame cut short is given up (ERROR) so the
- * frames behind it are not held back until the next burst. Never blocks. Returns 1 if it did anything (the port may sleep until input when it returns 0). */
+ * frames behind it are not held back until the next burst. Never blocks. Returns 1 if it did anything (the port may
+ * sleep until input when it returns 0). */
 int app_poll(app_t *app);
 
 /* Camera mode (e.g. ESP32-CAM): the board grabbed and preprocessed `pixels` (in_h*in_w*in_c bytes in the

@@ -22,26 +22,26 @@ enum runner_dtype { RUNNER_DTYPE_NONE = 0, RUNNER_DTYPE_INT8 = 1, RUNNER_DTYPE_U
 /* Error codes a runner returns; the app forwards them in ERROR messages. 0 is success. */
 enum runner_status {
   RUNNER_OK = 0,
-  RUNNER_ERR_INIT = 1,        /* backend failed to initialise (schema, ops, arena) */
-  RUNNER_ERR_ARENA = 2,       /* tensor arena too small */
+  RUNNER_ERR_INIT = 1, /* backend failed to initialise (schema, ops, arena) */
+  RUNNER_ERR_ARENA = 2, /* tensor arena too small */
   RUNNER_ERR_UNSUPPORTED = 3, /* model uses an op or type the backend lacks */
-  RUNNER_ERR_INVOKE = 4       /* inference failed */
+  RUNNER_ERR_INVOKE = 4 /* inference failed */
 };
 
 #define RUNNER_MODEL_ID_LEN 32 /* sha256 of the int8 .tflite, as in the bundle's model.json */
 
 typedef struct runner_info {
-  const char *engine;                      /* "engine" or "tflm" (+ optional variant) */
-  uint8_t model_id[RUNNER_MODEL_ID_LEN];   /* sha256 of the .tflite the code was generated from */
-  uint16_t in_h, in_w, in_c;               /* input tensor shape (batch 1, NHWC) */
-  uint8_t in_dtype;                        /* enum runner_dtype */
+  const char *engine; /* "engine" or "tflm" (+ optional variant) */
+  uint8_t model_id[RUNNER_MODEL_ID_LEN]; /* sha256 of the .tflite the code was generated from */
+  uint16_t in_h, in_w, in_c; /* input tensor shape (batch 1, NHWC) */
+  uint8_t in_dtype; /* enum runner_dtype */
   float in_scale;
   int32_t in_zero_point;
-  uint16_t out_len;                        /* number of output elements (classes) */
-  uint8_t out_dtype;                       /* enum runner_dtype */
+  uint16_t out_len; /* number of output elements (classes) */
+  uint8_t out_dtype; /* enum runner_dtype */
   float out_scale;
   int32_t out_zero_point;
-  uint32_t arena_bytes;                    /* activation memory the backend uses (informational) */
+  uint32_t arena_bytes; /* activation memory the backend uses (informational) */
 } runner_info_t;
 
 typedef struct runner {

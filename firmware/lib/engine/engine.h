@@ -42,8 +42,8 @@ typedef struct eng_conv {
   int32_t out_zp, act_min, act_max;
   const int8_t *weights;
   const int32_t *bias;
-  const int32_t *mult;  /* per output channel, Q31 */
-  const int8_t *shift;  /* per output channel, >0 left, <0 right */
+  const int32_t *mult; /* per output channel, Q31 */
+  const int8_t *shift; /* per output channel, >0 left, <0 right */
 } eng_conv_t;
 
 /* DEPTHWISE_CONV_2D, out_c = in_c * depth_mult; bias folded as above. weights: with depth_mult 1 and at
@@ -146,9 +146,7 @@ static inline int32_t eng_mul_q31_single(int32_t x, int32_t mult, int shift) {
   return (int32_t)(((int64_t)x * mult + (1LL << (total - 1))) >> total);
 }
 
-static inline int32_t eng_clamp(int32_t v, int32_t lo, int32_t hi) {
-  return v < lo ? lo : (v > hi ? hi : v);
-}
+static inline int32_t eng_clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 /* Per-layer profiling: build with -DENG_LAYER_HOOK=my_function and the generated code calls
  * my_function(op_index) after every layer (bench/engine_qemu.py --profile uses it); otherwise nothing. */

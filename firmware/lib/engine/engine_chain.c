@@ -32,12 +32,10 @@ static rows_t geometry(const eng_stage_t *s) {
   rows_t g;
   if (is_dw(s->kind)) {
     const eng_dwconv_t *p = (const eng_dwconv_t *)s->layer;
-    g = (rows_t){p->in_h, p->in_w * p->in_c, p->out_h, p->out_w * p->out_c, p->k_h, p->stride_h, p->pad_top,
-                 p->dil_h};
+    g = (rows_t){p->in_h, p->in_w * p->in_c, p->out_h, p->out_w * p->out_c, p->k_h, p->stride_h, p->pad_top, p->dil_h};
   } else {
     const eng_conv_t *p = (const eng_conv_t *)s->layer;
-    g = (rows_t){p->in_h, p->in_w * p->in_c, p->out_h, p->out_w * p->out_c, p->k_h, p->stride_h, p->pad_top,
-                 p->dil_h};
+    g = (rows_t){p->in_h, p->in_w * p->in_c, p->out_h, p->out_w * p->out_c, p->k_h, p->stride_h, p->pad_top, p->dil_h};
   }
   return g;
 }

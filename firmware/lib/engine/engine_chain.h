@@ -31,18 +31,18 @@ typedef void (*eng_conv_kernel_t)(const eng_conv_t *p, const int8_t *in, int8_t 
 /* What a stage is: a convolution calls its `conv` kernel, the one codegen chose for the layer (so the driver
  * names no convolution kernel and the linker keeps only those a model uses); a depthwise layer one of two. */
 enum eng_stage_kind {
-  ENG_STAGE_CONV = 0,      /* stage.conv,            layer: eng_conv_t */
-  ENG_STAGE_DW = 3,        /* eng_dwconv2d_s8,       layer: eng_dwconv_t */
-  ENG_STAGE_DW_WIDE = 4,   /* eng_dwconv2d_s8_wide,  layer: eng_dwconv_t */
-  ENG_STAGE_DW3X3 = 5      /* eng_dwconv2d_s8_3x3,   layer: eng_dwconv_t */
+  ENG_STAGE_CONV = 0, /* stage.conv,            layer: eng_conv_t */
+  ENG_STAGE_DW = 3, /* eng_dwconv2d_s8,       layer: eng_dwconv_t */
+  ENG_STAGE_DW_WIDE = 4, /* eng_dwconv2d_s8_wide,  layer: eng_dwconv_t */
+  ENG_STAGE_DW3X3 = 5 /* eng_dwconv2d_s8_3x3,   layer: eng_dwconv_t */
 };
 
 typedef struct eng_stage {
-  uint8_t kind;       /* enum eng_stage_kind */
-  const void *layer;  /* the layer's whole-tensor parameters (never modified) */
+  uint8_t kind; /* enum eng_stage_kind */
+  const void *layer; /* the layer's whole-tensor parameters (never modified) */
   eng_conv_kernel_t conv; /* ENG_STAGE_CONV: the layer's kernel, as its layer-by-layer call names it */
   uint32_t buf_offset; /* its output row buffer, from the chain's buffer region (unused for the last stage) */
-  uint16_t rows;      /* capacity of that buffer in rows (unused for the last stage) */
+  uint16_t rows; /* capacity of that buffer in rows (unused for the last stage) */
 } eng_stage_t;
 
 typedef struct eng_chain {

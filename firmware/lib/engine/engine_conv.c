@@ -24,10 +24,9 @@ static inline out_stage_t conv_stage(const eng_conv_t *p) {
   return q;
 }
 
-
 static int conv_is_pointwise(const eng_conv_t *p) {
-  return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
-         p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
+  return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
+         p->in_h == p->out_h && p->in_w == p->out_w;
 }
 
 /* Receptive field of output pixel (oy, ox) as k_h*k_w*in_c bytes, padding taps filled with in_zp. */
@@ -316,8 +315,8 @@ static ENG_INLINE void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *o
                                 int in_c_first) {
   const int out_h = p->out_h, out_w = p->out_w;
   int ox_lo = out_w, ox_hi = out_w;
-  const int first_layer = in_c_first != 0 && p->in_c == in_c_first && p->k_h == 3 && p->k_w == 3 &&
-                          p->dil_h == 1 && p->dil_w == 1 && p->out_c <= ENG_FIRST_LAYER_MAX_OC;
+  const int first_layer = in_c_first != 0 && p->in_c == in_c_first && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 &&
+                          p->dil_w == 1 && p->out_c <= ENG_FIRST_LAYER_MAX_OC;
   if (first_layer) eng_inside_columns(out_w, p->in_w, 4, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
   if (ox_lo >= ox_hi) {
     pixels(p, in, out, scratch, 0, out_h * out_w);
@@ -350,10 +349,8 @@ static ENG_INLINE void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *o
     conv_dsp(p, in, out, scratch, pixels, in_c_first);                           \
   }
 #else
-#define CONV_ENTRY(name, pixels, in_c_first)                                     \
-  void name(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) { \
-    conv_portable(p, in, out, scratch);                                          \
-  }
+#define CONV_ENTRY(name, pixels, in_c_first) \
+  void name(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) { conv_portable(p, in, out, scratch); }
 #endif
 
 CONV_ENTRY(eng_conv2d_s8_sat, pixels_sat, 0)

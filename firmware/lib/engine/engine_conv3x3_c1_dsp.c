@@ -12,8 +12,8 @@
 
 #if ENG_DSP
 
-static ENG_INLINE void conv3x3_c1_row_body(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
-                                           int ox1, int mode) {
+static ENG_INLINE void conv3x3_c1_row_body(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1,
+                                           int mode) {
   const size_t in_w = p->in_w, stride = p->stride_w, out_c = p->out_c;
   const int32_t zp = p->out_zp, lo = p->act_min, hi = p->act_max;
   const int32_t *bias = p->bias, *mult = p->mult;
@@ -52,7 +52,7 @@ ENG_NOINLINE static void conv3x3_c1_row_sat(const eng_conv_t *p, const int8_t *i
 }
 
 ENG_NOINLINE static void conv3x3_c1_row_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
-                                             int ox1) {
+                                              int ox1) {
   conv3x3_c1_row_body(p, in, out, oy, ox0, ox1, RQ_FOLD);
 }
 
@@ -61,8 +61,7 @@ ENG_NOINLINE static void conv3x3_c1_row_exact(const eng_conv_t *p, const int8_t 
   conv3x3_c1_row_body(p, in, out, oy, ox0, ox1, RQ_EXACT);
 }
 
-void eng_conv3x3_c1_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1,
-                            int mode) {
+void eng_conv3x3_c1_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode) {
   if (mode == RQ_FOLD_SAT) {
     conv3x3_c1_row_sat(p, in, out, oy, ox0, ox1);
   } else if (mode == RQ_FOLD) {

@@ -23,8 +23,8 @@ static ENG_INLINE int32_t c3_row(const uint32_t *x, const int8_t *w, int32_t acc
   return eng_smlabt(x[4], eng_sxtb16_ror8(w5), acc);
 }
 
-static ENG_INLINE void conv3x3_c3_row_body(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
-                                           int ox1, int mode) {
+static ENG_INLINE void conv3x3_c3_row_body(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1,
+                                           int mode) {
   const size_t row = (size_t)p->in_w * 3, step = (size_t)p->stride_w * 3, out_c = p->out_c;
   const int32_t zp = p->out_zp, lo = p->act_min, hi = p->act_max;
   const int32_t *bias = p->bias, *mult = p->mult;
@@ -64,7 +64,7 @@ ENG_NOINLINE static void conv3x3_c3_row_sat(const eng_conv_t *p, const int8_t *i
 }
 
 ENG_NOINLINE static void conv3x3_c3_row_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0,
-                                             int ox1) {
+                                              int ox1) {
   conv3x3_c3_row_body(p, in, out, oy, ox0, ox1, RQ_FOLD);
 }
 
@@ -73,8 +73,7 @@ ENG_NOINLINE static void conv3x3_c3_row_exact(const eng_conv_t *p, const int8_t 
   conv3x3_c3_row_body(p, in, out, oy, ox0, ox1, RQ_EXACT);
 }
 
-void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1,
-                            int mode) {
+void eng_conv3x3_c3_row_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, int oy, int ox0, int ox1, int mode) {
   if (mode == RQ_FOLD_SAT) {
     conv3x3_c3_row_sat(p, in, out, oy, ox0, ox1);
   } else if (mode == RQ_FOLD) {

@@ -48,7 +48,7 @@ static ENG_INLINE uint32_t dw3_lane(uint32_t v, int L) { return L ? eng_sxtb16_r
  * weights stay in registers and each of the (NPX-1)S+3 columns is loaded and split once and meets the weight of
  * every window it lies in; every address is a constant offset from xb or ws. */
 static ENG_INLINE void dw3_pass(const uint32_t *xb, const uint32_t *ws, int32_t ba, int32_t bb, const rq_chan_t *qa,
-                               const rq_chan_t *qb, int8_t *o, size_t C, int S, int L) {
+                                const rq_chan_t *qb, int8_t *o, size_t C, int S, int L) {
   int32_t a[NPX], b[NPX];
   DW3_UNROLL
   for (int px = 0; px < NPX; px++) {
@@ -82,8 +82,7 @@ static ENG_INLINE void dw3_pass(const uint32_t *xb, const uint32_t *ws, int32_t 
 
 /* Fill the group's column buffer for one output row: input columns -1 .. ncols - 2 of the 3 kernel rows,
  * word (ix + 1) * 3 + k; a padding row or column is zpw (4 zero-point bytes). */
-static void dw3_fill(uint32_t *buf, const int8_t *const row[3], size_t C, size_t c, int in_w, int ncols,
-                    uint32_t zpw) {
+static void dw3_fill(uint32_t *buf, const int8_t *const row[3], size_t C, size_t c, int in_w, int ncols, uint32_t zpw) {
   for (int k = 0; k < 3; k++) {
     uint32_t *d = buf + k;
     if (!row[k]) {
@@ -112,7 +111,7 @@ static ENG_INLINE void dw3_layer(const eng_dwconv_t *p, const int8_t *in, int8_t
   const uint32_t zpw = (uint32_t)(uint8_t)p->in_zp * 0x01010101u;
   /* the group's weights split per lane and its requantisation constants live in scratch, not on the stack:
    * as locals GCC copied them to other stack slots on every row (about 60 instructions a row) */
-  uint32_t(*ws)[9] = (uint32_t(*)[9])buf;
+  uint32_t (*ws)[9] = (uint32_t (*)[9])buf;
   rq_chan_t *q = (rq_chan_t *)(buf + 18);
   buf += 18 + 3 * 4;
   int8_t obuf[NPX * 4]; /* a narrow row's NPX pixels x 4 channels */

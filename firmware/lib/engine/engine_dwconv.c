@@ -64,8 +64,8 @@ ENG_NOINLINE static void dw_taps4_9(const int8_t *const *tap, int c, const int8_
 }
 
 /* Requantise four channels' accumulators (constants loaded before the first int8 store). */
-static ENG_INLINE void dw_out4(const int32_t *acc, const int32_t *mult, const int8_t *shift, int32_t zp,
-                               int32_t lo, int32_t hi, int8_t *o, int mode) {
+static ENG_INLINE void dw_out4(const int32_t *acc, const int32_t *mult, const int8_t *shift, int32_t zp, int32_t lo,
+                               int32_t hi, int8_t *o, int mode) {
   const int32_t m0 = mult[0], m1 = mult[1], m2 = mult[2], m3 = mult[3];
   const int s0 = shift[0], s1 = shift[1], s2 = shift[2], s3 = shift[3];
   o[0] = dsp_out(acc[0], m0, s0, zp, lo, hi, mode);
@@ -140,7 +140,6 @@ static void dw_pixel(const eng_dwconv_t *p, const int8_t *in, int8_t *out, const
     o[c] = requant(acc, mult[c], shift[c], zp, lo, hi);
   }
 }
-
 
 /* Depth multiplier 1, pixel by pixel through dw_pixel: what codegen does not give the 3x3 kernel
  * (eng_dwconv2d_s8_3x3, engine_dw3x3_p4_dsp.c): other kernel sizes, strides and dilations, a shift outside

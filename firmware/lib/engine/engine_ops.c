@@ -14,8 +14,8 @@ static void pool_span(int start, int f, int size, int *f0, int *f1) {
 }
 
 /* Visit every output pixel of a pooling layer with its clipped window; `reduce` fills one pixel's channels. */
-typedef void (*pool_pixel_fn)(const eng_pool_t *p, const int8_t *in, int y0, int x0, int fy0, int fy1, int fx0,
-                              int fx1, int8_t *o);
+typedef void (*pool_pixel_fn)(const eng_pool_t *p, const int8_t *in, int y0, int x0, int fy0, int fy1, int fx0, int fx1,
+                              int8_t *o);
 
 static void pool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out, pool_pixel_fn reduce) {
   for (int oy = 0; oy < p->out_h; oy++) {
@@ -104,7 +104,8 @@ void eng_pad(const eng_pad_t *p, const void *in, void *out) {
   for (size_t b = 0; b < p->in_n; b++)
     for (size_t y = 0; y < p->in_h; y++)
       for (size_t x = 0; x < p->in_w; x++) {
-        const size_t o = (((b + p->before[0]) * out_h + y + p->before[1]) * out_w + x + p->before[2]) * out_c + p->before[3];
+        const size_t o =
+            (((b + p->before[0]) * out_h + y + p->before[1]) * out_w + x + p->before[2]) * out_c + p->before[3];
         memcpy(dst + o * e, src, (size_t)p->in_c * e);
         src += (size_t)p->in_c * e;
       }

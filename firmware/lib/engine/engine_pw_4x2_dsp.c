@@ -153,8 +153,8 @@ ENG_NOINLINE static void pw_2px_clamp(const eng_conv_t *p, const uint32_t *col, 
 }
 
 /* The whole layer: blocks of 4 pixels, then the last npix % 4 in 2-pixel passes (all of them widened first). */
-static ENG_INLINE void pw_4x2_layer(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch,
-                                    pass_fn *pass4, pass_fn *pass2) {
+static ENG_INLINE void pw_4x2_layer(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch, pass_fn *pass4,
+                                    pass_fn *pass2) {
   const size_t K = p->in_c, out_c = p->out_c, npix = (size_t)p->out_h * p->out_w;
   uint32_t *col = (uint32_t *)scratch;
   size_t i = 0;
@@ -187,8 +187,8 @@ void eng_pw_4x2_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *
 
 /* Weight byte of (output channel oc, input channel k) in the pair layout, K = in_c (a multiple of 4). */
 static inline size_t pw_4x2_index(int oc, int k, int K) {
-  return (size_t)(oc >> 1) * 2u * (size_t)K + (size_t)(k >> 2) * 8u + (size_t)(k & 1) * 4u + (size_t)((k >> 1) & 1) * 2u +
-         (size_t)(oc & 1);
+  return (size_t)(oc >> 1) * 2u * (size_t)K + (size_t)(k >> 2) * 8u + (size_t)(k & 1) * 4u +
+         (size_t)((k >> 1) & 1) * 2u + (size_t)(oc & 1);
 }
 
 static void pw_4x2_portable(const eng_conv_t *p, const int8_t *in, int8_t *out, int8_t *x) {

@@ -30,8 +30,7 @@ static inline int requant_mode(const int8_t *shift, int n, int32_t lo, int32_t h
 /* Requantise one accumulator; mult and shift are the channel's, passed in registers so they are loaded
  * once per channel (and before any int8 store, which could alias them). mode is a constant at each
  * inlined call site. */
-static ENG_INLINE int8_t dsp_out(int32_t acc, int32_t mult, int shift, int32_t zp, int32_t lo, int32_t hi,
-                                 int mode) {
+static ENG_INLINE int8_t dsp_out(int32_t acc, int32_t mult, int shift, int32_t zp, int32_t lo, int32_t hi, int mode) {
   int32_t v;
   if (mode == RQ_EXACT) {
     v = eng_mul_q31(acc, mult, shift);
@@ -70,8 +69,7 @@ static inline rq_chan_t rq_chan(int32_t mult, int shift, int32_t zp) {
 }
 
 /* One accumulator through a folded mode (RQ_FOLD or RQ_FOLD_SAT, a constant at each inlined call site). */
-static ENG_INLINE int8_t rq_fold_out(int32_t acc, int32_t mult, int32_t rz, int r, int32_t lo, int32_t hi,
-                                     int mode) {
+static ENG_INLINE int8_t rq_fold_out(int32_t acc, int32_t mult, int32_t rz, int r, int32_t lo, int32_t hi, int mode) {
   const int32_t v = (eng_smmlar((int32_t)((uint32_t)acc << 1), mult, rz) + (acc >> 31)) >> r;
   if (mode == RQ_FOLD_SAT) return (int8_t)eng_ssat8(v);
   return (int8_t)eng_clamp(v, lo, hi);

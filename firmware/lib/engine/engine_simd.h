@@ -101,7 +101,11 @@ static inline int32_t eng_smmlar(int32_t a, int32_t b, int32_t acc) {
 #endif
 
 /* Unaligned-safe 32-bit load/store (a single LDR/STR on Cortex-M4, which allows unaligned access). */
-static inline uint32_t eng_load32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint32_t eng_load32(const void *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
 static inline void eng_store32(void *p, uint32_t v) { memcpy(p, &v, 4); }
 
 #endif /* ENGINE_SIMD_H */

@@ -112,7 +112,8 @@ void eng_softmax_s8(const eng_softmax_t *p, const int8_t *in, int8_t *out) {
         continue;
       }
       const int32_t e = exp_on_negative_values(scaled_diff(p, diff));
-      const int32_t unsat = rounding_divide_by_pot(sat_round_dbl_high_mul(shifted_scale, e), num_bits_over_unit + 31 - 8);
+      const int32_t unsat =
+          rounding_divide_by_pot(sat_round_dbl_high_mul(shifted_scale, e), num_bits_over_unit + 31 - 8);
       out[j] = (int8_t)eng_clamp(unsat + INT8_MIN, INT8_MIN, INT8_MAX);
     }
   }

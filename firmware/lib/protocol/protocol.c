@@ -83,8 +83,7 @@ size_t proto_encode_header(uint8_t out[PROTO_HEADER_LEN], uint8_t type, uint16_t
 
 void proto_encode_trailer(uint8_t out[PROTO_TRAILER_LEN], uint32_t payload_crc) { put32(out, payload_crc); }
 
-size_t proto_encode(uint8_t *out, size_t cap, uint8_t type, uint16_t seq, const uint8_t *payload,
-                    uint32_t length) {
+size_t proto_encode(uint8_t *out, size_t cap, uint8_t type, uint16_t seq, const uint8_t *payload, uint32_t length) {
   if (cap < PROTO_OVERHEAD || cap - PROTO_OVERHEAD < length) return 0;
   proto_encode_header(out, type, seq, length);
   if (length) memmove(out + PROTO_HEADER_LEN, payload, length);
@@ -147,8 +146,7 @@ size_t proto_encode_result(uint8_t *out, size_t cap, uint16_t seq, uint32_t infe
   return seal(out, PROTO_RESULT, seq, length);
 }
 
-size_t proto_encode_error(uint8_t *out, size_t cap, uint16_t seq, uint8_t code, uint8_t flags,
-                          uint32_t detail) {
+size_t proto_encode_error(uint8_t *out, size_t cap, uint16_t seq, uint8_t code, uint8_t flags, uint32_t detail) {
   if (cap < PROTO_OVERHEAD + PROTO_ERROR_LEN) return 0;
   uint8_t *p = out + PROTO_HEADER_LEN;
   p[0] = code;
@@ -367,9 +365,7 @@ static int step(proto_parser_t *p, uint8_t b, proto_event_t *ev) {
         p->state = ST_HUNT;
         return 1;
       }
-    default:
-      p->state = ST_HUNT;
-      return 0;
+    default: p->state = ST_HUNT; return 0;
   }
 }
 

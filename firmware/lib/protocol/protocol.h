@@ -34,15 +34,15 @@ extern "C" {
 #define PROTO_VERSION 1u
 #define PROTO_SYNC0 0xA5u
 #define PROTO_SYNC1 0x5Au
-#define PROTO_HEADER_LEN 12u  /* sync + type + flags + seq + length + hcrc */
-#define PROTO_TRAILER_LEN 4u  /* payload CRC-32 */
+#define PROTO_HEADER_LEN 12u /* sync + type + flags + seq + length + hcrc */
+#define PROTO_TRAILER_LEN 4u /* payload CRC-32 */
 #define PROTO_OVERHEAD (PROTO_HEADER_LEN + PROTO_TRAILER_LEN)
 /* Parser buffer size needed for a given max payload (header and trailer are kept for re-scanning). */
 #define PROTO_BUFFER_SIZE(max_payload) ((size_t)(max_payload) + PROTO_OVERHEAD)
 
-#define PROTO_MODEL_ID_LEN 32u  /* sha256 of the int8 .tflite */
-#define PROTO_ENGINE_MAX 32u    /* longest engine name in HELLO */
-#define PROTO_BUILD_MAX 64u     /* longest firmware build string in HELLO */
+#define PROTO_MODEL_ID_LEN 32u /* sha256 of the int8 .tflite */
+#define PROTO_ENGINE_MAX 32u /* longest engine name in HELLO */
+#define PROTO_BUILD_MAX 64u /* longest firmware build string in HELLO */
 #define PROTO_HELLO_FIXED_LEN 68u
 #define PROTO_HELLO_MAX_LEN (PROTO_HELLO_FIXED_LEN + 2u + PROTO_ENGINE_MAX + PROTO_BUILD_MAX)
 #define PROTO_HELLO_REQ_LEN 5u
@@ -52,27 +52,27 @@ extern "C" {
 /* Message types. One table: docs/protocol.md "Messages"; tinyml/protocol.py MsgType. */
 enum proto_type {
   PROTO_HELLO_REQ = 0x01, /* host -> device: u32 host max payload, u8 host protocol version */
-  PROTO_HELLO = 0x02,     /* device -> host: proto_hello_t (at boot with seq 0, and per HELLO_REQ) */
-  PROTO_FRAME = 0x03,     /* host -> device: in_h*in_w*in_c pixels in the model's input dtype */
-  PROTO_RESULT = 0x04,    /* device -> host: u32 inference_us, u64 cycles, out_len output bytes */
-  PROTO_ERROR = 0x05,     /* device -> host: u8 code, u8 flags, u32 detail */
-  PROTO_PING = 0x06,      /* host -> device: any payload up to the device's max payload */
-  PROTO_PONG = 0x07       /* device -> host: the PING payload echoed */
+  PROTO_HELLO = 0x02, /* device -> host: proto_hello_t (at boot with seq 0, and per HELLO_REQ) */
+  PROTO_FRAME = 0x03, /* host -> device: in_h*in_w*in_c pixels in the model's input dtype */
+  PROTO_RESULT = 0x04, /* device -> host: u32 inference_us, u64 cycles, out_len output bytes */
+  PROTO_ERROR = 0x05, /* device -> host: u8 code, u8 flags, u32 detail */
+  PROTO_PING = 0x06, /* host -> device: any payload up to the device's max payload */
+  PROTO_PONG = 0x07 /* device -> host: the PING payload echoed */
 };
 
 /* Error codes: the parser's faults (1-4) and the application's refusals (5-10) share one numbering, so
  * the device forwards a parser fault as ERROR without translation. docs/protocol.md "Error codes". */
 enum proto_error_code {
-  PROTO_ERR_BAD_HEADER_CRC = 1,   /* sync word found but the header CRC failed; seq unknown */
-  PROTO_ERR_BAD_PAYLOAD_CRC = 2,  /* header valid (seq known), payload corrupt or truncated */
-  PROTO_ERR_OVERSIZED = 3,        /* header valid, length > receiver max payload; detail = max payload */
-  PROTO_ERR_NOISE = 4,            /* bytes outside any frame were skipped; detail = how many */
+  PROTO_ERR_BAD_HEADER_CRC = 1, /* sync word found but the header CRC failed; seq unknown */
+  PROTO_ERR_BAD_PAYLOAD_CRC = 2, /* header valid (seq known), payload corrupt or truncated */
+  PROTO_ERR_OVERSIZED = 3, /* header valid, length > receiver max payload; detail = max payload */
+  PROTO_ERR_NOISE = 4, /* bytes outside any frame were skipped; detail = how many */
   PROTO_ERR_WRONG_FRAME_SIZE = 5, /* FRAME length != in_h*in_w*in_c; detail = expected length */
-  PROTO_ERR_UNKNOWN_TYPE = 6,     /* valid frame of a type the device does not handle; detail = type */
-  PROTO_ERR_RUNNER = 7,           /* inference failed; detail = enum runner_status */
-  PROTO_ERR_NO_CREDIT = 8,        /* FRAME arrived with no free buffer (host exceeded its credits) */
-  PROTO_ERR_MALFORMED = 9,        /* payload too short or inconsistent for its type; detail = length */
-  PROTO_ERR_VERSION = 10          /* HELLO_REQ from an unsupported protocol version; detail = device's */
+  PROTO_ERR_UNKNOWN_TYPE = 6, /* valid frame of a type the device does not handle; detail = type */
+  PROTO_ERR_RUNNER = 7, /* inference failed; detail = enum runner_status */
+  PROTO_ERR_NO_CREDIT = 8, /* FRAME arrived with no free buffer (host exceeded its credits) */
+  PROTO_ERR_MALFORMED = 9, /* payload too short or inconsistent for its type; detail = length */
+  PROTO_ERR_VERSION = 10 /* HELLO_REQ from an unsupported protocol version; detail = device's */
 };
 
 /* ERROR flags. */
@@ -94,8 +94,7 @@ size_t proto_encode_header(uint8_t out[PROTO_HEADER_LEN], uint8_t type, uint16_t
 /* Trailer for a payload whose CRC-32 the caller computed (proto_crc32 over all payload chunks). */
 void proto_encode_trailer(uint8_t out[PROTO_TRAILER_LEN], uint32_t payload_crc);
 /* Whole frame: header + payload + trailer into `out` (payload may be NULL when length is 0). */
-size_t proto_encode(uint8_t *out, size_t cap, uint8_t type, uint16_t seq, const uint8_t *payload,
-                    uint32_t length);
+size_t proto_encode(uint8_t *out, size_t cap, uint8_t type, uint16_t seq, const uint8_t *payload, uint32_t length);
 
 /* HELLO's tensor dtype codes: enum runner_dtype in runner.h (1 int8, 2 uint8). The one table is DTYPES in
    tinyml/protocol.py; tests/test_constants.py checks this range and runner.h against it.
@@ -107,14 +106,14 @@ size_t proto_encode(uint8_t *out, size_t cap, uint8_t type, uint16_t seq, const 
 
 /* HELLO contents. Strings are NUL-terminated; longer ones are cut to PROTO_ENGINE_MAX/PROTO_BUILD_MAX. */
 typedef struct proto_hello {
-  uint8_t version;      /* PROTO_VERSION */
-  uint8_t credits;      /* frames the device can hold at once (>= 1): the host's in-flight window */
-  uint8_t in_dtype;     /* enum runner_dtype: 1 int8, 2 uint8; 0 in both: no model (see PROTO_DTYPE_NONE) */
+  uint8_t version; /* PROTO_VERSION */
+  uint8_t credits; /* frames the device can hold at once (>= 1): the host's in-flight window */
+  uint8_t in_dtype; /* enum runner_dtype: 1 int8, 2 uint8; 0 in both: no model (see PROTO_DTYPE_NONE) */
   uint8_t out_dtype;
   uint32_t max_payload; /* largest payload the device accepts */
   uint8_t model_id[PROTO_MODEL_ID_LEN];
   uint16_t in_h, in_w, in_c;
-  uint16_t out_len;     /* number of output elements (classes) */
+  uint16_t out_len; /* number of output elements (classes) */
   float in_scale;
   int32_t in_zero_point;
   float out_scale;
@@ -130,68 +129,65 @@ size_t proto_encode_hello(uint8_t *out, size_t cap, uint16_t seq, const proto_he
 size_t proto_encode_result(uint8_t *out, size_t cap, uint16_t seq, uint32_t inference_us, uint64_t cycles,
                            const uint8_t *output, uint16_t out_len);
 /* Whole ERROR frame; flags is PROTO_ERROR_SEQ_VALID when `seq` names the request, else 0. */
-size_t proto_encode_error(uint8_t *out, size_t cap, uint16_t seq, uint8_t code, uint8_t flags,
-                          uint32_t detail);
+size_t proto_encode_error(uint8_t *out, size_t cap, uint16_t seq, uint8_t code, uint8_t flags, uint32_t detail);
 /* Whole HELLO_REQ frame (host side; used by C tests and C hosts). */
 size_t proto_encode_hello_req(uint8_t *out, size_t cap, uint16_t seq, uint32_t host_max_payload);
 
 /* ---- payload decoders: return 0 on success, PROTO_ERR_MALFORMED if the payload is too short or
  * inconsistent. Trailing bytes beyond the known fields are ignored (later versions may append). ---- */
 int proto_decode_hello(const uint8_t *payload, uint32_t length, proto_hello_t *out);
-int proto_decode_hello_req(const uint8_t *payload, uint32_t length, uint32_t *host_max_payload,
-                           uint8_t *host_version);
+int proto_decode_hello_req(const uint8_t *payload, uint32_t length, uint32_t *host_max_payload, uint8_t *host_version);
 /* `output` points into `payload` (no copy). */
 int proto_decode_result(const uint8_t *payload, uint32_t length, uint32_t *inference_us, uint64_t *cycles,
                         const uint8_t **output, uint32_t *out_len);
-int proto_decode_error(const uint8_t *payload, uint32_t length, uint8_t *code, uint8_t *flags,
-                       uint32_t *detail);
+int proto_decode_error(const uint8_t *payload, uint32_t length, uint8_t *code, uint8_t *flags, uint32_t *detail);
 
 /* ---- parser ----------------------------------------------------------------------------------- */
 
 enum proto_event_kind {
-  PROTO_EV_NONE = 0,  /* nothing complete yet */
+  PROTO_EV_NONE = 0, /* nothing complete yet */
   PROTO_EV_FRAME = 1, /* a frame with valid CRCs: type, seq, payload, length */
-  PROTO_EV_FAULT = 2  /* a fault: code (1-4), seq if seq_valid, detail */
+  PROTO_EV_FAULT = 2 /* a fault: code (1-4), seq if seq_valid, detail */
 };
 
 typedef struct proto_event {
-  uint8_t kind;           /* enum proto_event_kind */
-  uint8_t type;           /* FRAME: message type (unknown types are delivered; the app answers them) */
-  uint16_t seq;           /* FRAME: seq; FAULT: seq when seq_valid */
-  uint8_t code;           /* FAULT: enum proto_error_code (1..4) */
-  uint8_t seq_valid;      /* FAULT: 1 when the header was valid, so seq names the lost request */
-  uint32_t detail;        /* FAULT: OVERSIZED -> max payload, NOISE -> bytes skipped, else 0 */
+  uint8_t kind; /* enum proto_event_kind */
+  uint8_t type; /* FRAME: message type (unknown types are delivered; the app answers them) */
+  uint16_t seq; /* FRAME: seq; FAULT: seq when seq_valid */
+  uint8_t code; /* FAULT: enum proto_error_code (1..4) */
+  uint8_t seq_valid; /* FAULT: 1 when the header was valid, so seq names the lost request */
+  uint32_t detail; /* FAULT: OVERSIZED -> max payload, NOISE -> bytes skipped, else 0 */
   const uint8_t *payload; /* FRAME: points into the parser buffer; valid until the next push */
-  uint32_t length;        /* FRAME: payload length */
-  uint64_t offset;        /* stream offset of the frame's sync word or of the fault's first byte */
+  uint32_t length; /* FRAME: payload length */
+  uint64_t offset; /* stream offset of the frame's sync word or of the fault's first byte */
 } proto_event_t;
 
 /* Counters for diagnostics and benches (never reset by the parser). */
 typedef struct proto_stats {
-  uint32_t frames;          /* frames delivered */
-  uint32_t faults;          /* faults reported */
-  uint32_t suppressed;      /* faults not reported because they belong to an already reported one */
-  uint64_t bytes_in;        /* live bytes pushed */
-  uint64_t bytes_skipped;   /* bytes that ended up in no frame */
+  uint32_t frames; /* frames delivered */
+  uint32_t faults; /* faults reported */
+  uint32_t suppressed; /* faults not reported because they belong to an already reported one */
+  uint64_t bytes_in; /* live bytes pushed */
+  uint64_t bytes_skipped; /* bytes that ended up in no frame */
 } proto_stats_t;
 
 typedef struct proto_parser {
   /* private: use the functions below */
-  uint8_t *buf;          /* caller buffer: the candidate frame from its sync word, then replay bytes */
-  size_t cap;            /* its size: PROTO_BUFFER_SIZE(max_payload) */
+  uint8_t *buf; /* caller buffer: the candidate frame from its sync word, then replay bytes */
+  size_t cap; /* its size: PROTO_BUFFER_SIZE(max_payload) */
   uint32_t max_payload;
-  size_t fill;           /* bytes of the current candidate in buf[0..fill) */
-  size_t rp, re;         /* pending re-scan bytes: buf[rp..re) */
-  uint64_t pos;          /* stream offset of the next byte to process (pending or live) */
-  uint64_t cand_off;     /* stream offset of buf[0] */
-  uint64_t noise_off;    /* stream offset of the first skipped byte of the current noise run */
-  uint32_t noise;        /* skipped bytes in the current run */
-  uint64_t need;         /* bytes still needed in PAYLOAD (length + trailer) */
-  uint32_t length;       /* length field of the current candidate */
+  size_t fill; /* bytes of the current candidate in buf[0..fill) */
+  size_t rp, re; /* pending re-scan bytes: buf[rp..re) */
+  uint64_t pos; /* stream offset of the next byte to process (pending or live) */
+  uint64_t cand_off; /* stream offset of buf[0] */
+  uint64_t noise_off; /* stream offset of the first skipped byte of the current noise run */
+  uint32_t noise; /* skipped bytes in the current run */
+  uint64_t need; /* bytes still needed in PAYLOAD (length + trailer) */
+  uint32_t length; /* length field of the current candidate */
   uint8_t state;
-  uint8_t quiet;         /* a fault was reported and no valid header followed yet */
-  uint8_t delivered;     /* the last event was a FRAME: drop its bytes before the next step */
-  uint8_t borrowed;      /* that FRAME ended in A5, which may also start the next sync word */
+  uint8_t quiet; /* a fault was reported and no valid header followed yet */
+  uint8_t delivered; /* the last event was a FRAME: drop its bytes before the next step */
+  uint8_t borrowed; /* that FRAME ended in A5, which may also start the next sync word */
   proto_stats_t stats;
 } proto_parser_t;
 

@@ -54,12 +54,14 @@ bool find_missing_op(const tflite::Model *model, const tflite::MicroOpResolver &
   for (unsigned i = 0; i < codes->size(); ++i) {
     const tflite::OperatorCode *code = codes->Get(i);
     const tflite::BuiltinOperator op = tflite::GetBuiltinCode(code);
-    const bool found = (op == tflite::BuiltinOperator_CUSTOM)
-                           ? (code->custom_code() != nullptr && resolver.FindOp(code->custom_code()->c_str()) != nullptr)
-                           : resolver.FindOp(op) != nullptr;
+    const bool found =
+        (op == tflite::BuiltinOperator_CUSTOM)
+            ? (code->custom_code() != nullptr && resolver.FindOp(code->custom_code()->c_str()) != nullptr)
+            : resolver.FindOp(op) != nullptr;
     if (!found) {
-      *name = (op == tflite::BuiltinOperator_CUSTOM && code->custom_code() != nullptr) ? code->custom_code()->c_str()
-                                                                                       : tflite::EnumNameBuiltinOperator(op);
+      *name = (op == tflite::BuiltinOperator_CUSTOM && code->custom_code() != nullptr)
+                  ? code->custom_code()->c_str()
+                  : tflite::EnumNameBuiltinOperator(op);
       return true;
     }
   }
@@ -79,14 +81,14 @@ int tflm_init(void *ctx, runner_info_t *info) {
                 static_cast<unsigned>(model->version()), TFLITE_SCHEMA_VERSION);
   const char *missing = nullptr;
   if (find_missing_op(model, *s->config.resolver, &missing))
-    return fail(info, "tflm:missing-op", RUNNER_ERR_UNSUPPORTED, "op %s is not registered; re-run python -m tools export",
-                missing != nullptr ? missing : "?");
+    return fail(info, "tflm:missing-op", RUNNER_ERR_UNSUPPORTED,
+                "op %s is not registered; re-run python -m tools export", missing != nullptr ? missing : "?");
   if (s->config.arena == nullptr || s->config.arena_bytes == 0)
     return fail(info, "tflm:no-arena", RUNNER_ERR_ARENA, "no memory for a %u-byte arena",
                 static_cast<unsigned>(s->config.arena_bytes));
 
-  s->interpreter = new (s->storage)
-      tflite::MicroInterpreter(model, *s->config.resolver, s->config.arena, s->config.arena_bytes);
+  s->interpreter =
+      new (s->storage) tflite::MicroInterpreter(model, *s->config.resolver, s->config.arena, s->config.arena_bytes);
   if (s->interpreter->AllocateTensors() != kTfLiteOk) {
     s->interpreter = nullptr;
     return fail(info, "tflm:allocate-failed", RUNNER_ERR_ARENA,
@@ -96,8 +98,8 @@ int tflm_init(void *ctx, runner_info_t *info) {
   s->input = s->interpreter->input(0);
   s->output = s->interpreter->output(0);
   const TfLiteIntArray *dims = s->input != nullptr ? s->input->dims : nullptr;
-  if (s->interpreter->inputs_size() != 1 || s->interpreter->outputs_size() != 1 || dims == nullptr ||
-      dims->size != 4 || dims->data[0] != 1 || runner_dtype(s->input->type) == 0 || s->output == nullptr ||
+  if (s->interpreter->inputs_size() != 1 || s->interpreter->outputs_size() != 1 || dims == nullptr || dims->size != 4 ||
+      dims->data[0] != 1 || runner_dtype(s->input->type) == 0 || s->output == nullptr ||
       runner_dtype(s->output->type) == 0) {
     s->interpreter = nullptr;
     return fail(info, "tflm:bad-io", RUNNER_ERR_UNSUPPORTED,
@@ -128,7 +130,7 @@ int tflm_invoke(void *ctx, const uint8_t *input, uint8_t *output) {
 
 runner_t tflm_runner = {tflm_init, tflm_invoke, &state};
 
-}  // namespace
+} // namespace
 
 const runner_t *runner_tflm(const runner_tflm_config *config) {
   state.config = *config;

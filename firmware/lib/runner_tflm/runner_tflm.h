@@ -25,11 +25,11 @@ class MicroOpResolver;
 }
 
 struct runner_tflm_config {
-  const unsigned char *model;              /* .tflite flatbuffer, 16-byte aligned (model_data.cc) */
+  const unsigned char *model; /* .tflite flatbuffer, 16-byte aligned (model_data.cc) */
   const tflite::MicroOpResolver *resolver; /* registers the model's ops (model_ops.h) */
-  uint8_t *arena;                          /* tensor arena, 16-byte aligned; NULL if allocation failed */
+  uint8_t *arena; /* tensor arena, 16-byte aligned; NULL if allocation failed */
   size_t arena_bytes;
-  const uint8_t *model_id;                 /* RUNNER_MODEL_ID_LEN bytes: sha256 of the .tflite */
+  const uint8_t *model_id; /* RUNNER_MODEL_ID_LEN bytes: sha256 of the .tflite */
 };
 
 /* The TFLM runner for `config` (copied; call once at boot, before app_init). */

@@ -29,7 +29,7 @@ class HardwareSerial {
  private:
   void fill();
   uint8_t rx_[ARDUINO_SERIAL_RX_BUFFER];
-  size_t head_ = 0;  /* next byte to read */
+  size_t head_ = 0; /* next byte to read */
   size_t count_ = 0; /* bytes waiting */
   unsigned long baud_ = 0;
 };

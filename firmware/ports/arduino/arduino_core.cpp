@@ -31,7 +31,7 @@ uint64_t uptime_us() {
   return high | now;
 }
 
-}  // namespace
+} // namespace
 
 void HardwareSerial::begin(unsigned long baud) { baud_ = baud; }
 
@@ -85,8 +85,7 @@ void delay(unsigned long ms) {
   nanosleep(&pause, nullptr);
 #else
   const uint32_t start = board_micros();
-  while (board_micros() - start < ms * 1000u) {
-  }
+  while (board_micros() - start < ms * 1000u) {}
 #endif
 }
 

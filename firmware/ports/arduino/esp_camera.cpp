@@ -13,7 +13,7 @@ uint8_t frame_buf[QVGA_WIDTH * QVGA_HEIGHT * 2];
 camera_fb_t frame = {frame_buf, 0, QVGA_WIDTH, QVGA_HEIGHT, PIXFORMAT_GRAYSCALE};
 bool frame_out = false; /* handed to the caller and not returned yet */
 
-}  // namespace
+} // namespace
 
 esp_err_t esp_camera_init(const camera_config_t *config) {
   if (config == nullptr || config->frame_size != FRAMESIZE_QVGA) return ESP_FAIL;

@@ -2,7 +2,7 @@
  * pyserial, exactly as it opens a USB serial port) or over stdin/stdout (for pipes). The clock is
  * CLOCK_MONOTONIC; there is no instruction counter, so board_cycles() reports 0 ("not measured"). */
 #define _XOPEN_SOURCE 600 /* posix_openpt, grantpt, unlockpt, ptsname */
-#define _DEFAULT_SOURCE   /* cfmakeraw */
+#define _DEFAULT_SOURCE /* cfmakeraw */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -18,7 +18,7 @@
 static int in_fd = -1;
 static int out_fd = -1;
 static int slave_fd = -1; /* kept open so the master never reads EIO while no host is attached */
-static int input_closed;  /* --stdio: the pipe reached end of file */
+static int input_closed; /* --stdio: the pipe reached end of file */
 
 static int open_pty(void) {
   int master = posix_openpt(O_RDWR | O_NOCTTY);

@@ -19,8 +19,7 @@ static app_t app;
 int main(int argc, char **argv) {
   int status = board_init(argc, argv);
   if (status != 0) return status;
-  const app_config_t cfg = {&frame_bufs[0][0], sizeof frame_bufs[0], CREDITS + 1, output, sizeof output, tx,
-                            sizeof tx};
+  const app_config_t cfg = {&frame_bufs[0][0], sizeof frame_bufs[0], CREDITS + 1, output, sizeof output, tx, sizeof tx};
   status = app_init(&app, engine_runner(), &cfg);
   if (status != APP_OK) {
     fprintf(stderr, "error: firmware buffers do not fit the model (app_init %d); rebuild with tinyml/firmware.py\n",

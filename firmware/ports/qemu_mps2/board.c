@@ -77,8 +77,7 @@ void board_exit(int code) {
   register uint32_t op __asm("r0") = 0x20u;
   register volatile uint32_t *arg __asm("r1") = block;
   __asm volatile("bkpt 0xAB" : : "r"(op), "r"(arg) : "memory");
-  for (;;) {
-  }
+  for (;;) {}
 }
 
 void board_wait_for_rx(void) {
@@ -99,8 +98,7 @@ size_t board_read(uint8_t *buf, size_t max) {
 
 void board_write(const uint8_t *buf, size_t len) {
   for (size_t i = 0; i < len; ++i) {
-    while (UART0->state & UART_STATE_TXFULL) {
-    }
+    while (UART0->state & UART_STATE_TXFULL) {}
     UART0->data = buf[i];
   }
 }

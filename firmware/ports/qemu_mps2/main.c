@@ -17,8 +17,7 @@ static app_t app;
 
 int main(void) {
   board_init();
-  const app_config_t cfg = {&frame_bufs[0][0], sizeof frame_bufs[0], CREDITS + 1, output, sizeof output, tx,
-                            sizeof tx};
+  const app_config_t cfg = {&frame_bufs[0][0], sizeof frame_bufs[0], CREDITS + 1, output, sizeof output, tx, sizeof tx};
   int status = app_init(&app, engine_runner(), &cfg);
   if (status != APP_OK) return INIT_FAILURE_EXIT - status; /* the build and the model disagree: fail loudly */
   for (;;)

@@ -17,9 +17,7 @@ static uint32_t parse_u32(const char *s) {
 }
 
 /* subs + bne: 2 instructions per iteration, counted as executed by QEMU's icount. */
-static void spin(uint32_t n) {
-  __asm volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
-}
+static void spin(uint32_t n) { __asm volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc"); }
 
 static size_t read_line(char *line, size_t max) {
   size_t n = 0;
@@ -63,14 +61,12 @@ int main(void) {
         board_print("\n");
         break;
       }
-      case 'x':
-        return (int)parse_u32(line + 1);
+      case 'x': return (int)parse_u32(line + 1);
       case 'f':
         (void)*(volatile uint32_t *)0xF0000000u;
         board_print("no fault\n");
         break;
-      default:
-        board_print("?\n");
+      default: board_print("?\n");
     }
   }
 }

@@ -34,15 +34,26 @@ __attribute__((section(".vectors"), used)) static const vector_t vectors[16 + 32
     Fault_Handler, /* MemManage */
     Fault_Handler, /* BusFault */
     Fault_Handler, /* UsageFault */
-    0, 0, 0, 0,
+    0,
+    0,
+    0,
+    0,
     Default_Handler, /* SVCall */
     Default_Handler, /* DebugMon */
     0,
     Default_Handler, /* PendSV */
     SysTick_Handler,
     Wake_Handler, /* IRQ0: UART0 RX */
-    Default_Handler, Default_Handler, Default_Handler, /* IRQ1-3 */
-    DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, DEFAULT_X4, /* IRQ4-31 */
+    Default_Handler,
+    Default_Handler,
+    Default_Handler, /* IRQ1-3 */
+    DEFAULT_X4,
+    DEFAULT_X4,
+    DEFAULT_X4,
+    DEFAULT_X4,
+    DEFAULT_X4,
+    DEFAULT_X4,
+    DEFAULT_X4, /* IRQ4-31 */
 };
 
 void Reset_Handler(void) {

@@ -60,23 +60,58 @@ static int random_layer(layer_t *L, int in_h, int in_w, int in_c) {
   L->c = oc;
   if (dw) {
     L->kind = wide ? ENG_STAGE_DW_WIDE : ENG_STAGE_DW;
-    L->dw = (eng_dwconv_t){.in_h = in_h, .in_w = in_w, .in_c = in_c, .out_h = oh, .out_w = ow, .out_c = oc,
-                           .k_h = k, .k_w = k, .stride_h = s, .stride_w = s, .dil_h = dil, .dil_w = dil,
+    L->dw = (eng_dwconv_t){.in_h = in_h,
+                           .in_w = in_w,
+                           .in_c = in_c,
+                           .out_h = oh,
+                           .out_w = ow,
+                           .out_c = oc,
+                           .k_h = k,
+                           .k_w = k,
+                           .stride_h = s,
+                           .stride_w = s,
+                           .dil_h = dil,
+                           .dil_w = dil,
                            .pad_top = same ? pad_for(in_h, oh, k, s, dil) : 0,
-                           .pad_left = same ? pad_for(in_w, ow, k, s, dil) : 0, .depth_mult = 1, .in_zp = in_zp,
-                           .out_zp = out_zp, .act_min = lo, .act_max = 127, .weights = L->weights, .bias = L->bias,
-                           .mult = L->mult, .shift = L->shift};
+                           .pad_left = same ? pad_for(in_w, ow, k, s, dil) : 0,
+                           .depth_mult = 1,
+                           .in_zp = in_zp,
+                           .out_zp = out_zp,
+                           .act_min = lo,
+                           .act_max = 127,
+                           .weights = L->weights,
+                           .bias = L->bias,
+                           .mult = L->mult,
+                           .shift = L->shift};
     L->scratch = wide ? 0 : ENG_DWCONV_SCRATCH_BYTES(oc);
   } else {
     L->kind = ENG_STAGE_CONV;
     L->fn = wide ? eng_conv2d_s8_wide
                  : (pw4 ? (lo == -128 && hi == 127 ? eng_pw_4x2_sat : eng_pw_4x2_clamp) : eng_conv2d_s8);
-    L->conv = (eng_conv_t){.in_h = in_h, .in_w = in_w, .in_c = in_c, .out_h = oh, .out_w = ow, .out_c = oc,
-                           .k_h = k, .k_w = k, .stride_h = s, .stride_w = s, .dil_h = 1, .dil_w = 1,
+    L->conv = (eng_conv_t){.in_h = in_h,
+                           .in_w = in_w,
+                           .in_c = in_c,
+                           .out_h = oh,
+                           .out_w = ow,
+                           .out_c = oc,
+                           .k_h = k,
+                           .k_w = k,
+                           .stride_h = s,
+                           .stride_w = s,
+                           .dil_h = 1,
+                           .dil_w = 1,
                            .pad_top = same ? pad_for(in_h, oh, k, s, 1) : 0,
-                           .pad_left = same ? pad_for(in_w, ow, k, s, 1) : 0, .in_place = 0, .single_round = 0,
-                           .in_zp = in_zp, .out_zp = out_zp, .act_min = lo, .act_max = hi, .weights = L->weights,
-                           .bias = L->bias, .mult = L->mult, .shift = L->shift};
+                           .pad_left = same ? pad_for(in_w, ow, k, s, 1) : 0,
+                           .in_place = 0,
+                           .single_round = 0,
+                           .in_zp = in_zp,
+                           .out_zp = out_zp,
+                           .act_min = lo,
+                           .act_max = hi,
+                           .weights = L->weights,
+                           .bias = L->bias,
+                           .mult = L->mult,
+                           .shift = L->shift};
     L->scratch = wide ? ENG_CONV_WIDE_SCRATCH_BYTES(k, k, in_c)
                       : (pw4 ? ENG_PW_4X2_SCRATCH_BYTES(in_c) : ENG_CONV_SCRATCH_BYTES(k, k, in_c));
   }
@@ -119,7 +154,8 @@ static int check_chain(int case_no) {
     stages[i] = (eng_stage_t){.kind = (uint8_t)L[i].kind,
                               .layer = L[i].kind >= ENG_STAGE_DW ? (const void *)&L[i].dw : (const void *)&L[i].conv,
                               .conv = L[i].fn,
-                              .buf_offset = 0, .rows = 0};
+                              .buf_offset = 0,
+                              .rows = 0};
   }
   for (int i = 0; i + 1 < n; i++) { /* capacity: the consumer's window .. the whole tensor */
     const int lo = window_rows(&L[i + 1]) < L[i].h ? window_rows(&L[i + 1]) : L[i].h;
@@ -144,7 +180,8 @@ static int check_chain(int case_no) {
   int bad = memcmp(got, tensors[n - 1], out_n) != 0;
   if (bad) {
     printf("case %d: chain of %d on %dx%dx%d differs:", case_no, n, in_h, in_w, in_c);
-    for (int i = 0; i < n; i++) printf(" [kind %d -> %dx%dx%d, rows %d]", L[i].kind, L[i].h, L[i].w, L[i].c, stages[i].rows);
+    for (int i = 0; i < n; i++)
+      printf(" [kind %d -> %dx%dx%d, rows %d]", L[i].kind, L[i].h, L[i].w, L[i].c, stages[i].rows);
     printf("\n");
   }
   for (int i = 0; i < n; i++) free(tensors[i]), free(L[i].weights), free(L[i].bias), free(L[i].mult), free(L[i].shift);

@@ -62,8 +62,8 @@ static int run_trial(int trial, int wide) {
                                          : ref_mbqm((int32_t)acc, mult[oc], shift[oc]);
         want[((size_t)oy * p.out_w + ox) * p.out_c + oc] = (int8_t)clamp32(v + p.out_zp, p.act_min, p.act_max);
       }
-  const size_t scratch_bytes = wide ? ENG_CONV_WIDE_SCRATCH_BYTES(p.k_h, p.k_w, p.in_c)
-                                    : ENG_CONV_SCRATCH_BYTES(p.k_h, p.k_w, p.in_c);
+  const size_t scratch_bytes =
+      wide ? ENG_CONV_WIDE_SCRATCH_BYTES(p.k_h, p.k_w, p.in_c) : ENG_CONV_SCRATCH_BYTES(p.k_h, p.k_w, p.in_c);
   void *scratch = malloc(scratch_bytes); /* exactly the macro's bytes (glibc malloc aligns to 16) */
   /* in place (pointwise only): one buffer, the input at the start or, when the output is larger, at the end */
   const int in_place = pointwise && rnd_in(0, 1);

@@ -1,10 +1,10 @@
 /* eng_dwconv2d_s8_3x3 (engine_dw3x3_p3_dsp.c: 3 pixels x 2 channels per pass over a column buffer with the
- * padding written in, overlapping last blocks, rows narrower than 3 pixels, padding rows, the C % 4 tail channels, strides 1 and 2 across and 1-3
- * down, SAME and VALID, the whole int8 range and narrower activation ranges, shifts over the whole folded
- * range) against a plain loop of TFLite's DepthwiseConvPerChannel; then a random one-row view of the layer,
- * as the fused chains call it (engine_chain.c: out_h 1, in_h the window rows that exist, pad_top the rows
- * above the image), against the same row of the whole output. Scratch is malloc'd at exactly
- * ENG_DW3X3_SCRATCH_BYTES, so an overrun is an ASan error. */
+ * padding written in, overlapping last blocks, rows narrower than 3 pixels, padding rows, the C % 4 tail channels,
+ * strides 1 and 2 across and 1-3 down, SAME and VALID, the whole int8 range and narrower activation ranges, shifts over
+ * the whole folded range) against a plain loop of TFLite's DepthwiseConvPerChannel; then a random one-row view of the
+ * layer, as the fused chains call it (engine_chain.c: out_h 1, in_h the window rows that exist, pad_top the rows above
+ * the image), against the same row of the whole output. Scratch is malloc'd at exactly ENG_DW3X3_SCRATCH_BYTES, so an
+ * overrun is an ASan error. */
 #include "engine_kernels.h"
 #include "kernel_ref.h"
 
@@ -86,8 +86,8 @@ static int run_trial(int trial) {
     v.pad_top = (uint8_t)(lo - y0);
     eng_dwconv2d_s8_3x3(&v, in + (size_t)lo * p.in_w * C, row, scratch);
     for (size_t i = 0; i < row_bytes && !failed; i++)
-      if (row[i] != want[(size_t)j * row_bytes + i]) failed = report("eng_dwconv2d_s8_3x3 row view", trial, i, row[i],
-                                                                    want[(size_t)j * row_bytes + i]);
+      if (row[i] != want[(size_t)j * row_bytes + i])
+        failed = report("eng_dwconv2d_s8_3x3 row view", trial, i, row[i], want[(size_t)j * row_bytes + i]);
   }
   free(scratch);
   free(in);

@@ -81,7 +81,8 @@ static int run_trial(int trial, int wide) {
   }
   int failed = 0;
   for (size_t i = 0; i < out_bytes && !failed; i++)
-    if (out[i] != want[i]) failed = report(wide ? "eng_dwconv2d_s8_wide" : "eng_dwconv2d_s8", trial, i, out[i], want[i]);
+    if (out[i] != want[i])
+      failed = report(wide ? "eng_dwconv2d_s8_wide" : "eng_dwconv2d_s8", trial, i, out[i], want[i]);
   free(scratch);
   free(in);
   free(out);

@@ -133,17 +133,9 @@ def _camera_frames(bundle, count: int) -> tuple[np.ndarray, list[np.ndarray]]:
     return np.stack(frames), tensors
 
 
-def test_camera_mode_classifies_its_own_frames(bundle_v1, tmp_path, monkeypatch) -> None:
-    """The ESP32-CAM build (FIRMWARE_CAMERA) with the engine: frames from the camera stand-in (the file over and
-    over, as a camera never stops), preprocessed on the board, a RESULT for each, numbered by the board, equal to
-    the reference on the host's tensor; host/stream.py listens to it as to a real camera board (the board
-    streams from power-up, so the first answers heard need not be seq 1)."""
-    from models.reference import ReferenceModel
-    from tools import firmware
-
-    frames, tensors = _camera_frames(bundle_v1, 12)
-    (tmp_path / "frames.raw").write_bytes(frames.tobytes())
-    model_dir = firmware.build(bundle_v1, "arduino").parent / "model"
+def _camera_sketch(model_dir: Path, tmp_path: Path, monkeypatch) -> Path:
+    """The native camera build (FIRMWARE_CAMERA) of the sketch for model_dir, its camera stand-in pointed at
+    tmp_path/frames.raw (which the caller writes)."""
     exe = tmp_path / "camera_sketch"
     subprocess.run(
         [
@@ -160,6 +152,21 @@ def test_camera_mode_classifies_its_own_frames(bundle_v1, tmp_path, monkeypatch)
         capture_output=True,
     )
     monkeypatch.setenv("ARDUINO_CAMERA_FRAMES", str(tmp_path / "frames.raw"))
+    return exe
+
+
+def test_camera_mode_classifies_its_own_frames(bundle_v1, tmp_path, monkeypatch) -> None:
+    """The ESP32-CAM build (FIRMWARE_CAMERA) with the engine: frames from the camera stand-in (the file over and
+    over, as a camera never stops), preprocessed on the board, a RESULT for each, numbered by the board, equal to
+    the reference on the host's tensor; host/stream.py listens to it as to a real camera board (the board
+    streams from power-up, so the first answers heard need not be seq 1)."""
+    from models.reference import ReferenceModel
+    from tools import firmware
+
+    frames, tensors = _camera_frames(bundle_v1, 12)
+    (tmp_path / "frames.raw").write_bytes(frames.tobytes())
+    model_dir = firmware.build(bundle_v1, "arduino").parent / "model"
+    exe = _camera_sketch(model_dir, tmp_path, monkeypatch)
     height, width, channels = bundle_v1.input_shape
     with NativeBoard(exe) as board:
         target = SerialBoardTarget(
@@ -194,22 +201,7 @@ def test_camera_mode_refuses_a_model_info_of_another_model(bundle_v1, bundle_v2,
     firmware.write_model_info(bundle_v2, bundle_v2.artifact_path("tflite").read_bytes(), model_dir)
     frames, tensors = _camera_frames(bundle_v1, 2)
     (tmp_path / "frames.raw").write_bytes(frames.tobytes())
-    exe = tmp_path / "camera_sketch"
-    subprocess.run(
-        [
-            "make",
-            "-s",
-            "-C",
-            str(SKETCH_PORT),
-            "BOARD=native",
-            f"MODEL_DIR={model_dir}",
-            f"OUT={exe}",
-            "DEFINES=FIRMWARE_CAMERA=1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    monkeypatch.setenv("ARDUINO_CAMERA_FRAMES", str(tmp_path / "frames.raw"))
+    exe = _camera_sketch(model_dir, tmp_path, monkeypatch)
     with NativeBoard(exe) as board:
         link = serial.serial_for_url(board.url, timeout=0.05)
         link.write(wire.encode(wire.HelloRequest(), seq=5))

@@ -111,4 +111,27 @@ static inline int report(const char *what, int trial, size_t at, int got, int wa
   return 1;
 }
 
+/* Runs a convolution kernel on `in` (copied into one shared buffer when in_place: the input at the start or, when
+ * the output is larger, at the end, as the code generator lays it out) with a scratch of exactly scratch_bytes
+ * (glibc malloc aligns to 16), and compares every output byte with want. Returns 1 (reported) on a mismatch. */
+static inline int check_conv_kernel(void (*kernel)(const eng_conv_t *, const int8_t *, int8_t *, void *),
+                                    const char *name, eng_conv_t *p, const int8_t *in, size_t in_bytes,
+                                    const int8_t *want, size_t out_bytes, size_t scratch_bytes, int in_place,
+                                    int trial) {
+  void *scratch = malloc(scratch_bytes);
+  const size_t region = in_bytes > out_bytes ? in_bytes : out_bytes;
+  int8_t *buf = malloc(region), *out = in_place ? buf : malloc(out_bytes);
+  int8_t *src = in_place ? buf + (out_bytes > in_bytes ? out_bytes - in_bytes : 0) : (int8_t *)in;
+  if (in_place) memcpy(src, in, in_bytes);
+  p->in_place = (uint8_t)in_place;
+  kernel(p, src, out, scratch);
+  int failed = 0;
+  for (size_t i = 0; i < out_bytes && !failed; i++)
+    if (out[i] != want[i]) failed = report(name, trial, i, out[i], want[i]);
+  if (!in_place) free(out);
+  free(buf);
+  free(scratch);
+  return failed;
+}
+
 #endif /* KERNEL_REF_H */

@@ -64,25 +64,11 @@ static int run_trial(int trial, int wide) {
       }
   const size_t scratch_bytes =
       wide ? ENG_CONV_WIDE_SCRATCH_BYTES(p.k_h, p.k_w, p.in_c) : ENG_CONV_SCRATCH_BYTES(p.k_h, p.k_w, p.in_c);
-  void *scratch = malloc(scratch_bytes); /* exactly the macro's bytes (glibc malloc aligns to 16) */
-  /* in place (pointwise only): one buffer, the input at the start or, when the output is larger, at the end */
+  /* in place: pointwise only (a 1x1 stride-1 conv reads pixel p before writing it) */
   const int in_place = pointwise && rnd_in(0, 1);
-  const size_t region = in_bytes > out_bytes ? in_bytes : out_bytes;
-  int8_t *buf = malloc(region), *out = in_place ? buf : malloc(out_bytes);
-  int8_t *src = in_place ? buf + (out_bytes > in_bytes ? out_bytes - in_bytes : 0) : in;
-  if (in_place) memcpy(src, in, in_bytes);
-  p.in_place = (uint8_t)in_place;
-  if (wide) {
-    eng_conv2d_s8_wide(&p, src, out, scratch);
-  } else {
-    eng_conv2d_s8(&p, src, out, scratch);
-  }
-  int failed = 0;
-  for (size_t i = 0; i < out_bytes && !failed; i++)
-    if (out[i] != want[i]) failed = report(wide ? "eng_conv2d_s8_wide" : "eng_conv2d_s8", trial, i, out[i], want[i]);
-  if (!in_place) free(out);
-  free(buf);
-  free(scratch);
+  const int failed =
+      check_conv_kernel(wide ? eng_conv2d_s8_wide : eng_conv2d_s8, wide ? "eng_conv2d_s8_wide" : "eng_conv2d_s8", &p,
+                        in, in_bytes, want, out_bytes, scratch_bytes, in_place, trial);
   free(in);
   free(want);
   return failed;

@@ -60,24 +60,9 @@ static int run_trial(int trial) {
       const int32_t v = ref_mbqm((int32_t)acc, mult[oc], shift[oc]);
       want[i * p.out_c + oc] = (int8_t)clamp32(v + p.out_zp, p.act_min, p.act_max);
     }
-  void *scratch = malloc(ENG_PW_4X2_SCRATCH_BYTES(p.in_c)); /* exactly the macro's bytes (glibc aligns to 16) */
-  const int in_place = rnd_in(0, 1);
-  const size_t region = in_bytes > out_bytes ? in_bytes : out_bytes;
-  int8_t *buf = malloc(region), *out = in_place ? buf : malloc(out_bytes);
-  int8_t *src = in_place ? buf + (out_bytes > in_bytes ? out_bytes - in_bytes : 0) : in;
-  if (in_place) memcpy(src, in, in_bytes);
-  p.in_place = (uint8_t)in_place;
-  if (sat) {
-    eng_pw_4x2_sat(&p, src, out, scratch);
-  } else {
-    eng_pw_4x2_clamp(&p, src, out, scratch);
-  }
-  int failed = 0;
-  for (size_t i = 0; i < out_bytes && !failed; i++)
-    if (out[i] != want[i]) failed = report(sat ? "eng_pw_4x2_sat" : "eng_pw_4x2_clamp", trial, i, out[i], want[i]);
-  if (!in_place) free(out);
-  free(buf);
-  free(scratch);
+  const int failed =
+      check_conv_kernel(sat ? eng_pw_4x2_sat : eng_pw_4x2_clamp, sat ? "eng_pw_4x2_sat" : "eng_pw_4x2_clamp", &p, in,
+                        in_bytes, want, out_bytes, ENG_PW_4X2_SCRATCH_BYTES(p.in_c), rnd_in(0, 1), trial);
   free(in);
   free(want);
   return failed;

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.codegen.arithmetic import activation_range
-from tinyml.codegen.ctext import c_array, c_struct
+from tinyml.codegen.ctext import c_struct
 from tinyml.codegen.kernel_abi import constant, scratch_bytes
 from tinyml.codegen.layer import IN_PLACE_TOKEN, quant, unsupported
-from tinyml.codegen.ops.weighted import WeightedLayer, wrap_int32
+from tinyml.codegen.ops.weighted import WeightedLayer
 from tinyml.tflite_graph import Tensor
 
 
@@ -66,13 +66,7 @@ class Conv2D(WeightedLayer):
         else:
             function, scratch = conv_variant(geom, shift, lo, hi, self.single_round), ("ENG_CONV_SCRATCH_BYTES", window)
         name = self.name
-        decls = (
-            c_array("int8_t", f"{name}_w", w_oc_k)
-            + c_array("int32_t", f"{name}_b", wrap_int32(folded))
-            + c_array("int32_t", f"{name}_m", np.array(mult))
-            + c_array("int8_t", f"{name}_s", np.array(shift))
-        )
-        self.weight_bytes = int(w_oc_k.size + 9 * len(mult))
+        decls, arrays = self.constant_arrays(w_oc_k, folded, mult, shift)
         self.scratch = scratch
         fields = dict(
             geom,
@@ -80,10 +74,7 @@ class Conv2D(WeightedLayer):
             out_zp=out_zp,
             act_min=lo,
             act_max=hi,
-            weights=f"{name}_w",
-            bias=f"{name}_b",
-            mult=f"{name}_m",
-            shift=f"{name}_s",
+            **arrays,
             in_place=IN_PLACE_TOKEN,
             single_round=int(self.single_round),
         )

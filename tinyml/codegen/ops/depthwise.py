@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.codegen.arithmetic import activation_range
-from tinyml.codegen.ctext import c_array, c_struct
+from tinyml.codegen.ctext import c_struct
 from tinyml.codegen.kernel_abi import constant
 from tinyml.codegen.layer import quant, unsupported
-from tinyml.codegen.ops.weighted import WeightedLayer, wrap_int32
+from tinyml.codegen.ops.weighted import WeightedLayer
 
 
 class DepthwiseConv2D(WeightedLayer):
@@ -40,25 +40,9 @@ class DepthwiseConv2D(WeightedLayer):
             weights = np.concatenate([grouped, weights[:, c4:].reshape(-1)])
         name = self.name
         geom = dict(self.window_geometry(x, y, kh, kw), depth_mult=oc // ic)
-        fields = dict(
-            geom,
-            in_zp=in_zp,
-            out_zp=out_zp,
-            act_min=lo,
-            act_max=hi,
-            weights=f"{name}_w",
-            bias=f"{name}_b",
-            mult=f"{name}_m",
-            shift=f"{name}_s",
-        )
-        self.decls = (
-            c_array("int8_t", f"{name}_w", weights)
-            + c_array("int32_t", f"{name}_b", wrap_int32(folded))
-            + c_array("int32_t", f"{name}_m", np.array(mult))
-            + c_array("int8_t", f"{name}_s", np.array(shift))
-            + c_struct("eng_dwconv_t", name, fields)
-        )
-        self.weight_bytes = int(weights.size + 9 * oc)
+        decls, arrays = self.constant_arrays(weights, folded, mult, shift)
+        fields = dict(geom, in_zp=in_zp, out_zp=out_zp, act_min=lo, act_max=hi, **arrays)
+        self.decls = decls + c_struct("eng_dwconv_t", name, fields)
         if self.wide:  # the exact general path: [k_h][k_w][out_c] weights, no scratch
             self.call = f"eng_dwconv2d_s8_wide(&{name}, (const int8_t *){{in0}}, (int8_t *){{out0}});"
         elif self.block_3x3(geom, shift):

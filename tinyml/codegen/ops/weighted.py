@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyml.codegen.arithmetic import multiply_by_quantized_multiplier, quantize_multiplier, same_padding
+from tinyml.codegen.ctext import c_array
 from tinyml.codegen.layer import Layer, quant, unsupported
 from tinyml.tflite_graph import Tensor
 
@@ -24,6 +25,21 @@ class WeightedLayer(Layer):
     """A layer with constant int8 weights, an int32 bias and per-channel multipliers."""
 
     single_round = False  # gemmlowp's two-step rounding (CONV_2D); FULLY_CONNECTED rounds once
+
+    def constant_arrays(
+        self, weights: np.ndarray, folded: np.ndarray, mult: list[int], shift: list[int]
+    ) -> tuple[str, dict[str, str]]:
+        """The four constant arrays every weighted op emits (weights in the kernel's layout, folded int32 biases,
+        per-channel multipliers and shifts) and the struct fields that name them; records their bytes."""
+        name = self.name
+        self.weight_bytes = int(weights.size + 9 * len(mult))
+        decls = (
+            c_array("int8_t", f"{name}_w", weights)
+            + c_array("int32_t", f"{name}_b", wrap_int32(folded))
+            + c_array("int32_t", f"{name}_m", np.array(mult))
+            + c_array("int8_t", f"{name}_s", np.array(shift))
+        )
+        return decls, dict(weights=f"{name}_w", bias=f"{name}_b", mult=f"{name}_m", shift=f"{name}_s")
 
     def int8_weighted(self) -> tuple[Tensor, Tensor, Tensor]:
         """Input, constant weights and output, all int8 (else the one-line unsupported error)."""

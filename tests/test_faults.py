@@ -350,20 +350,20 @@ def _trainings(run: PtyRun) -> set[int]:
     return {p for p in run.watch_children() if " tools train " in cmdline(p)}
 
 
+@pytest.mark.slow  # two trainings start (two TensorFlow imports), though neither finishes
 def test_demo_interrupted_while_both_models_train_stops_both(tmp_path):
     """#12: the demo trains V1 and V2 in two child processes at once. A Ctrl-C in the terminal mid-epoch stops
     the demo and both trainings (the signal reaches the whole foreground group): exit 130, no traceback, no
-    training left running, and each training's lines reached the terminal under its model's name."""
-    run = PtyRun(*_demo(tmp_path / "demo", "--limit", "600", "--epochs", "20"))
+    training left running; each training's lines reach the terminal under its model's name as they are printed."""
+    run = PtyRun(*_demo(tmp_path / "demo", "--limit", "300", "--epochs", "20"))
     _wait_for(lambda: len(_trainings(run)) == 2, 120, "the two trainings to start", run)
     trainings = set(run.children)
     labels = ("mobilenet_v1 0.25", "mobilenet_v2 0.35")
-    _wait_for(lambda: all(f"[{label}] Epoch 2/20" in run.text for label in labels), 600, "both at epoch 2", run)
+    _wait_for(lambda: all(f"[{label}] Epoch 1/20" in run.text for label in labels), 600, "both in epoch 1", run)
     time.sleep(RNG.uniform(0.0, 2.0))
     code = _interrupt(run, "ctrl-c")
     assert code == 130, run.text[-2000:]
     _assert_no_orphans(trainings)
-    assert "[mobilenet_v1 0.25] Epoch 1/20" in run.text and "[mobilenet_v2 0.35] Epoch 1/20" in run.text
     assert not (tmp_path / "demo" / "report").exists()
 
 

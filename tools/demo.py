@@ -229,16 +229,12 @@ def run_demo(
     )
     console = Console()
     bundles = [out / architecture for architecture, _, _, _ in MODELS]
-    jobs = [
-        TrainingJob(
-            f"{architecture} {width:g}",
-            train_args(architecture, width, epochs or default_epochs, batch, LR, seed, limit, bundle),
-            console,
-        )
-        for (architecture, width, default_epochs, batch), bundle in zip(MODELS, bundles, strict=True)
-    ]
+    jobs: list[TrainingJob] = []
     rows = []
     try:
+        for (architecture, width, default_epochs, batch), bundle in zip(MODELS, bundles, strict=True):
+            args = train_args(architecture, width, epochs or default_epochs, batch, LR, seed, limit, bundle)
+            jobs.append(TrainingJob(f"{architecture} {width:g}", args, console))
         for job, bundle in zip(jobs, bundles, strict=True):
             others = [other for other in jobs if other is not job]
             steps = Steps()

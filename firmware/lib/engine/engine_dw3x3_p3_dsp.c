@@ -42,11 +42,14 @@
 /* One SXTB16 lane of a word: L 0 -> bytes 0 and 2, L 1 -> bytes 1 and 3. */
 static ENG_INLINE uint32_t dw3_lane(uint32_t v, int L) { return L ? eng_sxtb16_ror8(v) : eng_sxtb16(v); }
 
-/* NPX pixels x channels c+L, c+L+2 of one 4-channel group. xb: the block's first column in the group's column
- * buffer (column j, kernel row k at xb[3j + k], each word the group's 4 channels), ws: the lane's 9 split
- * weights [k][kx], o: the block's first output pixel at channel c, pixels C bytes apart. Per kernel row its 3
- * weights stay in registers and each of the (NPX-1)S+3 columns is loaded and split once and meets the weight of
- * every window it lies in; every address is a constant offset from xb or ws. */
+/* NPX pixels x channels a = c+L and b = c+L+2 of one 4-channel group. xb: the block's first column in the
+ * group's column buffer (column j at xb[3j]: the word pair-packed from kernel rows 0 and 1 for channels c, c+1,
+ * the same for c+2, c+3, then kernel row 2's word), ws: the lane's 9 weight words (ws[kx]: [w_a(0,kx) |
+ * w_a(1,kx)], ws[3 + kx]: the same for b, ws[6 + kx]: [w_a(2,kx) | w_b(2,kx)]), o: the block's first output
+ * pixel at channel c, pixels C bytes apart. Three sweeps over the (NPX-1)S+3 columns, each holding 3 weights in
+ * registers: channel a's rows 0-1 and channel b's rows 0-1 with one SMLAD (2 MACs) per tap, row 2 with
+ * SMLABB/SMLATT; each column word is loaded and split once per sweep and meets the weight of every window it
+ * lies in; every address is a constant offset from xb or ws. */
 static ENG_INLINE void dw3_pass(const uint32_t *xb, const uint32_t *ws, int32_t ba, int32_t bb, const rq_chan_t *qa,
                                 const rq_chan_t *qb, int8_t *o, size_t C, int S, int L) {
   int32_t a[NPX], b[NPX];
@@ -56,18 +59,29 @@ static ENG_INLINE void dw3_pass(const uint32_t *xb, const uint32_t *ws, int32_t 
     b[px] = bb;
   }
   DW3_UNROLL
-  for (int k = 0; k < 3; k++) {
-    const uint32_t wk[3] = {ws[3 * k], ws[3 * k + 1], ws[3 * k + 2]};
+  for (int ch = 0; ch < 2; ch++) { /* rows 0 and 1 of channel a, then of channel b */
+    const uint32_t wk[3] = {ws[3 * ch], ws[3 * ch + 1], ws[3 * ch + 2]};
+    int32_t *acc = ch ? b : a;
     DW3_UNROLL
     for (int j = 0; j < (NPX - 1) * S + 3; j++) {
-      const uint32_t xj = dw3_lane(xb[3 * j + k], L);
+      const uint32_t xj = dw3_lane(xb[3 * j + ch], L);
       DW3_UNROLL
       for (int px = 0; px < NPX; px++) {
         const int t = j - px * S; /* this column's tap in pixel px's window */
-        if (t >= 0 && t < 3) {
-          a[px] = eng_smlabb(xj, wk[t], a[px]);
-          b[px] = eng_smlatt(xj, wk[t], b[px]);
-        }
+        if (t >= 0 && t < 3) acc[px] = eng_smlad(xj, wk[t], acc[px]);
+      }
+    }
+  }
+  const uint32_t wk[3] = {ws[6], ws[7], ws[8]};
+  DW3_UNROLL
+  for (int j = 0; j < (NPX - 1) * S + 3; j++) {
+    const uint32_t xj = dw3_lane(xb[3 * j + 2], L);
+    DW3_UNROLL
+    for (int px = 0; px < NPX; px++) {
+      const int t = j - px * S;
+      if (t >= 0 && t < 3) {
+        a[px] = eng_smlabb(xj, wk[t], a[px]);
+        b[px] = eng_smlatt(xj, wk[t], b[px]);
       }
     }
   }
@@ -80,22 +94,25 @@ static ENG_INLINE void dw3_pass(const uint32_t *xb, const uint32_t *ws, int32_t 
   }
 }
 
-/* Fill the group's column buffer for one output row: input columns -1 .. ncols - 2 of the 3 kernel rows,
- * word (ix + 1) * 3 + k; a padding row or column is zpw (4 zero-point bytes). */
-static void dw3_fill(uint32_t *buf, const int8_t *const row[3], size_t C, size_t c, int in_w, int ncols, uint32_t zpw) {
-  for (int k = 0; k < 3; k++) {
-    uint32_t *d = buf + k;
-    if (!row[k]) {
-      for (int i = 0; i < ncols; i++, d += 3) *d = zpw;
-      continue;
-    }
-    const int8_t *x = row[k] + c;
-    const int hi = in_w + 1 < ncols ? in_w + 1 : ncols; /* buffer columns 1 .. hi - 1 are in the image */
-    *d = zpw;
-    d += 3;
-    for (int i = 1; i < hi; i++, d += 3, x += C) *d = eng_load32(x);
-    for (int i = hi; i < ncols; i++, d += 3) *d = zpw;
+/* Fill the group's column buffer for one output row: input columns -1 .. ncols - 2, column ix at word
+ * (ix + 1) * 3: [rows 0, 1 of channels c, c+1 | rows 0, 1 of c+2, c+3 | row 2], i.e. PKHBT and PKHTB of the
+ * two rows' words (one SXTB16 of either then gives a channel's [row 0 | row 1] pair) and row 2's word. A
+ * padding row reads zpw (4 zero-point bytes) with step 0; a padding column is zpw in all three words. */
+static void dw3_fill(uint32_t *d, const int8_t *const row[3], size_t C, size_t c, int in_w, int ncols, uint32_t zpw) {
+  const uint32_t zp[1] = {zpw};
+  const int8_t *x0 = row[0] ? row[0] + c : (const int8_t *)zp, *x1 = row[1] ? row[1] + c : (const int8_t *)zp;
+  const int8_t *x2 = row[2] ? row[2] + c : (const int8_t *)zp;
+  const size_t s0 = row[0] ? C : 0, s1 = row[1] ? C : 0, s2 = row[2] ? C : 0;
+  const int hi = in_w + 1 < ncols ? in_w + 1 : ncols; /* buffer columns 1 .. hi - 1 are in the image */
+  d[0] = d[1] = d[2] = zpw;
+  d += 3;
+  for (int i = 1; i < hi; i++, d += 3, x0 += s0, x1 += s1, x2 += s2) {
+    const uint32_t r0 = eng_load32(x0), r1 = eng_load32(x1);
+    d[0] = eng_pkhbt(r0, r1);
+    d[1] = eng_pkhtb(r0, r1);
+    d[2] = eng_load32(x2);
   }
+  for (int i = hi; i < ncols; i++, d += 3) d[0] = d[1] = d[2] = zpw;
 }
 
 static ENG_INLINE void dw3_layer(const eng_dwconv_t *p, const int8_t *in, int8_t *out, uint32_t *buf, int S) {
@@ -117,10 +134,15 @@ static ENG_INLINE void dw3_layer(const eng_dwconv_t *p, const int8_t *in, int8_t
   int8_t obuf[NPX * 4]; /* a narrow row's NPX pixels x 4 channels */
   for (size_t c = 0; c < c4; c += 4) {
     const int8_t *w = weights + c * 9; /* the group's 9 taps, 4 bytes each */
-    for (int t = 0; t < 9; t++) {
-      const uint32_t v = eng_load32(w + 4 * t);
-      ws[0][t] = eng_sxtb16(v);
-      ws[1][t] = eng_sxtb16_ror8(v);
+    for (int kx = 0; kx < 3; kx++) { /* the same packing as dw3_fill's, of kernel rows 0 and 1 */
+      const uint32_t v0 = eng_load32(w + 4 * kx), v1 = eng_load32(w + 4 * (3 + kx)), v2 = eng_load32(w + 4 * (6 + kx));
+      const uint32_t lo = eng_pkhbt(v0, v1), hi = eng_pkhtb(v0, v1);
+      ws[0][kx] = eng_sxtb16(lo);
+      ws[1][kx] = eng_sxtb16_ror8(lo);
+      ws[0][3 + kx] = eng_sxtb16(hi);
+      ws[1][3 + kx] = eng_sxtb16_ror8(hi);
+      ws[0][6 + kx] = eng_sxtb16(v2);
+      ws[1][6 + kx] = eng_sxtb16_ror8(v2);
     }
     for (int j = 0; j < 4; j++) q[j] = rq_chan(mult[c + j], shift[c + j], zp);
     const int32_t b0 = bias[c], b1 = bias[c + 1], b2 = bias[c + 2], b3 = bias[c + 3];

@@ -154,13 +154,19 @@ static ENG_INLINE void dw3_layer(const eng_dwconv_t *p, const int8_t *in, int8_t
       }
       dw3_fill(buf, row, C, c, in_w, ncols, zpw);
       int8_t *o_row = out + (size_t)oy * (size_t)out_w * C + c;
+      const uint32_t *xb = buf + 3 * (1 - pad_left);
+      int8_t *o = narrow ? obuf : o_row;
+      const size_t ost = narrow ? 4 : C;
       for (int bl = 0; bl < nblocks; bl++) {
-        const int ox = bl * NPX < last ? bl * NPX : last;
-        const uint32_t *xb = buf + 3 * (ox * S - pad_left + 1);
-        int8_t *o = narrow ? obuf : o_row + (size_t)ox * C;
-        const size_t ost = narrow ? 4 : C;
         dw3_pass(xb, ws[0], b0, b2, &q[0], &q[2], o, ost, S, 0);
         dw3_pass(xb, ws[1], b1, b3, &q[1], &q[3], o, ost, S, 1);
+        if (bl + 2 == nblocks) { /* the next block is the row's last, overlapping when out_w % NPX != 0 */
+          xb = buf + 3 * (last * S - pad_left + 1);
+          o = o_row + (size_t)last * C;
+        } else {
+          xb += 3 * NPX * S;
+          o += NPX * C;
+        }
       }
       if (narrow)
         for (int px = 0; px < out_w; px++) memcpy(o_row + (size_t)px * C, obuf + 4 * px, 4);

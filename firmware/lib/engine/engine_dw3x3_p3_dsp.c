@@ -3,17 +3,24 @@
  * fused chain's one-row view of it), borders included, 3 output pixels x 2 channels per pass.
  *
  * Column buffer. For each 4-channel group and output row the 3 input rows' words (4 channels of one pixel)
- * are copied once into scratch, interleaved as [column][kernel row] with padding columns and rows written
- * as the zero-point word, so a pass reads every tap at a constant offset from one pointer: no per-column
- * pointer arithmetic, no pitch register, no border test or edge variant. Copying costs about one word move
- * per input word per output row; it replaced the 3-pixel kernel's per-block tables of first/middle/last
- * column addresses (engine_dw3x3_b3_dsp.c in git history), whose loads and spills made a pass about 270
- * instructions instead of the 200 its arithmetic needed.
+ * are copied once into scratch, 3 words per input column with padding columns and rows written as the
+ * zero-point word, so a pass reads every tap at a constant offset from one pointer: no per-column pointer
+ * arithmetic, no pitch register, no border test or edge variant. It replaced the 3-pixel kernel's per-block
+ * tables of first/middle/last column addresses (engine_dw3x3_b3_dsp.c in git history), whose loads and spills
+ * made a pass about 270 instructions instead of the 200 its arithmetic needed.
  *
- * A pass takes one SXTB16 lane of the group (channels c+L and c+L+2, L = 0 or 1) for 3 adjacent output
- * pixels: 6 accumulators in registers; per kernel row its 3 weights (split once per group and call) and the
- * 2S+3 columns the 3 windows span, each loaded and split once and meeting the weight of every window it lies
- * in (SMLABB/SMLATT: 18 per kernel row). 3 pixels per pass, not 4: every MobileNet row width at 96x96 (48,
+ * Kernel rows 0 and 1 share one SMLAD (issue #10). The fill stores a column's rows 0 and 1 as PKHBT and PKHTB
+ * of their two words ([row 0 | row 1] bytes of channels c, c+1, then of c+2, c+3), so one SXTB16 of either
+ * gives a channel's int16 pair [x(row 0) | x(row 1)]; the weights are packed the same way once per group and
+ * call (int8 in flash as before, the packed words in the scratch the split weights used), and one SMLAD per tap
+ * does both rows' MACs. Row 2 stays SMLABB/SMLATT on its split word. Per window and kernel column of a pass: 4
+ * multiplies instead of 6 for its 2 channels x 3 rows, no more loads or splits (the packing costs 2 PKH per
+ * column in the fill, shared by both lanes and every block).
+ *
+ * A pass takes one SXTB16 lane of the group (channels a = c+L and b = c+L+2, L = 0 or 1) for 3 adjacent output
+ * pixels: 6 accumulators in registers; three sweeps (a's rows 0-1, b's rows 0-1, row 2) over the 2S+3 columns
+ * the 3 windows span, each with its 3 weights in registers, each column word loaded and split once per sweep and
+ * meeting the weight of every window it lies in. 3 pixels per pass, not 4: every MobileNet row width at 96x96 (48,
  * 24, 12, 6, 3) is a multiple of 3, while 4 pixels made the 6- and 3-wide rows compute a third more pixels
  * than they store (measured on QEMU: 6x6x128 0.245 M -> 0.200 M, 3x3x256 0.159 M -> 0.129 M instructions),
  * and 8 accumulators spilled. A row whose width is not a multiple of 3 ends with a block overlapping the
@@ -28,6 +35,12 @@
 #include "engine_requant.h"
 
 #if ENG_DSP
+/* GCC's first scheduling pass (before register allocation) hoists the passes' column loads and so spills
+ * accumulators and pointers: turned off, V1's depthwise layers take 2.65 M instructions on QEMU instead of 2.79 M
+ * (adding the priority register allocator, as engine_pw_4x2_dsp.c does: 2.75 M). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-schedule-insns")
+#endif
 
 #define NPX 3 /* output pixels per pass */
 

@@ -38,7 +38,8 @@ static int run_trial(int trial) {
   /* every eighth trial only the int8 extremes, in weights and inputs: the pass multiplies the SXTB16 lanes of
    * kernel rows 0 and 1 packed by PKHBT/PKHTB with SMLAD, so sign extension and lane order show there */
   const int extreme = trial % 8 == 3;
-  for (int i = 0; i < 9 * C; i++) w_plain[i] = (int8_t)(extreme ? (rnd_in(0, 1) ? -128 : 127) : rnd_s8()); /* [3][3][out_c] */
+  for (int i = 0; i < 9 * C; i++)
+    w_plain[i] = (int8_t)(extreme ? (rnd_in(0, 1) ? -128 : 127) : rnd_s8()); /* [3][3][out_c] */
   for (int c = 0; c < C; c++) {
     bias_raw[c] = rnd_in(-60000, 60000);
     int32_t sum = 0;

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 
 import pytest
 
 from models.bundle import load_bundle
+from models.errors import UserError
 from tests.tooling import assert_one_line_error, require_tool, run_tool
 
 TINY = [
@@ -81,6 +83,8 @@ def test_another_budget_in_the_same_folder_and_bad_grids_are_one_line_errors(tmp
     (out / "sweep.json").write_text(json.dumps({"budget": {"epochs": 99}, "trials": {}}))
     assert_one_line_error(run_tool("sweep", "--out", str(out), *TINY), "holds a sweep with another budget")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--arch", "v3"), "unknown architecture 'v3'")
+    (out / "sweep.json").write_text(json.dumps({"budget": {"augment": {"flip": True}, "colour": 3}, "trials": {}}))
+    assert_one_line_error(run_tool("sweep", "--out", str(out), *TINY), "holds a sweep with another budget")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--colour", "sepia"), "unknown colour mode 'sepia'")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--size", "16"), "too small")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--width", "a,b"), "--width 'a,b'")
@@ -102,3 +106,51 @@ def test_local_ray_trials_run_at_the_sweeps_own_niceness():
         ray.shutdown()
     assert worker == os.nice(0)
     assert "RAY_worker_niceness" not in os.environ  # the driver's environment is left as it was
+
+
+@pytest.mark.qemu
+def test_a_resumed_sweep_re_measures_only_the_figures_of_another_engine(measured, tmp_path):
+    """After an engine change the sweep re-runs codegen and QEMU, never the training or the evaluation."""
+    from tinyml.firmware import engine_digest
+    from tools.sweep import Budget, next_stage
+
+    _, (v1, _) = measured
+    out = tmp_path / "sweep"
+    trial = shutil.copytree(v1.path, out / "v1_0.25_32_gray")  # the fixture is V1 0.25 32x32 gray, 50 images
+    budget = Budget(eval_limit=50, qemu_frames=2)
+    assert next_stage(trial, budget) is None
+    meta = json.loads((trial / "model.json").read_text())
+    meta["metrics"]["qemu"]["engine_sha256"] = "e" * 64
+    (trial / "model.json").write_text(json.dumps(meta))
+    assert next_stage(trial, budget) == "qemu"  # codegen's figures are still this engine's
+    meta["codegen"]["engine_sha256"] = "e" * 64
+    (trial / "model.json").write_text(json.dumps(meta))
+    assert next_stage(trial, budget) == "codegen"
+    model, keras = trial / "model_int8.tflite", trial / "model.keras"
+    before = (model.stat().st_mtime_ns, keras.stat().st_mtime_ns, meta["metrics"]["evaluation"])
+    args = ["--arch", "v1", "--width", "0.25", "--size", "32", "--eval-limit", "50", "--qemu-frames", "2"]
+    proc = run_tool("sweep", "--out", str(out), *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "v1_0.25_32_gray: from codegen" in proc.stdout and "training" not in proc.stdout
+    after = load_bundle(trial).meta
+    assert (model.stat().st_mtime_ns, keras.stat().st_mtime_ns, after["metrics"]["evaluation"]) == before
+    assert after["codegen"]["engine_sha256"] == after["metrics"]["qemu"]["engine_sha256"] == engine_digest()
+    counted, first = after["metrics"]["qemu"]["instructions_per_inference"], v1.meta["metrics"]["qemu"]
+    assert abs(counted - first["instructions_per_inference"]) < 1e-4 * counted  # in fact the same engine (icount)
+    assert next_stage(trial, budget) is None and "STALE" not in proc.stdout
+    assert json.loads((out / "sweep.json").read_text())["trials"]["v1_0.25_32_gray"]["engine_sha256"] == engine_digest()
+
+
+def test_a_sweep_written_before_a_budget_field_existed_resumes(tmp_path):
+    """sweep.json of an older version lacks the fields added since (Augment.erase): their defaults are what it did."""
+    from tools.sweep import Budget, SweepLog, grid
+
+    trials = grid(["v1"], [0.25], [32], ["gray"])
+    budget = Budget(epochs=2, limit=12000)
+    old = budget.stored()
+    del old["augment"]["erase"], old["label_smoothing"]  # both added after the first sweeps, defaults 0
+    (tmp_path / "sweep.json").write_text(json.dumps({"budget": old, "trials": {"v1_0.25_32_gray": {"kept": 1}}}))
+    log = SweepLog(tmp_path, trials, budget, restart=False)
+    assert log.data["trials"] == {"v1_0.25_32_gray": {"kept": 1}}  # resumed, not refused
+    with pytest.raises(UserError, match="another budget"):
+        SweepLog(tmp_path, trials, Budget(epochs=2, limit=12000, label_smoothing=0.1), restart=False)

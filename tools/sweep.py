@@ -13,8 +13,10 @@ keras-team/keras#20585). Ray is an optional extra: ``pip install -e '.[sweep]'``
 
 Resuming is per stage and decided from the bundles, not from a log: a trial whose bundle has every figure for its
 current .tflite is kept; one interrupted mid-training resumes from its last epoch checkpoint (tools.train); one
-that was trained but not measured continues at the first missing step. Re-running the same command therefore
-only does what is left, and a different budget in the same OUT is refused.
+that was trained but not measured continues at the first missing step. The codegen and QEMU figures also record
+the engine they were measured on (tinyml.firmware.engine_digest): after an engine change only those two cheap steps
+are re-run, the training and evaluation kept. Re-running the same command therefore only does what is left, and
+a different budget in the same OUT is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from models.bundle import ARTIFACT_FILES, META_FILE, Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.mobilenet import ARCHITECTURES
 from tinyml.data import FASHION_MNIST
+from tinyml.firmware import engine_digest
 from tools.train import CHECKPOINT_DIR, Augment, TrainConfig
 
 SWEEP_FILE = "sweep.json"
@@ -72,6 +75,17 @@ class Budget:
     calibration: int = 300
     eval_limit: int | None = 1000
     qemu_frames: int = 2
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Budget:
+        """The budget stored in sweep.json (or a Ray trial's spec). A field added since it was written takes its
+        default, which is what that sweep did (e.g. ``Augment.erase`` = 0: no erasing); TypeError for a key this
+        version does not know."""
+        return cls(**{**data, "augment": Augment(**data.get("augment", {}))})
+
+    def stored(self) -> dict[str, Any]:
+        """As sweep.json holds it (JSON types)."""
+        return json.loads(json.dumps(asdict(self)))
 
     def train_config(self, trial: Trial) -> TrainConfig:
         return TrainConfig(
@@ -125,10 +139,14 @@ def next_stage(path: Path, budget: Budget) -> str | None:
     wanted_images = evaluation.get("images") if budget.eval_limit is None else budget.eval_limit
     if evaluation.get("tflite_sha256") != model_id or evaluation.get("images") != wanted_images:
         return "evaluate"
-    if meta.get("codegen", {}).get("tflite_sha256") != model_id:
+    engine = engine_digest()  # codegen's and QEMU's figures are of an engine too: an engine change re-measures them
+    codegen = meta.get("codegen", {})
+    if codegen.get("tflite_sha256") != model_id or codegen.get("engine_sha256") != engine:
         return "codegen"
     qemu = meta.get("metrics", {}).get("qemu", {})
     if qemu.get("tflite_sha256") != model_id or qemu.get("frames") != budget.qemu_frames:
+        return "qemu"
+    if qemu.get("engine_sha256") != engine:
         return "qemu"
     return None
 
@@ -190,6 +208,7 @@ def summarize(path: Path, trial: Trial, status: str, seconds: float) -> dict[str
         "tflm_arena_bytes": evaluation["tflm_arena_bytes"]["required"],
         "engine_ram_bytes": meta["codegen"]["arena_bytes"],
         "instructions": metrics["qemu"]["instructions_per_inference"],
+        "engine_sha256": metrics["qemu"].get("engine_sha256"),
         "train_seconds": metrics["train"]["seconds_last_run"],
     }
 
@@ -200,10 +219,14 @@ class SweepLog:
 
     def __init__(self, out: Path, trials: list[Trial], budget: Budget, restart: bool):
         self.path = out / SWEEP_FILE
-        self.data: dict[str, Any] = {"budget": json.loads(json.dumps(asdict(budget))), "trials": {}}
+        self.data: dict[str, Any] = {"budget": budget.stored(), "trials": {}}
         if self.path.exists() and not restart:
             old = json.loads(self.path.read_text())
-            if old.get("budget") != self.data["budget"]:
+            try:  # an older sweep.json lacks the fields added since: compare with their defaults filled in
+                same = Budget.from_dict(old["budget"]).stored() == self.data["budget"]
+            except (KeyError, TypeError):
+                same = False
+            if not same:
                 raise UserError(
                     f"{out} holds a sweep with another budget ({SWEEP_FILE}); rerun with the same "
                     "options to resume, choose another --out, or pass --restart"
@@ -257,7 +280,7 @@ def _ray_trial(config: dict[str, Any]) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(int(spec["threads"]))
     tf.config.threading.set_inter_op_parallelism_threads(int(spec["threads"]))
-    budget = Budget(**{**spec["budget"], "augment": Augment(**spec["budget"]["augment"])})
+    budget = Budget.from_dict(spec["budget"])
     summary = run_trial(Path(spec["out"]), Trial(**spec["trial"]), budget, verbose=0, log=lambda m: None)
     tune.report(
         {
@@ -348,7 +371,7 @@ def sweep_ray(
                 "trial_name": t.name,
                 "out": str(out.resolve()),
                 "threads": cpus_per_trial,
-                "budget": json.loads(json.dumps(asdict(budget))),
+                "budget": budget.stored(),
             }
             for t in trials
         ]

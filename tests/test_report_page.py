@@ -12,7 +12,8 @@ import pytest
 from models.bundle import load_bundle
 from tests.tooling import assert_one_line_error, require_tool, run_tool
 
-pytestmark = pytest.mark.qemu  # every test uses `measured`, which boots QEMU
+# Every test uses `measured`, which boots QEMU; one pytest-xdist worker runs them all, so it is measured once.
+pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("test_report_page")]
 
 
 @pytest.fixture(scope="module")

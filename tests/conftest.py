@@ -254,6 +254,8 @@ def pytest_testnodedown(node, error) -> None:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """The fault-injection tally (tests/fault_counts.py) summed over the workers, when fault tests ran."""
+    if hasattr(terminalreporter.config, "workeroutput"):  # a worker: the controller reports the sum
+        return
     from tests.fault_counts import report_lines
 
     for line in report_lines():

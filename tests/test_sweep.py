@@ -11,6 +11,10 @@ import pytest
 from models.bundle import load_bundle
 from tests.tooling import assert_one_line_error, require_tool, run_tool
 
+# The two tests that start a local Ray run on one pytest-xdist worker, never two Ray instances (each with an object
+# store of 30 % of the memory) side by side.
+pytestmark = pytest.mark.xdist_group("ray")
+
 TINY = [
     "--width",
     "0.25",

@@ -230,6 +230,33 @@ def make_bundle(_bundle_root) -> Callable[..., object]:
 
 
 @pytest.fixture(scope="session")
+def measured(bundle_v1, bundle_v2, tmp_path_factory):
+    """Copies of the V1 and V2 fixtures with every figure recorded: evaluate (50 images), codegen, a QEMU count.
+
+    Tests that use it need the qemu mark; they copy a bundle before changing it.
+    """
+    from tests.tooling import require_tool
+
+    require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")
+    require_tool("arm-none-eabi-gcc", "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    from models.bundle import load_bundle
+    from tinyml.codegen import generate
+    from tools.evaluate import evaluate_bundle
+    from tools.report import measure_qemu
+
+    root = tmp_path_factory.mktemp("measured")
+    out = []
+    for src in (bundle_v1, bundle_v2):
+        bundle = load_bundle(shutil.copytree(src.path, root / src.path.name))
+        evaluate_bundle(bundle, limit=50)
+        generate(bundle.path)
+        bundle = load_bundle(bundle.path)
+        measure_qemu(bundle, frames=2)
+        out.append(load_bundle(bundle.path))
+    return root, out
+
+
+@pytest.fixture(scope="session")
 def fmnist_test_samples():
     """100 class-balanced raw Fashion-MNIST test images (uint8 28x28x1) and labels."""
     from tinyml.data import balanced_sample, load_fashion_mnist

@@ -9,32 +9,11 @@ import shutil
 
 import pytest
 
-from models.bundle import load_bundle
-from tests.tooling import assert_one_line_error, require_tool, run_tool
+from tests.tooling import assert_one_line_error, run_tool
 
-# Every test uses `measured`, which boots QEMU; one pytest-xdist worker runs them all, so it is measured once.
-pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("test_report_page")]
-
-
-@pytest.fixture(scope="module")
-def measured(bundle_v1, bundle_v2, tmp_path_factory):
-    """Copies of the V1 and V2 fixtures with every figure recorded: evaluate, codegen and a QEMU count."""
-    require_tool("qemu-system-arm", "sudo apt-get install -y qemu-system-arm")
-    require_tool("arm-none-eabi-gcc", "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    from tinyml.codegen import generate
-    from tools.evaluate import evaluate_bundle
-    from tools.report import measure_qemu
-
-    root = tmp_path_factory.mktemp("measured")
-    out = []
-    for src in (bundle_v1, bundle_v2):
-        bundle = load_bundle(shutil.copytree(src.path, root / src.path.name))
-        evaluate_bundle(bundle, limit=50)
-        generate(bundle.path)
-        bundle = load_bundle(bundle.path)
-        measure_qemu(bundle, frames=2)
-        out.append(load_bundle(bundle.path))
-    return root, out
+# Every test uses `measured` (conftest), which boots QEMU. pytest-xdist runs this module and tests/test_sweep.py (the
+# other user of `measured`) on one worker, so it is measured once.
+pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("measured")]
 
 
 def test_board_fit_names_the_most_accurate_of_each_family_with_margins(measured):
@@ -99,3 +78,40 @@ def test_page_has_plots_verdict_and_flags_a_stale_row(measured, tmp_path):
         f"Not considered (figures stale or measured on another basis): {v2.name}: evaluate figures were "
         "recorded for another .tflite"
     ) in proc.stdout
+
+
+def test_figures_of_another_engine_are_flagged_and_set_aside(measured, tmp_path):
+    """A resumed sweep after an engine change must not mix two engines' instruction counts silently."""
+    from tinyml.firmware import engine_digest
+
+    root, (v1, v2) = measured
+    current = engine_digest()
+    assert current and v1.meta["codegen"]["engine_sha256"] == current == v2.meta["metrics"]["qemu"]["engine_sha256"]
+    bundles = tmp_path / "bundles"
+    for b in (v1, v2):
+        shutil.copytree(b.path, bundles / b.path.name)
+    proc = run_tool("report", str(bundles))
+    assert proc.returncode == 0, proc.stderr
+    assert "STALE" not in proc.stdout and "warning" not in proc.stdout  # one engine, this tree's: nothing flagged
+    stale = bundles / v2.path.name / "model.json"
+    meta = json.loads(stale.read_text())
+    meta["metrics"]["qemu"]["engine_sha256"] = "e" * 64  # counted on an older engine
+    stale.write_text(json.dumps(meta))
+    proc = run_tool("report", str(bundles), "--out", str(tmp_path / "page"))
+    assert proc.returncode == 0, proc.stderr
+    v2_row = next(line for line in proc.stdout.splitlines() if line.startswith(f"| {v2.name} |"))
+    assert v2_row.endswith(f"{v2.model_id[:12]} STALE |")
+    assert (
+        f"warning: {v2.name}: QEMU figures were measured on engine eeeeeeeeeeee, this tree's is {current[:12]} "
+        f"(re-run: python -m tools report {bundles / v2.path.name} --measure-qemu)"
+    ) in proc.stdout
+    assert f"warning: engine figures come from 2 engines: {current[:12]} (1 rows), eeeeeeeeeeee (1 rows)" in proc.stdout
+    md = (tmp_path / "page" / "report.md").read_text()
+    assert "1 set aside" in md and "Most accurate MobileNet V2" not in md.split("## Verdict")[1]
+    # a figure recorded before engine digests existed is as stale: its engine is unknown
+    del meta["metrics"]["qemu"]["engine_sha256"]
+    meta["codegen"]["engine_sha256"] = None
+    stale.write_text(json.dumps(meta))
+    proc = run_tool("report", str(bundles))
+    assert f"{v2.name}: codegen figures were measured on an engine of unrecorded digest" in proc.stdout
+    assert f"QEMU figures were measured on an engine of unrecorded digest, this tree's is {current[:12]}" in proc.stdout

@@ -5,15 +5,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 
 import pytest
 
 from models.bundle import load_bundle
 from tests.tooling import assert_one_line_error, require_tool, run_tool
 
-# The two tests that start a local Ray run on one pytest-xdist worker, never two Ray instances (each with an object
-# store of 30 % of the memory) side by side.
-pytestmark = pytest.mark.xdist_group("ray")
+# pytest-xdist runs this module and tests/test_report_page.py on one worker: the two tests that start a local Ray
+# never run side by side (each Ray's object store takes 30 % of the memory), and `measured` (conftest) is made once.
+pytestmark = pytest.mark.xdist_group("measured")
 
 TINY = [
     "--width",
@@ -106,3 +107,36 @@ def test_local_ray_trials_run_at_the_sweeps_own_niceness():
         ray.shutdown()
     assert worker == os.nice(0)
     assert "RAY_worker_niceness" not in os.environ  # the driver's environment is left as it was
+
+
+@pytest.mark.qemu
+def test_a_resumed_sweep_re_measures_only_the_figures_of_another_engine(measured, tmp_path):
+    """After an engine change the sweep re-runs codegen and QEMU, never the training or the evaluation."""
+    from tinyml.firmware import engine_digest
+    from tools.sweep import Budget, next_stage
+
+    _, (v1, _) = measured
+    out = tmp_path / "sweep"
+    trial = shutil.copytree(v1.path, out / "v1_0.25_32_gray")  # the fixture is V1 0.25 32x32 gray, 50 images
+    budget = Budget(eval_limit=50, qemu_frames=2)
+    assert next_stage(trial, budget) is None
+    meta = json.loads((trial / "model.json").read_text())
+    meta["metrics"]["qemu"]["engine_sha256"] = "e" * 64
+    (trial / "model.json").write_text(json.dumps(meta))
+    assert next_stage(trial, budget) == "qemu"  # codegen's figures are still this engine's
+    meta["codegen"]["engine_sha256"] = "e" * 64
+    (trial / "model.json").write_text(json.dumps(meta))
+    assert next_stage(trial, budget) == "codegen"
+    model, keras = trial / "model_int8.tflite", trial / "model.keras"
+    before = (model.stat().st_mtime_ns, keras.stat().st_mtime_ns, meta["metrics"]["evaluation"])
+    args = ["--arch", "v1", "--width", "0.25", "--size", "32", "--eval-limit", "50", "--qemu-frames", "2"]
+    proc = run_tool("sweep", "--out", str(out), *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "v1_0.25_32_gray: from codegen" in proc.stdout and "training" not in proc.stdout
+    after = load_bundle(trial).meta
+    assert (model.stat().st_mtime_ns, keras.stat().st_mtime_ns, after["metrics"]["evaluation"]) == before
+    assert after["codegen"]["engine_sha256"] == after["metrics"]["qemu"]["engine_sha256"] == engine_digest()
+    counted, first = after["metrics"]["qemu"]["instructions_per_inference"], v1.meta["metrics"]["qemu"]
+    assert abs(counted - first["instructions_per_inference"]) < 1e-4 * counted  # in fact the same engine (icount)
+    assert next_stage(trial, budget) is None and "STALE" not in proc.stdout
+    assert json.loads((out / "sweep.json").read_text())["trials"]["v1_0.25_32_gray"]["engine_sha256"] == engine_digest()

@@ -104,6 +104,7 @@ def test_killed_training_resumes_at_next_epoch(tmp_path):
         (["--data", "/nonexistent/images"], "does not exist"),
         (["--epochs", "0"], "--epochs"),
         (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1)"),
+        (["--erase", "1.5"], "--erase is a probability in [0, 1]"),
     ],
 )
 def test_train_cli_bad_input(tmp_path, args, fragment):
@@ -138,3 +139,24 @@ def test_label_smoothing_spreads_the_targets_and_trains(tmp_path):
         tmp_path / "ls", TrainConfig(limit=200, epochs=1, batch_size=32, label_smoothing=0.1), verbose=0
     )
     assert bundle.meta["training"]["label_smoothing"] == 0.1 and bundle.meta["metrics"]["train"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("probability", [1.0, 0.5])
+def test_random_erasing_replaces_one_rectangle_per_chosen_image(probability):
+    """--erase p: each training image, with probability p, gets one rectangle of in-range noise; evaluation none."""
+    from tools.train import Augment, TrainConfig, _dataset
+
+    config = TrainConfig(batch_size=400, augment=Augment(erase=probability)).resolved()
+    x, y = np.full((400, 32, 32, 1), 0.25, np.float32), np.zeros(400, np.int64)
+    erased, _ = next(iter(_dataset(x, y, config, True)))
+    changed = np.asarray(erased)[..., 0] != 0.25
+    hit = changed.any(axis=(1, 2))
+    assert abs(hit.mean() - probability) < 0.1, hit.mean()
+    assert np.asarray(erased).min() >= -1.0 and np.asarray(erased).max() <= 1.0
+    for mask in changed[hit]:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        assert box.mean() > 0.9  # one filled rectangle (noise equal to 0.25 only by chance)
+    assert 0.02 < changed[hit].mean() < 0.35  # Keras' default patch area, 2-33 % of the image
+    plain, _ = next(iter(_dataset(x, y, config, False)))
+    assert np.array_equal(np.asarray(plain), x)

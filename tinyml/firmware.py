@@ -100,15 +100,30 @@ def _generator_files() -> list[Path]:
     return sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
 
 
-def source_digest(port: Port, tflite_sha256: str) -> str:
-    """Hash of the model and every file that goes into the image (the cache key)."""
-    digest = hashlib.sha256(tflite_sha256.encode() + " ".join(port.make_args).encode())
+def _hash_sources(port: Port, prefix: str) -> str:
+    """sha256 of ``prefix``, the port's make variables and every source file its image is built from."""
+    digest = hashlib.sha256(prefix.encode() + " ".join(port.make_args).encode())
     files = [*_generator_files(), *(SKETCH_INPUTS if port.sketch else ())]
     for rel in (*SOURCE_DIRS, f"ports/{port.directory}", *port.sources):
         files += sorted(p for p in (FIRMWARE_DIR / rel).glob("*") if p.is_file())
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def source_digest(port: Port, tflite_sha256: str) -> str:
+    """Hash of the model and every file that goes into the image (the cache key)."""
+    return _hash_sources(port, tflite_sha256)
+
+
+def engine_digest(port: str = "qemu") -> str | None:
+    """Hash of the engine: the code generator and the firmware sources of ``port``, without the model.
+
+    The engine's figures in model.json (codegen's RAM, the QEMU instruction count and flash) record it, so a
+    figure measured on an older engine is told apart from one of this tree's (tools/report flags it, tools/sweep
+    re-measures it). None when this installation has no firmware sources to hash.
+    """
+    return _hash_sources(_port(port), "engine") if FIRMWARE_DIR.is_dir() else None
 
 
 def build_dir(bundle: Bundle, port: str, build_root: Path | None = None) -> Path:

@@ -49,6 +49,7 @@ class Row:
     split: str | None = None  # what the accuracies were measured on
     images: int | None = None
     model_id: str | None = None  # sha256 of the .tflite the row describes
+    engine: str | None = None  # digest of the engine its codegen and QEMU figures were measured on
 
     @property
     def accuracy(self) -> float:
@@ -57,7 +58,7 @@ class Row:
             raise ValueError(f"{self.name} has no int8 accuracy; run python -m tools evaluate {self.path}")
         return self.int8_acc
 
-    stale: str = ""  # why some figures belong to another .tflite than the bundle's current one ("" = none)
+    stale: str = ""  # why some figures belong to another .tflite or engine than the current ones ("" = none)
     broken: str = ""  # why the bundle's .tflite itself cannot be trusted (changed after quantize recorded it)
 
 
@@ -101,7 +102,7 @@ def measure_qemu(bundle: Bundle, frames: int = 4) -> float:
 def record_qemu(bundle: Bundle, instructions: float, frames: int, engine: str, elf: Path) -> None:
     """Record a QEMU icount figure in model.json ("metrics.qemu"): measure_qemu's, or the mean over the frames a
     ``host/stream.py --board qemu`` run answered (tools/demo records its stream's rather than boot QEMU again)."""
-    from tinyml.firmware import image_size
+    from tinyml.firmware import engine_digest, image_size
 
     size = image_size(elf)
     bundle.update(
@@ -114,6 +115,7 @@ def record_qemu(bundle: Bundle, instructions: float, frames: int, engine: str, e
                 "engine": engine,
                 "flash_bytes": size["text"] + size["data"],
                 "tflite_sha256": bundle.model_id,
+                "engine_sha256": engine_digest(),  # the engine the image was built from (build() just checked it)
             }
         },
     )
@@ -122,6 +124,7 @@ def record_qemu(bundle: Bundle, instructions: float, frames: int, engine: str, e
 
 def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
     """One report row from ``bundle``'s model.json (and a QEMU measurement when ``measure``)."""
+    from tinyml.firmware import engine_digest
     from tools.boards import check_fit
     from tools.export import arena_with_margin
 
@@ -155,6 +158,7 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
         )
         if recorded is not None and model_id is not None and recorded != model_id
     ]
+    stale += engine_stale(bundle, engine_digest())
     return Row(
         name=bundle.name,
         model=f"{ARCH_NAMES.get(bundle.architecture, bundle.architecture)} {meta.get('width', '?')}",
@@ -176,9 +180,44 @@ def collect(bundle: Bundle, measure: bool = False, frames: int = 4) -> Row:
         split=evaluation.get("split"),
         images=evaluation.get("images"),
         model_id=model_id,
+        engine=qemu.get("engine_sha256") or _get(meta, "codegen", "engine_sha256"),
         stale="; ".join(stale),
         broken=broken,
     )
+
+
+def engine_stale(bundle: Bundle, current: str | None) -> list[str]:
+    """Why the bundle's engine figures (codegen's RAM, QEMU's instructions and flash) are not of engine ``current``.
+
+    Each such figure records the digest of the engine it was measured on (tinyml.firmware.engine_digest); one
+    recorded without a digest, or with another engine's, is stale, so a sweep resumed after an engine change never
+    mixes two engines' figures silently. ``current`` None (no firmware sources here): nothing to compare with.
+    """
+    if current is None:
+        return []
+    reasons = []
+    for step, section, cmd in (
+        ("codegen", bundle.meta.get("codegen"), f"python -m tools codegen {bundle.path}"),
+        ("QEMU", _get(bundle.meta, "metrics", "qemu"), f"python -m tools report {bundle.path} --measure-qemu"),
+    ):
+        if not isinstance(section, dict):
+            continue
+        recorded = section.get("engine_sha256")
+        if recorded != current:
+            engine = "an engine of unrecorded digest" if recorded is None else f"engine {recorded[:12]}"
+            reasons.append(f"{step} figures were measured on {engine}, this tree's is {current[:12]} (re-run: {cmd})")
+    return reasons
+
+
+def mixed_engines(rows: list[Row]) -> list[str]:
+    """One line when the rows' engine figures come from more than one engine (the digests, how many rows each)."""
+    from collections import Counter
+
+    engines = Counter(r.engine[:12] for r in rows if r.engine)
+    if len(engines) < 2:
+        return []
+    counts = ", ".join(f"{digest} ({n} rows)" for digest, n in engines.most_common())
+    return [f"engine figures come from {len(engines)} engines: {counts}; re-measure them on one"]
 
 
 def _pct(value: float | None) -> str:
@@ -265,6 +304,7 @@ def warnings_for(rows: list[Row]) -> list[str]:
     """What makes figures untrustworthy or not comparable, one line each with the fix; never left to a marker."""
     lines = [f"{row.name}: {row.broken}" for row in rows if row.broken]
     lines += [f"{row.name}: {row.stale}" for row in rows if row.stale]
+    lines += mixed_engines(rows)
     measured = sorted({f"{row.split} {row.images}" for row in rows if row.split is not None})
     if len(measured) > 1:
         lines.append(

@@ -13,8 +13,10 @@ keras-team/keras#20585). Ray is an optional extra: ``pip install -e '.[sweep]'``
 
 Resuming is per stage and decided from the bundles, not from a log: a trial whose bundle has every figure for its
 current .tflite is kept; one interrupted mid-training resumes from its last epoch checkpoint (tools.train); one
-that was trained but not measured continues at the first missing step. Re-running the same command therefore
-only does what is left, and a different budget in the same OUT is refused.
+that was trained but not measured continues at the first missing step. The codegen and QEMU figures also record
+the engine they were measured on (tinyml.firmware.engine_digest): after an engine change only those two cheap steps
+are re-run, the training and evaluation kept. Re-running the same command therefore only does what is left, and
+a different budget in the same OUT is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from models.bundle import ARTIFACT_FILES, META_FILE, Bundle, load_bundle
 from models.errors import UserError, run_cli
 from models.mobilenet import ARCHITECTURES
 from tinyml.data import FASHION_MNIST
+from tinyml.firmware import engine_digest
 from tools.train import CHECKPOINT_DIR, Augment, TrainConfig
 
 SWEEP_FILE = "sweep.json"
@@ -125,10 +128,14 @@ def next_stage(path: Path, budget: Budget) -> str | None:
     wanted_images = evaluation.get("images") if budget.eval_limit is None else budget.eval_limit
     if evaluation.get("tflite_sha256") != model_id or evaluation.get("images") != wanted_images:
         return "evaluate"
-    if meta.get("codegen", {}).get("tflite_sha256") != model_id:
+    engine = engine_digest()  # codegen's and QEMU's figures are of an engine too: an engine change re-measures them
+    codegen = meta.get("codegen", {})
+    if codegen.get("tflite_sha256") != model_id or codegen.get("engine_sha256") != engine:
         return "codegen"
     qemu = meta.get("metrics", {}).get("qemu", {})
     if qemu.get("tflite_sha256") != model_id or qemu.get("frames") != budget.qemu_frames:
+        return "qemu"
+    if qemu.get("engine_sha256") != engine:
         return "qemu"
     return None
 
@@ -190,6 +197,7 @@ def summarize(path: Path, trial: Trial, status: str, seconds: float) -> dict[str
         "tflm_arena_bytes": evaluation["tflm_arena_bytes"]["required"],
         "engine_ram_bytes": meta["codegen"]["arena_bytes"],
         "instructions": metrics["qemu"]["instructions_per_inference"],
+        "engine_sha256": metrics["qemu"].get("engine_sha256"),
         "train_seconds": metrics["train"]["seconds_last_run"],
     }
 

@@ -44,9 +44,10 @@ class Augment:
     shift: float = 0.0  # random translation, as a fraction of height/width
     zoom: float = 0.0  # random zoom in/out, as a fraction
     brightness: float = 0.0  # random brightness change, as a fraction of the value range
+    erase: float = 0.0  # probability of random erasing: a rectangle of the image replaced by noise (Zhong et al.)
 
     def active(self) -> bool:
-        return self.flip or self.shift > 0 or self.zoom > 0 or self.brightness > 0
+        return self.flip or self.shift > 0 or self.zoom > 0 or self.brightness > 0 or self.erase > 0
 
 
 @dataclass
@@ -93,6 +94,8 @@ class TrainConfig:
             raise UserError(f"--lr must be > 0, got {out.lr}")
         if not 0.0 <= out.label_smoothing < 1.0:
             raise UserError(f"--label-smoothing must be in [0, 1), got {out.label_smoothing}; try 0.1")
+        if not 0.0 <= out.augment.erase <= 1.0:
+            raise UserError(f"--erase is a probability in [0, 1], got {out.augment.erase}; try 0.5")
         if out.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {out.schedule!r}; use one of {', '.join(SCHEDULES)}")
         return out
@@ -143,6 +146,8 @@ def _augmenter(config: TrainConfig):
         layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="nearest", seed=seed))
     if aug.brightness > 0:
         layers.append(keras.layers.RandomBrightness(aug.brightness, value_range=(lo, hi), seed=seed))
+    if aug.erase > 0:  # factor (p, p): Keras would otherwise draw each image's probability from [0, p]
+        layers.append(keras.layers.RandomErasing((aug.erase, aug.erase), value_range=(lo, hi), seed=seed))
     return keras.Sequential(layers)
 
 
@@ -439,6 +444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--zoom", type=float, default=0.0, help="augment: random zoom, fraction (e.g. 0.1)")
     parser.add_argument("--brightness", type=float, default=0.0, help="augment: random brightness, fraction (e.g. 0.2)")
     parser.add_argument(
+        "--erase",
+        type=float,
+        default=0.0,
+        help="augment: probability of erasing a random rectangle (2-33 %% of the image) with noise (e.g. 0.5)",
+    )
+    parser.add_argument(
         "--label-smoothing",
         type=float,
         default=d.label_smoothing,
@@ -481,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         test_fraction=args.test_fraction,
         limit=args.limit,
         seed=args.seed,
-        augment=Augment(args.flip, args.shift, args.zoom, args.brightness),
+        augment=Augment(args.flip, args.shift, args.zoom, args.brightness, args.erase),
         label_smoothing=args.label_smoothing,
     )
     # Progress bars only on a terminal: in a log file or a pipe their ANSI redraws become noise.

@@ -9,6 +9,7 @@ from pathlib import Path
 from models.bundle import Bundle, load_bundle
 from models.errors import UserError
 from tinyml.codegen.emit import generate_from_tflite
+from tinyml.firmware import engine_digest
 
 
 def generate(
@@ -39,6 +40,7 @@ def generate(
         bundle.meta["codegen"] = {
             "dir": rel,
             "tflite_sha256": hashlib.sha256(tflite_path.read_bytes()).hexdigest(),
+            "engine_sha256": engine_digest(),  # the generator and engine these figures are of (tools/report)
             "arena_bytes": result.arena_bytes,
             "activation_bytes": result.activation_bytes,
             "scratch_bytes": result.scratch_bytes,

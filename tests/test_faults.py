@@ -32,6 +32,10 @@ from tests.tooling import PtyRun, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = random.Random(int(os.environ.get("FAULT_SEED", "14")))
+# pytest-xdist (`make test`): the tests that drive real processes against deadlines (a Ctrl-C on a pty, kills at
+# random points, frame timeouts) run on one worker one after another, in file order, so two never compete and
+# FAULT_SEED gives the serial run's sequence of faults (tests/test_stream_board.py is in the same group).
+pytestmark = pytest.mark.xdist_group("timing")
 
 
 def _alive(pid: int) -> bool:
@@ -321,3 +325,67 @@ def _save_in_progress(ckpt: Path) -> bool:
         ):
             return True
     return False
+
+
+# ---- make demo: the two trainings side by side --------------------------------------------------------------------
+def _demo(out: Path, *extra: str) -> tuple[str, ...]:
+    return (
+        sys.executable,
+        "-m",
+        "tools",
+        "demo",
+        "--out",
+        str(out),
+        "--eval-limit",
+        "50",
+        "--board-frames",
+        "0",
+        *extra,
+    )
+
+
+def _trainings(run: PtyRun) -> set[int]:
+    def cmdline(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+        except OSError:
+            return ""
+
+    return {p for p in run.watch_children() if " tools train " in cmdline(p)}
+
+
+@pytest.mark.slow  # two trainings start (two TensorFlow imports), though neither finishes
+def test_demo_interrupted_while_both_models_train_stops_both(tmp_path):
+    """#12: the demo trains V1 and V2 in two child processes at once. A Ctrl-C in the terminal mid-epoch stops
+    the demo and both trainings (the signal reaches the whole foreground group): exit 130, no traceback, no
+    training left running; each training's lines reach the terminal under its model's name as they are printed."""
+    run = PtyRun(*_demo(tmp_path / "demo", "--limit", "300", "--epochs", "20"))
+    _wait_for(lambda: len(_trainings(run)) == 2, 120, "the two trainings to start", run)
+    trainings = set(run.children)
+    labels = ("mobilenet_v1 0.25", "mobilenet_v2 0.35")
+    _wait_for(lambda: all(f"[{label}] Epoch 1/20" in run.text for label in labels), 600, "both in epoch 1", run)
+    time.sleep(RNG.uniform(0.0, 2.0))
+    code = _interrupt(run, "ctrl-c")
+    assert code == 130, run.text[-2000:]
+    _assert_no_orphans(trainings)
+    assert not (tmp_path / "demo" / "report").exists()
+
+
+def test_demo_ends_with_the_error_of_a_failed_training_and_stops_the_other(tmp_path):
+    """#12: one training failing (here V2's bundle path is a file, a real failure of the real command) ends the demo
+    at once: a one-line error naming that training and its reason, exit 2, and the other training stopped."""
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "mobilenet_v2").write_text("not a bundle directory")
+    run = PtyRun(*_demo(out, "--limit", "600", "--epochs", "20"))
+    _wait_for(lambda: len(_trainings(run)) >= 1, 120, "a training to start", run)
+    code = run.wait(120)
+    check_no_traceback(run.text)
+    _assert_no_orphans(run.children)
+    assert code == 2, run.text[-2000:]
+    errors = [line for line in run.text.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: training mobilenet_v2 0.35 failed (exit 2: --out {out / 'mobilenet_v2'} is a file; "
+        "pass a directory for the bundle)"
+    ], run.text[-2000:]
+    assert not (out / "mobilenet_v1" / "model.json").exists()  # stopped before it finished

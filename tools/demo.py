@@ -4,9 +4,11 @@ For each architecture: train -> quantize -> evaluate (float, LiteRT-ref and TFLM
 op resolver a PlatformIO board builds) -> codegen + QEMU firmware, to which `python host/stream.py` streams a
 labelled test slice over the emulated UART exactly as it would to a real board -> the Edge TPU pre-check. Then
 `report` answers the question users start from (which architecture, on my data, on my board) with its table,
-board fit, verdict and plots, and the demo prints where every artifact is. It is a plain sequence of the calls
-and commands a user would make, on a training budget that finishes in minutes on two CPU cores;
-bench/train_fashion_mnist.py runs the same build steps at full size.
+board fit, verdict and plots, and the demo prints where every artifact is, with the wall and CPU seconds of
+every step. It is a plain sequence of the calls and commands a user would make, on a training budget that
+finishes in minutes on two CPU cores: the two trainings (``python -m tools train``) run side by side, one core
+each, and V1's later steps run while V2 still trains. bench/train_fashion_mnist.py runs the same build steps at
+full size.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -27,12 +30,14 @@ from models.errors import UserError, run_cli
 from tools.evaluate import evaluate_bundle
 from tools.quantize import quantize_bundle
 from tools.train import TrainConfig, train_bundle
+from tools.train_jobs import Console, TrainingJob, check_all, train_args, wait_for
 
 # (architecture, width, epochs, batch size): what takes each past 85 % on the device within the demo's time budget.
 # Measured on all 54,000 training images (docs/benchmarks.md, "make demo"): V1 at batch 128 stayed at 83.4 % int8
 # on 1,000 test images after 4 epochs and 83.7 % after 5; at batch 64, 4 epochs gave 85.1 % for less CPU than 5 at
 # 128. V2 reached 85.1-85.9 % in 3 epochs at either size, and batch 128 costs less CPU per image.
 MODELS = (("mobilenet_v1", 0.25, 4, 64), ("mobilenet_v2", 0.35, 3, 128))
+LR = 4e-3  # Adam's peak (cosine decay after half an epoch of warm-up), as in bench/train_fashion_mnist.py
 REPORT_BOARD = "nano33ble"  # the smallest board in the table: where V1 vs V2 is a real choice
 STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
 
@@ -70,21 +75,34 @@ def build_and_evaluate(
     restart: bool = True,
     verbose: int | str = 2,
 ) -> dict[str, Any]:
-    """Train, quantize and evaluate one bundle at ``out`` (its figures land in model.json, where report reads them).
+    """Train (in this process), quantize and evaluate one bundle at ``out``: bench/train_fashion_mnist.py's run.
 
-    Returns what only this run knows, for :func:`format_runs`; its ``steps`` (:class:`Steps`) go on timing the
-    demo's later steps. ``restart`` discards what is at ``out``; without it an interrupted training there resumes.
+    ``restart`` discards what is at ``out``; without it an interrupted training there resumes. The demo trains in
+    child processes instead (:func:`run_demo`) and shares the rest, :func:`quantize_and_evaluate`.
     """
     steps = Steps()
     with steps("train"):
-        bundle = train_bundle(out, config, restart=restart, verbose=verbose)
+        train_bundle(out, config, restart=restart, verbose=verbose)
+    return quantize_and_evaluate(out, f"{config.architecture} {config.width:g}", steps, samples, eval_limit)
+
+
+def quantize_and_evaluate(
+    out: Path, model: str, steps: Steps, samples: int = 300, eval_limit: int | None = None
+) -> dict[str, Any]:
+    """Quantize and evaluate the trained bundle at ``out`` (its figures land in model.json, where report reads them).
+
+    Returns what only this run knows, for :func:`format_runs`; ``steps`` (:class:`Steps`) times these and the
+    demo's later steps.
+    """
     with steps("quantize"):
-        quantize_bundle(bundle, samples=samples)
+        quantize_bundle(out, samples=samples)
     with steps("evaluate"):
-        result = evaluate_bundle(bundle, limit=eval_limit)
+        result = evaluate_bundle(out, limit=eval_limit)
     return {
-        "model": f"{config.architecture} {config.width:g}",
+        "model": model,
         "bundle": str(out),
+        "float": result["float"]["accuracy"],
+        "int8": result["int8_litert_ref"]["accuracy"],
         "drop": result["int8_drop_points"],
         "images": result["images"],
         "split": result["split"],
@@ -94,13 +112,13 @@ def build_and_evaluate(
 
 
 def format_runs(rows: list[dict[str, Any]]) -> str:
-    """One line per :func:`build_and_evaluate` run: the int8 drop, LiteRT-ref vs TFLM, and the time it took.
+    """One line per :func:`quantize_and_evaluate` run: accuracies, LiteRT-ref vs TFLM, and the time it took.
 
     The V1-vs-V2 table itself is tools/report's (format_rows), the one the project has.
     """
     return "\n".join(
-        f"{r['model']}: int8 drop {r['drop']:.2f} points, LiteRT-ref vs TFLM {r['ref_tflm']} on "
-        f"{r['images']} {r['split']} images; {r['steps'].line()}"
+        f"{r['model']}: float {100 * r['float']:.1f}%, int8 {100 * r['int8']:.1f}% (drop {r['drop']:.2f} points), "
+        f"LiteRT-ref vs TFLM {r['ref_tflm']} on {r['images']} {r['split']} images; {r['steps'].line()}"
         for r in rows
     )
 
@@ -191,23 +209,63 @@ def format_board_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_demo(
-    out: Path, limit: int | None = None, epochs: int | None = None, eval_limit: int = 1000
+    out: Path,
+    limit: int | None = None,
+    epochs: int | None = None,
+    eval_limit: int = 1000,
+    board_frames: int = 200,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """V1 and V2 on Fashion-MNIST (``limit`` training images, all by default), ``epochs`` each (default: MODELS)."""
-    rows = []
-    verbose = 1 if sys.stdout.isatty() else 2  # progress bars on a terminal, one line per epoch in a log
-    for architecture, width, default_epochs, batch_size in MODELS:
-        print(f"== {architecture} width {width}: train -> quantize -> evaluate", flush=True)
-        config = TrainConfig(
-            architecture=architecture,
-            width=width,
-            limit=limit,
-            epochs=epochs or default_epochs,
-            batch_size=batch_size,
-            lr=4e-3,
+    """V1 and V2 on Fashion-MNIST (``limit`` training images, all by default), ``epochs`` each (default: MODELS).
+
+    Both trainings start at once, each a ``python -m tools train`` child on one TensorFlow thread (tools/train_jobs);
+    the later steps of a model run here as soon as its training ends, beside the other's training. A training that
+    fails ends the demo with its error, the other one stopped; so does a Ctrl-C (it reaches the children too).
+    """
+    print(
+        f"== training {' and '.join(f'{a} {w:g}' for a, w, _, _ in MODELS)} side by side, one core each "
+        "(one line per epoch)",
+        flush=True,
+    )
+    console = Console()
+    bundles = [out / architecture for architecture, _, _, _ in MODELS]
+    jobs = [
+        TrainingJob(
+            f"{architecture} {width:g}",
+            train_args(architecture, width, epochs or default_epochs, batch, LR, seed, limit, bundle),
+            console,
         )
-        rows.append(build_and_evaluate(out / architecture, config, eval_limit=eval_limit, verbose=verbose))
+        for (architecture, width, default_epochs, batch), bundle in zip(MODELS, bundles, strict=True)
+    ]
+    rows = []
+    try:
+        for job, bundle in zip(jobs, bundles, strict=True):
+            others = [other for other in jobs if other is not job]
+            steps = Steps()
+            steps.times["train"] = wait_for(job, others)
+            print(f"== {job.label}: quantize -> evaluate", flush=True)
+            rows.append(quantize_and_evaluate(bundle, job.label, steps, eval_limit=eval_limit))
+            check_all(others)
+            later_steps(rows[-1], board_frames, others)
+    except BaseException as exc:
+        for job in jobs:
+            job.stop(interrupted=isinstance(exc, KeyboardInterrupt))
+        raise
+    finally:
+        console.close()
     return rows
+
+
+def later_steps(row: dict[str, Any], board_frames: int, others: list[TrainingJob]) -> None:
+    """Export + Edge TPU pre-check, then (``board_frames`` > 0) the QEMU firmware fed by stream.py, into ``row``."""
+    print(f"== {row['model']}: export for TFLM boards, Edge TPU pre-check", flush=True)
+    with row["steps"]("export + Edge TPU pre-check"):
+        row.update(export_and_precheck(Path(row["bundle"])))
+    check_all(others)
+    if board_frames > 0:
+        print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386), fed by host/stream.py", flush=True)
+        with row["steps"]("codegen + firmware + stream on QEMU"):
+            row["qemu"] = run_on_qemu(Path(row["bundle"]), board_frames)
 
 
 def export_and_precheck(bundle_dir: Path) -> dict[str, Any]:
@@ -242,19 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=200,
         help="labelled test images streamed to each model's firmware on QEMU (default 200; 0 skips)",
     )
+    parser.add_argument("--seed", type=int, default=0, help="seed of both trainings (default 0)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     whole = Steps()
+    load_start = os.getloadavg()[0]
     with whole("in all"):
-        rows = run_demo(out, args.limit, args.epochs, args.eval_limit)
-        for row in rows:
-            print(f"== {row['model']}: export for TFLM boards, Edge TPU pre-check", flush=True)
-            with row["steps"]("export + Edge TPU pre-check"):
-                row.update(export_and_precheck(Path(row["bundle"])))
-            if args.board_frames > 0:
-                print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386), fed by host/stream.py", flush=True)
-                with row["steps"]("codegen + firmware + stream on QEMU"):
-                    row["qemu"] = run_on_qemu(Path(row["bundle"]), args.board_frames)
+        rows = run_demo(out, args.limit, args.epochs, args.eval_limit, args.board_frames, args.seed)
         report_dir = out / "report"
         print(
             f"\n== report: python -m tools report {' '.join(r['bundle'] for r in rows)} --board {REPORT_BOARD} "
@@ -270,9 +322,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.board_frames > 0:
         print()
         print(format_board_table(rows))
-    print(f"\ntime: {whole.line()}")
+    print(f"\n{format_time(whole, rows, load_start)}")
     print(format_artifacts(rows, report_dir))
     return 0
+
+
+def format_time(whole: Steps, rows: list[dict[str, Any]], load_start: float) -> str:
+    """The demo's total wall and CPU time, the trainings' overlap, and how busy the machine was (to judge them)."""
+    wall, cpu = whole.times["in all"]
+    trains = [row["steps"].times["train"] for row in rows]
+    cores = os.cpu_count() or 1
+    report_wall, report_cpu = whole.times["report"]
+    return (
+        f"time: {int(wall // 60)} min {wall % 60:02.0f} s wall, {cpu:.0f} CPU s in all ({cpu / wall:.2f} of "
+        f"{cores} cores busy on average); the {len(trains)} trainings side by side "
+        f"{max(w for w, _ in trains):.0f} s wall ({sum(c for _, c in trains):.0f} CPU s); "
+        f"report {report_wall:.0f} s ({report_cpu:.0f} CPU s); "
+        f"load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
 
 
 def format_artifacts(rows: list[dict[str, Any]], report_dir: Path) -> str:

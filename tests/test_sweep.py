@@ -13,6 +13,10 @@ from models.bundle import load_bundle
 from models.errors import UserError
 from tests.tooling import assert_one_line_error, require_tool, run_tool
 
+# pytest-xdist runs this module and tests/test_report_page.py on one worker: the two tests that start a local Ray
+# never run side by side (each Ray's object store takes 30 % of the memory), and `measured` (conftest) is made once.
+pytestmark = pytest.mark.xdist_group("measured")
+
 TINY = [
     "--width",
     "0.25",

@@ -139,7 +139,7 @@ static ENG_INLINE void dw3_layer(const eng_dwconv_t *p, const int8_t *in, int8_t
   /* buffer columns: input column -1 up to the last block's last tap ((last + 3) * S - pad_left + 2) */
   const int ncols = (last + NPX - 1) * S - pad_left + 4;
   const uint32_t zpw = (uint32_t)(uint8_t)p->in_zp * 0x01010101u;
-  /* the group's weights split per lane and its requantisation constants live in scratch, not on the stack:
+  /* the group's weights packed per lane and its requantisation constants live in scratch, not on the stack:
    * as locals GCC copied them to other stack slots on every row (about 60 instructions a row) */
   uint32_t (*ws)[9] = (uint32_t (*)[9])buf;
   rq_chan_t *q = (rq_chan_t *)(buf + 18);

@@ -44,7 +44,8 @@ STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
 
 class Steps:
     """Wall and CPU seconds of each step, in order. CPU is user + system of this process and of its children that
-    have ended (stream.py and the QEMU it ran, the TFLM arena child), so a loaded machine's figure can be judged."""
+    have ended (stream.py and the QEMU it ran, the TFLM arena child), so a loaded machine's figure can be judged; a
+    training child's own figures come from wait4 (tools/train_jobs)."""
 
     def __init__(self) -> None:
         self.times: dict[str, tuple[float, float]] = {}

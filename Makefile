@@ -18,8 +18,10 @@ APT_PROBES   := /usr/bin/arm-none-eabi-gcc /usr/lib/arm-none-eabi/lib/libc.a /us
 demo: setup
 	$(VPY) -m tools demo
 
+# The suite on the 2 cores with pytest-xdist; tests/conftest.py shares the trained bundles between the workers and
+# the xdist_group marks keep together what must not be split (docs/architecture.md, "Suite time").
 test: lint
-	$(VPY) -m pytest
+	$(VPY) -m pytest -n 2 --dist loadgroup
 
 # The developer's loop: the static checks and every test that neither trains a model nor boots QEMU
 # (markers in pyproject.toml; see docs/architecture.md for the measured time). `make test` still runs all.

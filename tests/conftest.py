@@ -16,7 +16,10 @@ Fixture API (stable; other test modules rely on it):
     100 class-balanced raw Fashion-MNIST test images (uint8 28x28x1) with labels, never seen in training.
 
 All bundles live in a session temporary directory; treat them as read-only (copy one with shutil.copytree before
-modifying it). Fashion-MNIST comes from Debian's dataset-fashion-mnist (``make test`` installs it).
+modifying it). Under pytest-xdist (``make test`` runs ``-n 2``) the directory is the one the run's workers share, and
+each bundle is trained once by whichever worker asks first while the others wait on its file lock, so a run trains
+what a serial one trains and every worker tests the same weights. Fashion-MNIST comes from Debian's
+dataset-fashion-mnist (``make test`` installs it).
 
 Options for a real board (tests/test_board_real.py; skipped without ``--board-port``; docs/boards.md):
 ``--board-port PORT`` (e.g. /dev/ttyACM0), ``--board-env ENV`` (the platformio.ini environment it was flashed
@@ -25,9 +28,11 @@ with, e.g. nano33ble or nano33ble-engine), ``--board-bundle DIR`` (default firmw
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,10 +45,15 @@ TRAINING_FIXTURES = {"bundle_v1", "bundle_v2", "make_bundle"}
 _running: list[pytest.Item] = []  # the test being set up, for the unmarked-training guard in _build
 
 
-def _needs_training(item: pytest.Item) -> bool:
+def _training_fixtures(item: pytest.Item) -> set[str]:
+    """The training fixtures ``item`` uses, by name or through a parameter."""
     callspec = getattr(item, "callspec", None)
     named = {value for value in callspec.params.values() if isinstance(value, str)} if callspec else set()
-    return bool(TRAINING_FIXTURES & (set(getattr(item, "fixturenames", ())) | named))
+    return TRAINING_FIXTURES & (set(getattr(item, "fixturenames", ())) | named)
+
+
+def _needs_training(item: pytest.Item) -> bool:
+    return bool(_training_fixtures(item))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,10 +112,32 @@ def _build(
             "the bundle fixture in its signature (or as a parameter) so conftest marks it",
             pytrace=False,
         )
+    from models.bundle import load_bundle
+
+    name = f"{architecture}_{width:g}_{height}x{width_px or height}x{channels}_{input_dtype}_{budget['epochs']}ep"
+    done = root / f"{name}.done"
+    with _locked(root / f"{name}.lock"):
+        if done.exists():  # another worker of this run trained it
+            return load_bundle(root / name)
+        shutil.rmtree(root / name, ignore_errors=True)  # what a worker killed mid-training left
+        bundle = _train(root / name, architecture, width, height, width_px, channels, input_dtype, budget)
+        done.touch()
+        return bundle
+
+
+def _train(
+    path: Path,
+    architecture: str,
+    width: float,
+    height: int,
+    width_px: int | None,
+    channels: int,
+    input_dtype: str,
+    budget: dict,
+):
     from tools.quantize import quantize_bundle
     from tools.train import TrainConfig, train_bundle
 
-    name = f"{architecture}_{width:g}_{height}x{width_px or height}x{channels}_{input_dtype}_{budget['epochs']}ep"
     config = TrainConfig(
         architecture=architecture,
         width=width,
@@ -116,14 +148,50 @@ def _build(
         seed=1,
         **budget,
     )
-    bundle = train_bundle(root / name, config, verbose=0)
+    bundle = train_bundle(path, config, verbose=0)
     quantize_bundle(bundle, samples=200, input_dtype=input_dtype)
     return bundle
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (the kernel drops it if the holder dies, so no stale lock is left)."""
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _run_root(tmp_path_factory) -> Path:
+    """This run's temporary directory: under pytest-xdist the parent of every worker's own, which they share
+    (pytest-xdist's documented way to share session data); in a serial run the session's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def _bundle_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("bundles")
+    root = _run_root(tmp_path_factory) / "bundles"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _train_ahead(request: pytest.FixtureRequest) -> None:
+    """Under pytest-xdist, each worker starts by training a different one of the fixture bundles the selected tests
+    need (gw0 bundle_v2, the longer one, gw1 bundle_v1), so the two trainings run side by side instead of one
+    worker waiting on the other's lock as soon as both reach a test that needs the same bundle."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return
+    needed = set().union(*map(_training_fixtures, request.session.items)) & {"bundle_v1", "bundle_v2"}
+    mine = sorted(needed, reverse=True)[int(worker.removeprefix("gw")) :: int(os.environ["PYTEST_XDIST_WORKER_COUNT"])]
+    current = _running[:]
+    _running.clear()  # the first test need not be slow: this training is for the slow tests to come
+    try:
+        for name in mine:
+            request.getfixturevalue(name)
+    finally:
+        _running[:] = current
 
 
 @pytest.fixture(scope="session")
@@ -196,8 +264,25 @@ def fmnist_test_samples():
     return balanced_sample(load_fashion_mnist("test"), 100, seed=0)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand this worker's fault-injection tally to the controller, which prints it."""
+    if hasattr(session.config, "workeroutput"):
+        from tests.fault_counts import COUNTS
+
+        session.config.workeroutput["fault_counts"] = dict(COUNTS)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: the controller hears of each worker that finished
+def pytest_testnodedown(node, error) -> None:
+    from tests.fault_counts import COUNTS
+
+    COUNTS.update(getattr(node, "workeroutput", {}).get("fault_counts", {}))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
-    """The fault-injection tally (tests/fault_counts.py), when fault tests ran."""
+    """The fault-injection tally (tests/fault_counts.py) summed over the workers, when fault tests ran."""
+    if hasattr(terminalreporter.config, "workeroutput"):  # a worker: the controller reports the sum
+        return
     from tests.fault_counts import report_lines
 
     for line in report_lines():

@@ -14,6 +14,9 @@ from models.reference import ReferenceModel
 from tests.tooling import assert_one_line_error, run_tool
 from tools.evaluate import TflmModel, evaluate_bundle
 
+# One pytest-xdist worker runs the module, so `evaluated_v1` is evaluated once, not once per worker.
+pytestmark = pytest.mark.xdist_group("test_evaluate")
+
 
 @pytest.fixture(scope="module")
 def evaluated_v1(bundle_v1, tmp_path_factory):

@@ -21,6 +21,9 @@ from tinyml.tflite_graph import load_graph
 from tools import export
 from tools.boards import BOARDS, KIB, check_fit, get_board
 
+# One pytest-xdist worker runs the module, so `exported` and `large_bundle` are made once, not once per worker.
+pytestmark = pytest.mark.xdist_group("test_export")
+
 REPO = Path(__file__).resolve().parent.parent
 RUNNER_H_DIR = REPO / "firmware" / "lib" / "app"
 CXXFLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"]

@@ -32,6 +32,10 @@ from tests.tooling import PtyRun, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = random.Random(int(os.environ.get("FAULT_SEED", "14")))
+# pytest-xdist (`make test`): the tests that drive real processes against deadlines (a Ctrl-C on a pty, kills at
+# random points, frame timeouts) run on one worker one after another, in file order, so two never compete and
+# FAULT_SEED gives the serial run's sequence of faults (tests/test_stream_board.py is in the same group).
+pytestmark = pytest.mark.xdist_group("timing")
 
 
 def _alive(pid: int) -> bool:

@@ -93,6 +93,33 @@ def test_board_restart_gives_a_fresh_boot(smoke_elf: Path) -> None:
     assert not board.running
 
 
+def test_board_never_takes_a_port_another_process_grabbed_first(smoke_elf: Path, monkeypatch) -> None:
+    """The race parallel tests run into: the free port QEMU is given is taken by someone else before QEMU binds
+    it. The squatter's socket is LISTEN on that port too, so the board must see that the listener is not QEMU's,
+    let QEMU fail on it, and start again on another port rather than hand out the squatter's address."""
+    import socket
+
+    from tinyml import local_boards
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    ports = iter([taken])
+    free = local_boards._free_tcp_port
+    monkeypatch.setattr(local_boards, "_free_tcp_port", lambda: next(ports, None) or free())
+    try:
+        with QemuBoard(smoke_elf) as board:
+            assert board.port != taken and board.url == f"socket://127.0.0.1:{board.port}"
+            link = serial.serial_for_url(board.url, timeout=10)
+            assert link.readline() == b"smoke qemu-mps2-an386\n"
+            link.write(b"x0\n")
+            assert board.wait(timeout=10) == 0
+            link.close()
+    finally:
+        squatter.close()
+
+
 # ---- the inference firmware end to end ----------------------------------------------------------------
 QEMU_FRAMES = 200  # Fashion-MNIST test images per model (about 60 ms each through the emulated UART)
 

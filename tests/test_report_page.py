@@ -11,7 +11,9 @@ import pytest
 
 from tests.tooling import assert_one_line_error, run_tool
 
-pytestmark = pytest.mark.qemu  # every test uses `measured` (conftest), which boots QEMU
+# Every test uses `measured` (conftest), which boots QEMU. pytest-xdist runs this module and tests/test_sweep.py (the
+# other user of `measured`) on one worker, so it is measured once.
+pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("measured")]
 
 
 def test_board_fit_names_the_most_accurate_of_each_family_with_margins(measured):

@@ -25,7 +25,10 @@ from tests.board_checks import accounted
 from tests.tooling import require_tool
 from tinyml.targets.serial_board import SerialBoardTarget
 
-pytestmark = pytest.mark.qemu
+# pytest-xdist (`make test`): the tests that drive real processes against deadlines (a Ctrl-C on a pty, kills at
+# random points, frame timeouts) run on one worker one after another, in file order, so two never compete
+# (tests/test_faults.py is in the same group).
+pytestmark = [pytest.mark.qemu, pytest.mark.xdist_group("timing")]
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 48

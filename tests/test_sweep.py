@@ -10,7 +10,12 @@ import shutil
 import pytest
 
 from models.bundle import load_bundle
+from models.errors import UserError
 from tests.tooling import assert_one_line_error, require_tool, run_tool
+
+# pytest-xdist runs this module and tests/test_report_page.py on one worker: the two tests that start a local Ray
+# never run side by side (each Ray's object store takes 30 % of the memory), and `measured` (conftest) is made once.
+pytestmark = pytest.mark.xdist_group("measured")
 
 TINY = [
     "--width",
@@ -82,6 +87,8 @@ def test_another_budget_in_the_same_folder_and_bad_grids_are_one_line_errors(tmp
     (out / "sweep.json").write_text(json.dumps({"budget": {"epochs": 99}, "trials": {}}))
     assert_one_line_error(run_tool("sweep", "--out", str(out), *TINY), "holds a sweep with another budget")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--arch", "v3"), "unknown architecture 'v3'")
+    (out / "sweep.json").write_text(json.dumps({"budget": {"augment": {"flip": True}, "colour": 3}, "trials": {}}))
+    assert_one_line_error(run_tool("sweep", "--out", str(out), *TINY), "holds a sweep with another budget")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--colour", "sepia"), "unknown colour mode 'sepia'")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--size", "16"), "too small")
     assert_one_line_error(run_tool("sweep", "--out", str(out), "--width", "a,b"), "--width 'a,b'")
@@ -136,3 +143,18 @@ def test_a_resumed_sweep_re_measures_only_the_figures_of_another_engine(measured
     assert abs(counted - first["instructions_per_inference"]) < 1e-4 * counted  # in fact the same engine (icount)
     assert next_stage(trial, budget) is None and "STALE" not in proc.stdout
     assert json.loads((out / "sweep.json").read_text())["trials"]["v1_0.25_32_gray"]["engine_sha256"] == engine_digest()
+
+
+def test_a_sweep_written_before_a_budget_field_existed_resumes(tmp_path):
+    """sweep.json of an older version lacks the fields added since (Augment.erase): their defaults are what it did."""
+    from tools.sweep import Budget, SweepLog, grid
+
+    trials = grid(["v1"], [0.25], [32], ["gray"])
+    budget = Budget(epochs=2, limit=12000)
+    old = budget.stored()
+    del old["augment"]["erase"], old["label_smoothing"]  # both added after the first sweeps, defaults 0
+    (tmp_path / "sweep.json").write_text(json.dumps({"budget": old, "trials": {"v1_0.25_32_gray": {"kept": 1}}}))
+    log = SweepLog(tmp_path, trials, budget, restart=False)
+    assert log.data["trials"] == {"v1_0.25_32_gray": {"kept": 1}}  # resumed, not refused
+    with pytest.raises(UserError, match="another budget"):
+        SweepLog(tmp_path, trials, Budget(epochs=2, limit=12000, label_smoothing=0.1), restart=False)

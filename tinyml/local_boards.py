@@ -55,6 +55,22 @@ def _free_tcp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _holds_socket(pid: int, inode: str) -> bool:
+    """Whether process ``pid`` has socket ``inode`` (the inode column of /proc/net/tcp) open."""
+    target = f"socket:[{inode}]"
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # it exited
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
+
+
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: a forked child must not load libraries
 
@@ -242,7 +258,12 @@ class QemuBoard(LocalBoard):
         raise self._fail("could not find a free TCP port for its UART")
 
     def _wait_listening(self, port: int) -> bool:
-        """True once QEMU listens on ``port`` (seen in /proc/net/tcp, without connecting), False if it exited."""
+        """True once QEMU listens on ``port`` (seen in /proc/net/tcp, without connecting), False if it exited.
+
+        The listening socket must be one of QEMU's own open files: another process that took the port in the
+        moment between _free_tcp_port and QEMU's bind (a parallel test's QEMU, say) also shows as LISTEN there,
+        and connecting to it would talk to the wrong board while ours exits with "Address already in use".
+        """
         needle = f"0100007F:{port:04X}"
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -251,8 +272,9 @@ class QemuBoard(LocalBoard):
             with open("/proc/net/tcp") as table:
                 for line in table:
                     fields = line.split()
-                    if len(fields) > 3 and fields[1] == needle and fields[3] == "0A":  # 0A = LISTEN
-                        return True
+                    if len(fields) > 9 and fields[1] == needle and fields[3] == "0A":  # 0A = LISTEN
+                        if _holds_socket(self._proc.pid, fields[9]):
+                            return True
             time.sleep(0.02)
         return False
 

@@ -44,7 +44,8 @@ STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
 
 class Steps:
     """Wall and CPU seconds of each step, in order. CPU is user + system of this process and of its children that
-    have ended (stream.py and the QEMU it ran, the TFLM arena child), so a loaded machine's figure can be judged."""
+    have ended (stream.py and the QEMU it ran, the TFLM arena child), so a loaded machine's figure can be judged; a
+    training child's own figures come from wait4 (tools/train_jobs)."""
 
     def __init__(self) -> None:
         self.times: dict[str, tuple[float, float]] = {}
@@ -229,16 +230,12 @@ def run_demo(
     )
     console = Console()
     bundles = [out / architecture for architecture, _, _, _ in MODELS]
-    jobs = [
-        TrainingJob(
-            f"{architecture} {width:g}",
-            train_args(architecture, width, epochs or default_epochs, batch, LR, seed, limit, bundle),
-            console,
-        )
-        for (architecture, width, default_epochs, batch), bundle in zip(MODELS, bundles, strict=True)
-    ]
+    jobs: list[TrainingJob] = []
     rows = []
     try:
+        for (architecture, width, default_epochs, batch), bundle in zip(MODELS, bundles, strict=True):
+            args = train_args(architecture, width, epochs or default_epochs, batch, LR, seed, limit, bundle)
+            jobs.append(TrainingJob(f"{architecture} {width:g}", args, console))
         for job, bundle in zip(jobs, bundles, strict=True):
             others = [other for other in jobs if other is not job]
             steps = Steps()

@@ -76,6 +76,17 @@ class Budget:
     eval_limit: int | None = 1000
     qemu_frames: int = 2
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Budget:
+        """The budget stored in sweep.json (or a Ray trial's spec). A field added since it was written takes its
+        default, which is what that sweep did (e.g. ``Augment.erase`` = 0: no erasing); TypeError for a key this
+        version does not know."""
+        return cls(**{**data, "augment": Augment(**data.get("augment", {}))})
+
+    def stored(self) -> dict[str, Any]:
+        """As sweep.json holds it (JSON types)."""
+        return json.loads(json.dumps(asdict(self)))
+
     def train_config(self, trial: Trial) -> TrainConfig:
         return TrainConfig(
             dataset=self.dataset,
@@ -208,10 +219,14 @@ class SweepLog:
 
     def __init__(self, out: Path, trials: list[Trial], budget: Budget, restart: bool):
         self.path = out / SWEEP_FILE
-        self.data: dict[str, Any] = {"budget": json.loads(json.dumps(asdict(budget))), "trials": {}}
+        self.data: dict[str, Any] = {"budget": budget.stored(), "trials": {}}
         if self.path.exists() and not restart:
             old = json.loads(self.path.read_text())
-            if old.get("budget") != self.data["budget"]:
+            try:  # an older sweep.json lacks the fields added since: compare with their defaults filled in
+                same = Budget.from_dict(old["budget"]).stored() == self.data["budget"]
+            except (KeyError, TypeError):
+                same = False
+            if not same:
                 raise UserError(
                     f"{out} holds a sweep with another budget ({SWEEP_FILE}); rerun with the same "
                     "options to resume, choose another --out, or pass --restart"
@@ -265,7 +280,7 @@ def _ray_trial(config: dict[str, Any]) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(int(spec["threads"]))
     tf.config.threading.set_inter_op_parallelism_threads(int(spec["threads"]))
-    budget = Budget(**{**spec["budget"], "augment": Augment(**spec["budget"]["augment"])})
+    budget = Budget.from_dict(spec["budget"])
     summary = run_trial(Path(spec["out"]), Trial(**spec["trial"]), budget, verbose=0, log=lambda m: None)
     tune.report(
         {
@@ -356,7 +371,7 @@ def sweep_ray(
                 "trial_name": t.name,
                 "out": str(out.resolve()),
                 "threads": cpus_per_trial,
-                "budget": json.loads(json.dumps(asdict(budget))),
+                "budget": budget.stored(),
             }
             for t in trials
         ]

@@ -202,7 +202,7 @@ void eng_conv3x3_c3_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, vo
  * (engine_pw_pairs.c; c<in_c> in the name), in place or not. Pair words of input channels 4g..4g+3: [x4g x4g+2]
  * [x4g+1 x4g+3]. The doubled int16 weights take in_c * out_c bytes more flash than int8 ones, so codegen gives
  * these kernels layers of at most ENG_PW_PAIRS_MAX_WEIGHTS weights. */
-#define ENG_PW_PAIRS_MAX_IN_C 32
+#define ENG_PW_PAIRS_MAX_IN_C 48
 #define ENG_PW_PAIRS_MAX_WEIGHTS 2048
 void eng_pw_pairs_c4_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_pw_pairs_c4_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
@@ -220,6 +220,14 @@ void eng_pw_pairs_c28_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, vo
 void eng_pw_pairs_c28_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_pw_pairs_c32_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_pw_pairs_c32_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c36_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c36_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c40_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c40_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c44_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c44_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c48_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c48_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);
 void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);

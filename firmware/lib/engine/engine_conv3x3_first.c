@@ -19,6 +19,12 @@
  * the image), so one code path covers padding, strides and the one-row views of a fused chain. A narrower
  * activation range than int8 clamps after SSAT (_clamp). Without the DSP instructions the same entry points run
  * a plain-C loop over the same layout. */
+/* GCC 12's first scheduling pass hoists the requantisation records' loads to the top of the pass and spills them
+ * (and the output offsets); without it the pass is about 5% shorter. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-schedule-insns")
+#endif
+
 #include "engine_kernels.h"
 #include "engine_pairs.h"
 #include "engine_requant.h"

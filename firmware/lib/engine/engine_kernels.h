@@ -20,7 +20,7 @@ int eng_add_dsp(const eng_add_t *p, const int8_t *in1, const int8_t *in2, int8_t
  * [-RQ_FOLD_MAX_R, -1] and accumulators below 2^30 (codegen, tinyml/codegen/ops/depthwise.py, calls it only
  * then): the whole layer, borders included, 3 output pixels x 2 channels per pass. Scratch:
  * ENG_DW3X3_SCRATCH_BYTES(in_w, out_c): the DSP kernel's column buffer (12 bytes per input column of one
- * 4-channel group, padding columns included), a group's split weights and requantisation constants (120
+ * 4-channel group, padding columns included), a group's packed weights and requantisation constants (120
  * bytes) and word alignment; or the portable build's fallback
  * (eng_dwconv2d_s8's per-pixel path: a zero-point row of out_c bytes). Defined in every build so that
  * tinyml/codegen/kernel_abi.py reads one size rule whatever the target. */

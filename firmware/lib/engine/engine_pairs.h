@@ -16,7 +16,7 @@
 #if ENG_DSP
 /* Unroll the pair-word loop fully (K is a constant at each instance); GCC keeps it rolled otherwise. */
 #if defined(__GNUC__) && !defined(__clang__)
-#define UNROLL_WORDS _Pragma("GCC unroll 16")
+#define UNROLL_WORDS _Pragma("GCC unroll 24")
 #else
 #define UNROLL_WORDS
 #endif

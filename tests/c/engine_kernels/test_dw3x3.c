@@ -4,7 +4,8 @@
  * the whole folded range) against a plain loop of TFLite's DepthwiseConvPerChannel; then a random one-row view of the
  * layer, as the fused chains call it (engine_chain.c: out_h 1, in_h the window rows that exist, pad_top the rows above
  * the image), against the same row of the whole output. Scratch is malloc'd at exactly ENG_DW3X3_SCRATCH_BYTES, so an
- * overrun is an ASan error. */
+ * overrun is an ASan error. Weights and inputs span the whole int8 range (every eighth trial only its extremes): the
+ * DSP pass pairs kernel rows 0 and 1 of a channel in one SMLAD. */
 #include "engine_kernels.h"
 #include "kernel_ref.h"
 
@@ -34,7 +35,11 @@ static int run_trial(int trial) {
   const int C = p.out_c;
   for (int c = 0; c < C; c++)
     if (rnd_in(0, 7) == 0) shift[c] = (int8_t)rnd_in(-22, -15); /* the folded range's far end */
-  for (int i = 0; i < 9 * C; i++) w_plain[i] = (int8_t)rnd_in(-127, 127); /* [3][3][out_c] */
+  /* every eighth trial only the int8 extremes, in weights and inputs: the pass multiplies the SXTB16 lanes of
+   * kernel rows 0 and 1 packed by PKHBT/PKHTB with SMLAD, so sign extension and lane order show there */
+  const int extreme = trial % 8 == 3;
+  for (int i = 0; i < 9 * C; i++)
+    w_plain[i] = (int8_t)(extreme ? (rnd_in(0, 1) ? -128 : 127) : rnd_s8()); /* [3][3][out_c] */
   for (int c = 0; c < C; c++) {
     bias_raw[c] = rnd_in(-60000, 60000);
     int32_t sum = 0;
@@ -56,7 +61,7 @@ static int run_trial(int trial) {
   const size_t in_bytes = (size_t)p.in_h * p.in_w * C, row_bytes = (size_t)p.out_w * C;
   const size_t out_bytes = (size_t)p.out_h * row_bytes;
   int8_t *in = malloc(in_bytes), *want = malloc(out_bytes), *out = malloc(out_bytes), *row = malloc(row_bytes);
-  for (size_t i = 0; i < in_bytes; i++) in[i] = rnd_s8();
+  for (size_t i = 0; i < in_bytes; i++) in[i] = (int8_t)(extreme ? (rnd_in(0, 1) ? -128 : 127) : rnd_s8());
   for (int oy = 0; oy < p.out_h; oy++)
     for (int ox = 0; ox < p.out_w; ox++)
       for (int oc = 0; oc < C; oc++) {

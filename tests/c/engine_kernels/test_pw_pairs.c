@@ -1,4 +1,4 @@
-/* eng_pw_pairs_c{4,8,...,32}_{sat,clamp} (engine_pw_pairs.c: 2 pixels x 2 channels over pair words, odd pixel
+/* eng_pw_pairs_c{4,8,...,48}_{sat,clamp} (engine_pw_pairs.c: 2 pixels x 2 channels over pair words, odd pixel
  * counts, in place with the input at the output's start or end; portable, or the DSP path with -DENG_EMULATE_DSP)
  * against a plain loop of TFLite's ConvPerChannel for a 1x1 convolution. The constants are put in engine.h's
  * pair-word layout here, from its description, as the code generator does: per group of 4 input channels the
@@ -25,8 +25,9 @@ static void pair_word_layout(const int8_t *w, int out_c, int K, int8_t *dst) {
 }
 
 #define KERNEL_PAIR(c) {eng_pw_pairs_c##c##_sat, eng_pw_pairs_c##c##_clamp}
-static kernel_fn *const KERNELS[8][2] = {KERNEL_PAIR(4),  KERNEL_PAIR(8),  KERNEL_PAIR(12), KERNEL_PAIR(16),
-                                         KERNEL_PAIR(20), KERNEL_PAIR(24), KERNEL_PAIR(28), KERNEL_PAIR(32)};
+static kernel_fn *const KERNELS[12][2] = {KERNEL_PAIR(4),  KERNEL_PAIR(8),  KERNEL_PAIR(12), KERNEL_PAIR(16),
+                                          KERNEL_PAIR(20), KERNEL_PAIR(24), KERNEL_PAIR(28), KERNEL_PAIR(32),
+                                          KERNEL_PAIR(36), KERNEL_PAIR(40), KERNEL_PAIR(44), KERNEL_PAIR(48)};
 
 static int run_trial(int trial) {
   static int8_t weights[MAX_OC * ENG_PW_PAIRS_MAX_IN_C], arranged[MAX_OC * 2 * ENG_PW_PAIRS_MAX_IN_C] ENG_ALIGNED(8);
@@ -36,13 +37,13 @@ static int run_trial(int trial) {
   memset(&p, 0, sizeof p);
   p.in_h = p.out_h = (uint16_t)rnd_in(1, 9);
   p.in_w = p.out_w = (uint16_t)rnd_in(1, 9);
-  const int depth = trial % 8;
+  const int depth = trial % 12;
   p.in_c = (uint16_t)(4 * (depth + 1));
   p.out_c = (uint16_t)(2 * rnd_in(1, MAX_OC / 2));
   p.k_h = p.k_w = p.stride_h = p.stride_w = p.dil_h = p.dil_w = 1;
   p.in_zp = rnd_s8();
   p.out_zp = rnd_in(-128, 127);
-  const int sat = trial % 16 < 8;
+  const int sat = trial % 24 < 12;
   p.act_min = sat ? -128 : rnd_in(-128, 0);
   p.act_max = sat ? 127 : rnd_in(p.act_min, 127);
   const int K = p.in_c;
@@ -85,7 +86,7 @@ static int run_trial(int trial) {
 
 int main(void) {
   int cases = 0;
-  for (int trial = 0; trial < 4000; trial++) {
+  for (int trial = 0; trial < 4800; trial++) {
     if (run_trial(trial)) return 1;
     cases++;
   }

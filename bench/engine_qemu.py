@@ -50,6 +50,7 @@ from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input  
 from models.reference import ReferenceModel  # noqa: E402
 from tinyml.codegen import generate_from_tflite  # noqa: E402
 from tinyml.tflite_graph import load_graph  # noqa: E402
+from tools.codegen import parse_bytes  # noqa: E402
 
 PORT_DIR = ROOT / "firmware" / "ports" / "qemu_mps2"
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
@@ -270,12 +271,20 @@ def linked_flash(model_dir: Path, work: Path) -> tuple[int, int]:
     return total - base - model, model
 
 
-def measure(name: str, tflite: bytes, images: np.ndarray, work: Path, timeout: float, profile: bool = False) -> Figures:
+def measure(
+    name: str,
+    tflite: bytes,
+    images: np.ndarray,
+    work: Path,
+    timeout: float,
+    profile: bool = False,
+    ram_budget: int | None = None,
+) -> Figures:
     from tinyml.tflm import measure_arena
 
     work.mkdir(parents=True, exist_ok=True)
     model_dir = work / "codegen"
-    gen = generate_from_tflite(tflite, model_dir)
+    gen = generate_from_tflite(tflite, model_dir, ram_budget)
     frames = frames_for(tflite, images)
     (work / "model.tflite").write_bytes(tflite)
     reference = ReferenceModel(tflite)
@@ -414,6 +423,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also print instructions per layer (one extra build with the ENG_LAYER_HOOK profiling hook)",
     )
+    parser.add_argument(
+        "--ram-budget",
+        type=parse_bytes,
+        help="generate the fastest schedule whose arena fits this many bytes (e.g. 1M: layer by layer, so --profile "
+        "shows every layer a fused chain hides); default the smallest arena",
+    )
     parser.add_argument("--keep", help="keep the build files in this directory instead of a temporary one")
     parser.add_argument(
         "--record", action="store_true", help="rewrite the 'Own int8 engine' section of docs/benchmarks.md"
@@ -453,7 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         for i, (name, tflite) in enumerate(models):
             print(f"measuring {name} ...", file=sys.stderr)
-            figures.append(measure(name, tflite, test, work_root / f"m{i}", args.timeout, args.profile))
+            figures.append(
+                measure(name, tflite, test, work_root / f"m{i}", args.timeout, args.profile, args.ram_budget)
+            )
     finally:
         if not args.keep:
             shutil.rmtree(work_root, ignore_errors=True)

@@ -229,3 +229,32 @@ def test_generated_c_refuses_to_compile_with_too_little_scratch(tiny, tmp_path) 
     )
     failed = subprocess.run(cmd, capture_output=True, text=True)
     assert failed.returncode != 0 and "scratch region smaller than its kernel needs" in failed.stderr
+
+
+@pytest.mark.parametrize("in_c, taps", [(1, "first"), (3, "first"), (8, "pointwise"), (16, "pointwise")])
+def test_pair_word_layout_gives_twice_every_dot_product(in_c, taps) -> None:
+    """The pair-word kernels' constants (engine.h): summing lane products over a pixel's pair words must give twice
+    bias + w . x for every output channel, including the int8 extremes (whose doubling overflows int8)."""
+    from tinyml.codegen.ops.conv import FIRST_LAYER_TAPS, pair_word_constants, pointwise_taps
+
+    rng = np.random.default_rng(in_c)
+    k = 9 * in_c if taps == "first" else in_c
+    tap_list = FIRST_LAYER_TAPS[in_c] if taps == "first" else pointwise_taps(in_c)
+    w = rng.integers(-128, 128, (6, k)).astype(np.int8)
+    w[0, :] = -128
+    w[1, :] = 127
+    bias = rng.integers(-50000, 50000, 6)
+    words, bias2, records = pair_word_constants(w, tap_list, bias, [1 << 30] * 6, [-3] * 6, 5)
+    lanes = words.view("<i2").reshape(3, len(tap_list), 2, 2)  # [pair][word][channel][lane]
+    x = rng.integers(-128, 128, (50, k))
+    assert records[:3] == [1 << 30, (1 << 2) + 5 * (1 << 3), 3] and len(records) == 18
+    for oc in range(6):
+        got = bias2[oc] + sum(
+            int(lanes[oc // 2, j, oc % 2, lane]) * x[:, tap]
+            for j, pair in enumerate(tap_list)
+            for lane, tap in enumerate(pair)
+            if tap is not None
+        )
+        np.testing.assert_array_equal(got, 2 * (bias[oc] + x @ w[oc].astype(np.int64)))
+        unused = [lanes[oc // 2, j, oc % 2, 1] for j, pair in enumerate(tap_list) if pair[1] is None]
+        assert all(v == 0 for v in unused)

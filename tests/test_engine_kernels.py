@@ -1,12 +1,12 @@
 """The engine's kernels, one by one, against plain-C loops of TFLite's reference arithmetic (CMSIS-NN style).
 
 * tests/c/kernel_variants_unit.c draws random shapes and parameters that reach every convolution variant (the
-  3x3 depthwise kernel eng_dwconv2d_s8_3x3 where codegen calls it, the per-pixel depthwise path, other depthwise kernels, first-layer and im2col convolutions, all requantisation modes) and
+  3x3 depthwise kernel eng_dwconv2d_s8_3x3 where codegen calls it, the per-pixel depthwise path, other depthwise kernels, im2col convolutions, all requantisation modes) and
   compares each output byte with the literal reference.
 * tests/c/engine_kernels/test_*.c, one beside each kernel family (conv and the wide exact conv, depthwise and
   the wide exact depthwise with multipliers 1-4 and more than 25 taps, the 3x3 depthwise kernel with its
   borders, strides, narrow rows and one-row chain views, the 4-pixel x 2-channel pointwise kernel with its
-  pair-layout weights and its tail, pooling / ADD / MEAN / QUANTIZE / PAD),
+  pair-layout weights and its tail, the pair-word first-layer and small pointwise kernels, pooling / ADD / MEAN / QUANTIZE / PAD),
   do the same over thousands of random cases with the reference written out in kernel_ref.h; their scratch
   buffers are malloc'd at exactly the header macro's size, so an overrun is an ASan error.
 

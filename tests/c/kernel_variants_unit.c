@@ -3,12 +3,11 @@
  * MultiplyByQuantizedMultiplier), on random shapes and parameters chosen so every variant is reached:
  * 3x3 depthwise (eng_dwconv2d_s8_3x3, the 3-pixel column-buffer kernel, where codegen calls it: every shift in
  * the folded range; the per-pixel path otherwise; channel counts with and without a remainder of 4), other
- * depthwise kernels, and convolutions with 1 and 3 input channels (the first-layer kernels), pointwise ones
- * with 8 and others (the im2col and 2-pixel paths; the 4x2 pointwise kernel has its own test,
- * tests/c/engine_kernels/test_pw.c), and ADD (its DSP path and, for output shifts it does not take, the portable
- * loop). Each requantisation mode is drawn:
- * negative shifts with the full int8 range (SSAT), with a ReLU range, a shift >= 0 and a shift below -22
- * (both the exact path).
+ * depthwise kernels, and convolutions with 1, 3, 8 and other input channel counts (the im2col and 2-pixel paths
+ * eng_conv2d_s8 runs; the 4x2 pointwise and the pair-word kernels have their own tests,
+ * tests/c/engine_kernels/test_pw.c, test_pw_pairs.c, test_conv3x3.c), and ADD (its DSP path and, for output shifts it
+ * does not take, the portable loop). Each requantisation mode is drawn: negative shifts with the full int8 range
+ * (SSAT), with a ReLU range, a shift >= 0 and a shift below -22 (both the exact path).
  *
  * Built by tests/test_engine_kernels.py portable and with ENG_EMULATE_DSP, under ASan/UBSan.
  * Usage: kernel_variants_unit [cases] [seed]; prints the number of cases checked, exit 1 on a mismatch. */

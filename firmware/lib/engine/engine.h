@@ -168,18 +168,11 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
  *   _sat   every shift < 0 and activation range [-128, 127]   (RQ_SMMULR_SAT, engine_requant.h)
  *   _fast  every shift < 0, any other activation range        (RQ_SMMULR)
  *   _exact some shift >= 0                                    (RQ_EXACT)
- * _c1_* / _c3_* also send the inside of each row of a 3x3 layer with 1 / 3 input channels and at most
- * ENG_FIRST_LAYER_MAX_OC output channels to its first-layer kernel (engine_kernels.h). _single: layers with
- * single_round set (FULLY_CONNECTED), plain C in every build. Portable builds run plain C for all of them. */
+ * _single: layers with single_round set (FULLY_CONNECTED), plain C in every build. Portable builds run plain C for
+ * all of them. */
 void eng_conv2d_s8_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_conv2d_s8_fast(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_conv2d_s8_exact(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
-void eng_conv2d_s8_c1_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
-void eng_conv2d_s8_c1_fast(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
-void eng_conv2d_s8_c1_exact(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
-void eng_conv2d_s8_c3_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
-void eng_conv2d_s8_c3_fast(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
-void eng_conv2d_s8_c3_exact(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_conv2d_s8_single(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 /* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c % 4 == 0, an even out_c and every shift in [-22, -1]
  * (engine_pw_4x2_dsp.c: 4 pixels x 2 channels per pass), which codegen calls directly for such layers: _sat when
@@ -189,6 +182,52 @@ void eng_conv2d_s8_single(const eng_conv_t *p, const int8_t *in, int8_t *out, vo
  * Scratch: ENG_PW_4X2_SCRATCH_BYTES(in_c) of engine_kernels.h, 8-byte aligned. */
 void eng_pw_4x2_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_pw_4x2_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+/* The pair-word layout (engine_pairs.h; codegen: tinyml/codegen/ops/conv.py, pair_word_layout): a pixel's inputs
+ * are K int16 pair words of two input bytes each (the taps one SMLAD multiplies); weights: for each output channel
+ * pair and pair word, the two channels' words, each two int16 lanes (low first) holding 2 * the weight of the
+ * lane's tap (0 where a lane meets no tap); bias: 2 * the folded bias; mult: three int32 per output channel, the
+ * multiplier m, rz = 2^(r-1) + out_zp * 2^r and r = -shift (engine_requant.h, RQ_FOLD). Kernels over it need an
+ * even out_c, every shift in [-22, -1] and accumulators below 2^30; codegen calls them directly, _sat when the
+ * activation range is [-128, 127], _clamp otherwise. No scratch.
+ *
+ * CONV_2D 3x3, no dilation, 1 (c1) or 3 (c3) input channels, any stride and padding (engine_conv3x3_first.c: a
+ * first layer). Pair words (xyx: kernel row y, column x; for c3 b = 3 * column + channel within a kernel row):
+ *   c1 (K = 5):  [x00 x02] [x10 x12] [x20 x22] [x01 x11] [x21 -]
+ *   c3 (K = 14): per kernel row [b0 b2] [b1 b3] [b4 b6] [b5 b7]; then [row 0 b8, row 1 b8] [row 2 b8, -] */
+void eng_conv3x3_c1_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv3x3_c1_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv3x3_c3_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_conv3x3_c3_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+/* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c a multiple of 4 up to ENG_PW_PAIRS_MAX_IN_C
+ * (engine_pw_pairs.c; c<in_c> in the name), in place or not. Pair words of input channels 4g..4g+3: [x4g x4g+2]
+ * [x4g+1 x4g+3]. The doubled int16 weights take in_c * out_c bytes more flash than int8 ones, so codegen gives
+ * these kernels layers of at most ENG_PW_PAIRS_MAX_WEIGHTS weights. */
+#define ENG_PW_PAIRS_MAX_IN_C 48
+#define ENG_PW_PAIRS_MAX_WEIGHTS 2048
+void eng_pw_pairs_c4_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c4_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c8_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c8_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c12_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c12_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c16_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c16_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c20_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c20_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c24_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c24_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c28_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c28_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c32_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c32_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c36_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c36_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c40_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c40_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c44_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c44_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c48_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
+void eng_pw_pairs_c48_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_dwconv2d_s8(const eng_dwconv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_avgpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);
 void eng_maxpool_s8(const eng_pool_t *p, const int8_t *in, int8_t *out);

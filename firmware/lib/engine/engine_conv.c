@@ -308,60 +308,23 @@ ENG_NOINLINE static void pixels_exact(const eng_conv_t *p, const int8_t *in, int
   conv_dsp_pixels(p, in, out, scratch, RQ_EXACT, first, count);
 }
 
-/* The layer through `pixels` (one requantisation mode's im2col path); with in_c_first 1 or 3 (a constant at each
- * entry point), a 3x3 layer with that many input channels sends each row's inside part (windows plus one pixel
- * after them, see engine_kernels.h) to its first-layer kernel. */
-static ENG_INLINE void conv_dsp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch, pixels_fn pixels,
-                                int in_c_first) {
-  const int out_h = p->out_h, out_w = p->out_w;
-  int ox_lo = out_w, ox_hi = out_w;
-  const int first_layer = in_c_first != 0 && p->in_c == in_c_first && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 &&
-                          p->dil_w == 1 && p->out_c <= ENG_FIRST_LAYER_MAX_OC;
-  if (first_layer) eng_inside_columns(out_w, p->in_w, 4, p->stride_w, p->pad_left, &ox_lo, &ox_hi);
-  if (ox_lo >= ox_hi) {
-    pixels(p, in, out, scratch, 0, out_h * out_w);
-    return;
-  }
-  const int row_mode = requant_mode_folded(p->shift, p->out_c, p->act_min, p->act_max);
-  for (int oy = 0; oy < out_h; oy++) {
-    const int y0 = oy * p->stride_h - p->pad_top, row = oy * out_w;
-    if (y0 < 0 || y0 + 2 >= p->in_h) {
-      pixels(p, in, out, scratch, row, out_w);
-      continue;
-    }
-    if (ox_lo > 0) pixels(p, in, out, scratch, row, ox_lo);
-    if (in_c_first == 1) {
-      eng_conv3x3_c1_row_dsp(p, in, out, oy, ox_lo, ox_hi, row_mode);
-    } else {
-      eng_conv3x3_c3_row_dsp(p, in, out, oy, ox_lo, ox_hi, row_mode);
-    }
-    if (ox_hi < out_w) pixels(p, in, out, scratch, row + ox_hi, out_w - ox_hi);
-  }
-}
-
 #endif /* ENG_DSP */
 
-/* The entry points codegen chooses between (engine.h): one requantisation mode's 2-pixel kernel and, for _c1_ / _c3_,
- * one first-layer kernel, so a model links only those it uses; portable builds run conv_portable. */
+/* The entry points codegen chooses between (engine.h): one requantisation mode's 2-pixel kernel each, so a model
+ * links only those it uses; portable builds run conv_portable. */
 #if ENG_DSP
-#define CONV_ENTRY(name, pixels, in_c_first)                                     \
+#define CONV_ENTRY(name, pixels)                                                 \
   void name(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) { \
-    conv_dsp(p, in, out, scratch, pixels, in_c_first);                           \
+    pixels(p, in, out, scratch, 0, p->out_h * p->out_w);                         \
   }
 #else
-#define CONV_ENTRY(name, pixels, in_c_first) \
+#define CONV_ENTRY(name, pixels) \
   void name(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) { conv_portable(p, in, out, scratch); }
 #endif
 
-CONV_ENTRY(eng_conv2d_s8_sat, pixels_sat, 0)
-CONV_ENTRY(eng_conv2d_s8_fast, pixels_fast, 0)
-CONV_ENTRY(eng_conv2d_s8_exact, pixels_exact, 0)
-CONV_ENTRY(eng_conv2d_s8_c1_sat, pixels_sat, 1)
-CONV_ENTRY(eng_conv2d_s8_c1_fast, pixels_fast, 1)
-CONV_ENTRY(eng_conv2d_s8_c1_exact, pixels_exact, 1)
-CONV_ENTRY(eng_conv2d_s8_c3_sat, pixels_sat, 3)
-CONV_ENTRY(eng_conv2d_s8_c3_fast, pixels_fast, 3)
-CONV_ENTRY(eng_conv2d_s8_c3_exact, pixels_exact, 3)
+CONV_ENTRY(eng_conv2d_s8_sat, pixels_sat)
+CONV_ENTRY(eng_conv2d_s8_fast, pixels_fast)
+CONV_ENTRY(eng_conv2d_s8_exact, pixels_exact)
 
 void eng_conv2d_s8_single(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch) {
   conv_portable(p, in, out, scratch);
@@ -373,13 +336,7 @@ void eng_conv2d_s8(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scr
   if (!p->single_round) {
     const int mode = requant_mode(p->shift, p->out_c, p->act_min, p->act_max);
     const pixels_fn pixels = mode == RQ_SMMULR_SAT ? pixels_sat : mode == RQ_SMMULR ? pixels_fast : pixels_exact;
-    if (p->in_c == 1) {
-      conv_dsp(p, in, out, scratch, pixels, 1);
-    } else if (p->in_c == 3) {
-      conv_dsp(p, in, out, scratch, pixels, 3);
-    } else {
-      conv_dsp(p, in, out, scratch, pixels, 0);
-    }
+    pixels(p, in, out, scratch, 0, p->out_h * p->out_w);
     return;
   }
 #endif

@@ -56,12 +56,6 @@ typedef struct {
   int32_t mult, rz, r;
 } rq_chan_t;
 
-static inline int requant_mode_folded(const int8_t *shift, int n, int32_t lo, int32_t hi) {
-  for (int i = 0; i < n; i++)
-    if (shift[i] >= 0 || shift[i] < -RQ_FOLD_MAX_R) return RQ_EXACT;
-  return lo == -128 && hi == 127 ? RQ_FOLD_SAT : RQ_FOLD;
-}
-
 static inline rq_chan_t rq_chan(int32_t mult, int shift, int32_t zp) {
   const int r = -shift;
   const rq_chan_t q = {mult, (int32_t)(1u << (r - 1)) + zp * (int32_t)(1u << r), r};

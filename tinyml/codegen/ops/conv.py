@@ -56,9 +56,21 @@ class Conv2D(WeightedLayer):
         )
         fast_pointwise = not self.wide and self.pointwise and not self.single_round
         window = (geom["k_h"], geom["k_w"], geom["in_c"])
-        scratch: tuple[str, tuple[int, ...]]  # the kernel header's scratch macro and its arguments
+        scratch: tuple[str, tuple[int, ...]] | None
+        rq: list[int] = mult
         if self.wide:
             function, scratch = "eng_conv2d_s8_wide", ("ENG_CONV_WIDE_SCRATCH_BYTES", window)
+        elif not self.single_round and first_layer_applies(geom, shift):
+            function = f"eng_conv3x3_c{geom['in_c']}_{'sat' if (lo, hi) == (-128, 127) else 'clamp'}"
+            scratch = None
+            w_oc_k, folded, rq = pair_word_constants(
+                w_oc_k, FIRST_LAYER_TAPS[geom["in_c"]], folded, mult, shift, out_zp
+            )
+        elif fast_pointwise and pw_pairs_applies(geom["in_c"], geom["out_c"], shift):
+            function = f"eng_pw_pairs_c{geom['in_c']}_{'sat' if (lo, hi) == (-128, 127) else 'clamp'}"
+            scratch = None
+            taps = pointwise_taps(geom["in_c"])
+            w_oc_k, folded, rq = pair_word_constants(w_oc_k, taps, folded, mult, shift, out_zp)
         elif self.pw_4x2 and fast_pointwise and pw_4x2_applies(geom["in_c"], geom["out_c"], shift):
             function = "eng_pw_4x2_sat" if (lo, hi) == (-128, 127) else "eng_pw_4x2_clamp"
             scratch = ("ENG_PW_4X2_SCRATCH_BYTES", (geom["in_c"],))
@@ -66,7 +78,7 @@ class Conv2D(WeightedLayer):
         else:
             function, scratch = conv_variant(geom, shift, lo, hi, self.single_round), ("ENG_CONV_SCRATCH_BYTES", window)
         name = self.name
-        decls, arrays = self.constant_arrays(w_oc_k, folded, mult, shift)
+        decls, arrays = self.constant_arrays(w_oc_k, folded, rq, shift)
         self.scratch = scratch
         fields = dict(
             geom,
@@ -102,20 +114,67 @@ class Conv2D(WeightedLayer):
 
 def conv_variant(geom: dict[str, int], shift: list[int], lo: int, hi: int, single_round: bool) -> str:
     """The eng_conv2d_s8_* entry point for the layer (engine.h), chosen here rather than at run time so the linker keeps
-    only the requantisation mode and first-layer kernel a model uses: the mode as engine_requant.h's requant_mode
-    decides it, the _c1_ / _c3_ first-layer kernel for a 3x3 undilated layer with 1 or 3 input channels."""
+    only the requantisation mode a model uses, as engine_requant.h's requant_mode decides it."""
     if single_round:
         return "eng_conv2d_s8_single"
-    mode = "exact" if any(s >= 0 for s in shift) else "sat" if (lo, hi) == (-128, 127) else "fast"
-    first_layer = (
+    return f"eng_conv2d_s8_{'exact' if any(s >= 0 for s in shift) else 'sat' if (lo, hi) == (-128, 127) else 'fast'}"
+
+
+def first_layer_applies(geom: dict[str, int], shift: list[int]) -> bool:
+    """Whether eng_conv3x3_c1_* / _c3_* runs the layer (engine.h): a 3x3 undilated convolution with 1 or 3 input
+    channels, an even out_c and every shift in the folded range [-RQ_FOLD_MAX_R, -1]."""
+    return (
         geom["in_c"] in (1, 3)
-        and geom["k_h"] == 3
-        and geom["k_w"] == 3
-        and geom["dil_h"] == 1
-        and geom["dil_w"] == 1
-        and geom["out_c"] <= constant("ENG_FIRST_LAYER_MAX_OC")
+        and (geom["k_h"], geom["k_w"], geom["dil_h"], geom["dil_w"]) == (3, 3, 1, 1)
+        and geom["out_c"] % 2 == 0
+        and all(-constant("RQ_FOLD_MAX_R") <= s <= -1 for s in shift)
     )
-    return f"eng_conv2d_s8_c{geom['in_c']}_{mode}" if first_layer else f"eng_conv2d_s8_{mode}"
+
+
+def pw_pairs_applies(in_c: int, out_c: int, shift: list[int]) -> bool:
+    """Whether eng_pw_pairs_c<in_c>_* runs the pointwise layer (engine.h): groups of 4 input channels, at most
+    ENG_PW_PAIRS_MAX_IN_C of them (where the per-output work dominates), pairs of output channels, every shift in the
+    folded range, and at most ENG_PW_PAIRS_MAX_WEIGHTS weights (the doubled int16 copy costs their bytes in flash)."""
+    return (
+        in_c % 4 == 0
+        and in_c <= constant("ENG_PW_PAIRS_MAX_IN_C")
+        and in_c * out_c <= constant("ENG_PW_PAIRS_MAX_WEIGHTS")
+        and out_c % 2 == 0
+        and all(-constant("RQ_FOLD_MAX_R") <= s <= -1 for s in shift)
+    )
+
+
+Taps = list[tuple[int, int | None]]
+
+# engine.h's pair-word layout: each pair word's two taps as indices into a channel's [k_h][k_w][in_c] weights
+# (None: a lane that meets no tap, weight 0). The 3x3 first layers with 1 and 3 input channels:
+FIRST_LAYER_TAPS: dict[int, Taps] = {
+    1: [(0, 2), (3, 5), (6, 8), (1, 4), (7, None)],
+    3: [pair for t in range(0, 27, 9) for pair in ((t, t + 2), (t + 1, t + 3), (t + 4, t + 6), (t + 5, t + 7))]
+    + [(8, 17), (26, None)],
+}
+
+
+def pointwise_taps(in_c: int) -> Taps:
+    """A pointwise layer's pair words: per group of 4 input channels [x0 x2] [x1 x3], as SXTB16 splits a word."""
+    return [(g + b, g + 2 + b) for g in range(0, in_c, 4) for b in (0, 1)]
+
+
+def pair_word_constants(
+    w_oc_k: np.ndarray, taps: Taps, folded: np.ndarray, mult: list[int], shift: list[int], out_zp: int
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Weights, biases and requantisation records in engine.h's pair-word layout: per output channel pair and pair
+    word both channels' words (int16 lanes, little-endian), each lane the doubled weight of its tap; the doubled
+    folded biases; per channel the folded requantisation's multiplier, rounding constant 2^(r-1) + out_zp * 2^r and
+    right shift r = -shift (engine_requant.h RQ_FOLD), three int32 words each."""
+    oc = w_oc_k.shape[0]
+    words = np.zeros((oc // 2, len(taps), 2, 2), np.int16)  # [pair][word][channel][lane]
+    for j, pair in enumerate(taps):
+        for lane, tap in enumerate(pair):
+            if tap is not None:
+                words[:, j, :, lane] = 2 * w_oc_k[:, tap].astype(np.int16).reshape(-1, 2)
+    records = [v for m, s in zip(mult, shift) for v in (m, (1 << (-s - 1)) + out_zp * (1 << -s), -s)]
+    return words.astype("<i2").view(np.int8).reshape(-1), 2 * folded, records
 
 
 def pw_4x2_applies(in_c: int, out_c: int, shift: list[int]) -> bool:

@@ -32,7 +32,7 @@ class WeightedLayer(Layer):
         """The four constant arrays every weighted op emits (weights in the kernel's layout, folded int32 biases,
         per-channel multipliers and shifts) and the struct fields that name them; records their bytes."""
         name = self.name
-        self.weight_bytes = int(weights.size + 9 * len(mult))
+        self.weight_bytes = int(weights.size + 4 * len(folded) + 4 * len(mult) + len(shift))
         decls = (
             c_array("int8_t", f"{name}_w", weights)
             + c_array("int32_t", f"{name}_b", wrap_int32(folded))

@@ -258,3 +258,16 @@ def test_pair_word_layout_gives_twice_every_dot_product(in_c, taps) -> None:
         np.testing.assert_array_equal(got, 2 * (bias[oc] + x @ w[oc].astype(np.int64)))
         unused = [lanes[oc // 2, j, oc % 2, 1] for j, pair in enumerate(tap_list) if pair[1] is None]
         assert all(v == 0 for v in unused)
+
+
+def test_pair_word_pointwise_only_where_its_wider_weights_pay() -> None:
+    """The int16 pair words cost a byte per weight more flash: a pointwise layer gets them only with at least
+    ENG_PW_PAIRS_MIN_PIXELS output pixels and at most ENG_PW_PAIRS_MAX_WEIGHTS weights (the weights + 24 KB bar)."""
+    from tinyml.codegen.kernel_abi import constant
+    from tinyml.codegen.ops.conv import pw_pairs_applies
+
+    few, many = constant("ENG_PW_PAIRS_MIN_PIXELS") - 1, constant("ENG_PW_PAIRS_MIN_PIXELS")
+    shift = [-3] * 16
+    assert pw_pairs_applies(8, 16, many, shift)
+    assert not pw_pairs_applies(8, 16, few, shift)
+    assert not pw_pairs_applies(48, constant("ENG_PW_PAIRS_MAX_WEIGHTS") // 48 + 2, many, shift)

@@ -200,10 +200,13 @@ void eng_conv3x3_c3_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void
 void eng_conv3x3_c3_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 /* Pointwise CONV_2D (1x1, stride 1, no padding) with in_c a multiple of 4 up to ENG_PW_PAIRS_MAX_IN_C
  * (engine_pw_pairs.c; c<in_c> in the name), in place or not. Pair words of input channels 4g..4g+3: [x4g x4g+2]
- * [x4g+1 x4g+3]. The doubled int16 weights take in_c * out_c bytes more flash than int8 ones, so codegen gives
- * these kernels layers of at most ENG_PW_PAIRS_MAX_WEIGHTS weights. */
+ * [x4g+1 x4g+3]. The doubled int16 weights take in_c * out_c bytes more flash than int8 ones and the saving per
+ * byte grows with the pixels each weight meets, so codegen gives these kernels layers of at most
+ * ENG_PW_PAIRS_MAX_WEIGHTS weights and at least ENG_PW_PAIRS_MIN_PIXELS output pixels (the flash bar: the engine
+ * adds at most 24 KB to the int8 constants). */
 #define ENG_PW_PAIRS_MAX_IN_C 48
 #define ENG_PW_PAIRS_MAX_WEIGHTS 2048
+#define ENG_PW_PAIRS_MIN_PIXELS 2304
 void eng_pw_pairs_c4_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_pw_pairs_c4_clamp(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);
 void eng_pw_pairs_c8_sat(const eng_conv_t *p, const int8_t *in, int8_t *out, void *scratch);

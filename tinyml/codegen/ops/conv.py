@@ -66,7 +66,7 @@ class Conv2D(WeightedLayer):
             w_oc_k, folded, rq = pair_word_constants(
                 w_oc_k, FIRST_LAYER_TAPS[geom["in_c"]], folded, mult, shift, out_zp
             )
-        elif fast_pointwise and pw_pairs_applies(geom["in_c"], geom["out_c"], shift):
+        elif fast_pointwise and pw_pairs_applies(geom["in_c"], geom["out_c"], geom["out_h"] * geom["out_w"], shift):
             function = f"eng_pw_pairs_c{geom['in_c']}_{'sat' if (lo, hi) == (-128, 127) else 'clamp'}"
             scratch = None
             taps = pointwise_taps(geom["in_c"])
@@ -131,12 +131,14 @@ def first_layer_applies(geom: dict[str, int], shift: list[int]) -> bool:
     )
 
 
-def pw_pairs_applies(in_c: int, out_c: int, shift: list[int]) -> bool:
+def pw_pairs_applies(in_c: int, out_c: int, pixels: int, shift: list[int]) -> bool:
     """Whether eng_pw_pairs_c<in_c>_* runs the pointwise layer (engine.h): groups of 4 input channels, at most
     ENG_PW_PAIRS_MAX_IN_C of them (where the per-output work dominates), pairs of output channels, every shift in the
-    folded range, and at most ENG_PW_PAIRS_MAX_WEIGHTS weights (the doubled int16 copy costs their bytes in flash)."""
+    folded range, at most ENG_PW_PAIRS_MAX_WEIGHTS weights and at least ENG_PW_PAIRS_MIN_PIXELS output pixels (the
+    doubled int16 copy costs their bytes in flash, and only a layer whose weights meet many pixels repays them)."""
     return (
-        in_c % 4 == 0
+        pixels >= constant("ENG_PW_PAIRS_MIN_PIXELS")
+        and in_c % 4 == 0
         and in_c <= constant("ENG_PW_PAIRS_MAX_IN_C")
         and in_c * out_c <= constant("ENG_PW_PAIRS_MAX_WEIGHTS")
         and out_c % 2 == 0

@@ -97,6 +97,26 @@ static inline void rnd_requant(int n, int mode, int32_t *mult, int8_t *shift, in
 }
 
 /* TFLite's output size and leading padding along one axis (SAME or VALID); 0 when VALID leaves no output. */
+/* A pointwise case for p (K input channels, the raw [out_c][K] int8 weights and the unfolded biases): a random
+ * input and the output ConvPerChannel gives for it, both malloc'ed for the caller to free. */
+static inline void ref_pointwise_case(const eng_conv_t *p, int K, const int8_t *weights, const int32_t *bias_raw,
+                                      const int32_t *mult, const int8_t *shift, int8_t **in, size_t *in_bytes,
+                                      int8_t **want, size_t *out_bytes) {
+  const size_t npix = (size_t)p->out_h * p->out_w;
+  *in_bytes = npix * (size_t)K;
+  *out_bytes = npix * p->out_c;
+  *in = malloc(*in_bytes);
+  *want = malloc(*out_bytes);
+  for (size_t i = 0; i < *in_bytes; i++) (*in)[i] = rnd_s8();
+  for (size_t i = 0; i < npix; i++)
+    for (int oc = 0; oc < p->out_c; oc++) {
+      uint32_t acc = (uint32_t)bias_raw[oc];
+      for (int k = 0; k < K; k++) acc += (uint32_t)(weights[oc * K + k] * ((*in)[i * (size_t)K + k] - p->in_zp));
+      const int32_t v = ref_mbqm((int32_t)acc, mult[oc], shift[oc]);
+      (*want)[i * p->out_c + oc] = (int8_t)clamp32(v + p->out_zp, p->act_min, p->act_max);
+    }
+}
+
 static inline int window_axis(int in, int k, int stride, int dil, int same, uint16_t *out, uint8_t *pad) {
   const int eff = (k - 1) * dil + 1;
   if (!same && eff > in) return 0;

@@ -65,16 +65,9 @@ static int run_trial(int trial) {
   p.bias = bias2;
   p.mult = rec;
   p.shift = shift;
-  const size_t npix = (size_t)p.out_h * p.out_w, in_bytes = npix * (size_t)K, out_bytes = npix * p.out_c;
-  int8_t *in = malloc(in_bytes), *want = malloc(out_bytes);
-  for (size_t i = 0; i < in_bytes; i++) in[i] = rnd_s8();
-  for (size_t i = 0; i < npix; i++)
-    for (int oc = 0; oc < p.out_c; oc++) {
-      uint32_t acc = (uint32_t)bias_raw[oc];
-      for (int k = 0; k < K; k++) acc += (uint32_t)(weights[oc * K + k] * (in[i * (size_t)K + k] - p.in_zp));
-      const int32_t v = ref_mbqm((int32_t)acc, mult[oc], shift[oc]);
-      want[i * p.out_c + oc] = (int8_t)clamp32(v + p.out_zp, p.act_min, p.act_max);
-    }
+  int8_t *in, *want;
+  size_t in_bytes, out_bytes;
+  ref_pointwise_case(&p, K, weights, bias_raw, mult, shift, &in, &in_bytes, &want, &out_bytes);
   char name[40];
   snprintf(name, sizeof name, "eng_pw_pairs_c%d_%s", K, sat ? "sat" : "clamp");
   const int failed =

@@ -115,3 +115,41 @@ def test_figures_of_another_engine_are_flagged_and_set_aside(measured, tmp_path)
     proc = run_tool("report", str(bundles))
     assert f"{v2.name}: codegen figures were measured on an engine of unrecorded digest" in proc.stdout
     assert f"QEMU figures were measured on an engine of unrecorded digest, this tree's is {current[:12]}" in proc.stdout
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_every_plot_caption_lies_inside_its_figure(measured, tmp_path, stale):
+    """The caption (what the accuracies were measured on) was one line wider than a one-plot figure and the PNG cut
+    it off at the right edge: drawn by matplotlib's Agg renderer, every caption line ends inside the figure, above
+    none of the axes' labels, and the caption says all of it (with a stale row: the longest caption)."""
+    import matplotlib.pyplot as plt
+
+    from models.bundle import load_bundle
+    from tools.boards import BOARDS
+    from tools.report import collect, distinguish
+    from tools.report_page import PLOTS, basis, figure
+
+    root, (v1, v2) = measured
+    bundles = []
+    for b in (v1, v2):
+        bundles.append(load_bundle(shutil.copytree(b.path, tmp_path / b.path.name)))
+    if stale:
+        path = bundles[1].path / "model.json"
+        meta = json.loads(path.read_text())
+        meta["metrics"]["evaluation"]["tflite_sha256"] = "0" * 64
+        path.write_text(json.dumps(meta))
+        bundles[1] = load_bundle(bundles[1].path)
+    rows = [collect(b) for b in bundles]
+    distinguish(rows)
+    fit_basis = basis(rows)
+    caption = fit_basis.caption(1 if stale else 2)
+    for name in PLOTS:
+        fig = figure(rows, name, fit_basis, dict(BOARDS))
+        fig.canvas.draw()  # the real rendering savefig does, at the PNG's dpi
+        (text,) = [t for t in fig.texts if "LiteRT reference kernels" in t.get_text()]
+        assert " ".join(text.get_text().split()) == caption
+        box, frame = text.get_window_extent(), fig.bbox
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, (name, box)
+        for ax in fig.axes:
+            assert ax.get_tightbbox().y0 >= box.y1, (name, "the caption overlaps the axes")
+        plt.close(fig)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import textwrap
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +26,15 @@ from tools.board_fit import FAMILIES, best_fits, flash_margin, format_choices, r
 from tools.boards import BOARDS, FRAME_BUFFERS, Board, Fit
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from tools.report import Row
 
 KIB = 1024
 FAMILY_STYLE = {"mobilenet_v1": ("MobileNet V1", "tab:blue", "o"), "mobilenet_v2": ("MobileNet V2", "tab:orange", "s")}
 BOARD_COLOURS = ("tab:red", "tab:green", "tab:purple", "tab:brown")
+PLOT_DPI = 110
+CAPTION_MARGIN = 0.01  # figure fraction kept free around the caption
 
 
 @dataclass(frozen=True)
@@ -141,14 +146,25 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 # ---- plots ----------------------------------------------------------------------------------------------------
 def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: dict[str, Board]) -> Path:
-    """One PNG: both families, their Pareto frontiers, board budgets as vertical lines, the basis as caption."""
+    """Write one plot (see :func:`figure`) as ``out_dir/<name>.png``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, name, fit_basis, boards)
+    path = out_dir / f"{name}.png"
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return path
+
+
+def figure(rows: list[Row], name: str, fit_basis: Basis, boards: dict[str, Board]) -> Figure:
+    """One plot: both families, their Pareto frontiers, board budgets as vertical lines, the basis as caption."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     title, axes_spec = PLOTS[name]
-    fig, axes = plt.subplots(1, len(axes_spec), figsize=(6.4 * len(axes_spec), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(axes_spec), figsize=(6.4 * len(axes_spec), 4.6), squeeze=False, dpi=PLOT_DPI)
     for ax, axis in zip(axes[0], axes_spec, strict=True):
         for family in FAMILIES:
             label, colour, marker = FAMILY_STYLE[family]
@@ -203,17 +219,23 @@ def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: di
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
-    fig.text(
-        0.01,
-        0.01,
-        fit_basis.caption(sum(1 for r in rows if r.name not in fit_basis.excluded and r.int8_acc is not None)),
-        fontsize=8,
-    )
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    path = out_dir / f"{name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    shown = sum(1 for r in rows if r.name not in fit_basis.excluded and r.int8_acc is not None)
+    caption_height = _caption(fig, fit_basis.caption(shown))
+    fig.tight_layout(rect=(0, caption_height, 1, 1))
+    return fig
+
+
+def _caption(fig: Figure, text: str) -> float:
+    """Put ``text`` at the bottom left of ``fig``, wrapped so every line fits inside the figure's width (one line
+    of a caption with a stale row is wider than a one-plot figure, and savefig clipped it at the right edge);
+    return the height it takes, as a figure fraction, for tight_layout to keep free."""
+    room = fig.bbox.width * (1 - 2 * CAPTION_MARGIN)
+    caption = fig.text(CAPTION_MARGIN, CAPTION_MARGIN, text, fontsize=8, va="bottom")
+    for width in range(len(text), 10, -4):  # the widest wrap that fits, measured by the renderer that draws it
+        caption.set_text(textwrap.fill(text, width))
+        if caption.get_window_extent().width <= room:
+            break
+    return caption.get_window_extent().height / fig.bbox.height + 2 * CAPTION_MARGIN
 
 
 def _point(axis: Axis, row: Row) -> tuple[float, float] | None:

@@ -45,9 +45,17 @@ def _missing_dependency(exc: ModuleNotFoundError) -> str | None:
     return f"{sys.executable} has no module {name!r}, which this project needs; {VENV_HINT}"
 
 
-def _stopped(terminated: bool) -> tuple[int, str]:
-    """How a stopped run ends: exit 143 and "terminated" for SIGTERM, 130 and "interrupted" for Ctrl-C."""
-    return (Terminated.exit_code, "terminated") if terminated else (130, "interrupted")
+def _stopped(terminated: bool, hint: str = "") -> tuple[int, str]:
+    """How a stopped run ends: exit 143 and "terminated" for SIGTERM, 130 and "interrupted" for Ctrl-C, followed
+    by the stop's ``hint`` (see :func:`stop_with_hint`) when it carries one."""
+    code, word = (Terminated.exit_code, "terminated") if terminated else (130, "interrupted")
+    return code, f"{word}: {hint}" if hint else word
+
+
+def stop_with_hint(stop: KeyboardInterrupt, hint: str) -> KeyboardInterrupt:
+    """The same stop (Ctrl-C or SIGTERM), carrying what was kept and how to go on: run_cli prints it on the stop's
+    one line (``interrupted: <hint>``), so a long run that can be resumed says how without a second message."""
+    return Terminated(hint) if isinstance(stop, Terminated) else KeyboardInterrupt(hint)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
@@ -134,7 +142,7 @@ def _outcome(
     try:
         return int(main(argv) or 0), ""
     except KeyboardInterrupt as exc:
-        return _stopped(isinstance(exc, Terminated))
+        return _stopped(isinstance(exc, Terminated), str(exc))
     except Exception as exc:
         if received:
             return _stopped(received[-1] == signal.SIGTERM)

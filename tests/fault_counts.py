@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 COUNTS: collections.Counter[str] = collections.Counter()
@@ -18,6 +21,27 @@ def check_no_traceback(text: str) -> None:
     if "Traceback (most recent call last)" in text:
         COUNTS["tracebacks"] += 1
         raise AssertionError(f"a traceback reached the user:\n{text[-3000:]}")
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie's parent has not reaped it yet: it is gone for good)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def assert_no_orphans(pids: set[int], timeout: float = 5.0) -> None:
+    """Every process in ``pids`` ends within ``timeout`` s; count and kill (SIGKILL) the ones that outlive it."""
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in pids if alive(p)]
+    COUNTS["orphans"] += len(left)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived the host: {left}"
 
 
 def report_lines() -> list[str]:

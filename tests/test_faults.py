@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from host.results_log import read_log
-from tests.fault_counts import COUNTS, check_no_traceback
+from tests.fault_counts import COUNTS, assert_no_orphans, check_no_traceback
 from tests.tooling import PtyRun, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,25 +36,6 @@ RNG = random.Random(int(os.environ.get("FAULT_SEED", "14")))
 # random points, frame timeouts) run on one worker one after another, in file order, so two never compete and
 # FAULT_SEED gives the serial run's sequence of faults (tests/test_stream_board.py is in the same group).
 pytestmark = pytest.mark.xdist_group("timing")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _assert_no_orphans(pids: set[int], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [p for p in pids if _alive(p)]
-    COUNTS["orphans"] += len(left)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert not left, f"processes outlived the host: {left}"
 
 
 def _wait_for(predicate, timeout: float, what: str, run: PtyRun | None = None) -> None:
@@ -150,7 +131,7 @@ def test_signal_mid_stream_stops_cleanly(qemu_bundle, tmp_path, how):
     assert summary["error"] in (None, "terminated (SIGTERM)"), summary["error"]
     losses = [r for r in read_log(log) if r["type"] == "lost"]
     assert all(r["reason"].startswith(("interrupted", "terminated")) for r in losses), losses
-    _assert_no_orphans(boards)
+    assert_no_orphans(boards)
 
 
 def test_signal_during_startup_leaves_nothing_behind(qemu_bundle, tmp_path):
@@ -171,7 +152,7 @@ def test_signal_during_startup_leaves_nothing_behind(qemu_bundle, tmp_path):
         assert code in (130, 143), run.text[-2000:]
         if log.exists() and any(r["type"] == "start" for r in read_log(log)):
             account(log)
-        _assert_no_orphans(run.children)
+        assert_no_orphans(run.children)
 
 
 def test_board_killed_mid_stream_is_started_again(qemu_bundle, tmp_path):
@@ -192,7 +173,7 @@ def test_board_killed_mid_stream_is_started_again(qemu_bundle, tmp_path):
         summary = account(log)
         assert summary["answered"] == frames and summary["unanswered_frames"] == 0
         assert summary["reconnects"] >= 1 and summary["agreement_exact"] == 1.0
-        _assert_no_orphans(run.children)
+        assert_no_orphans(run.children)
 
 
 def test_host_killed_takes_its_board_with_it(qemu_bundle, tmp_path):
@@ -202,7 +183,7 @@ def test_host_killed_takes_its_board_with_it(qemu_bundle, tmp_path):
     boards = _qemu_children(run)
     run.signal(signal.SIGKILL, group=False)
     run.wait()
-    _assert_no_orphans(boards)
+    assert_no_orphans(boards)
     records = read_log(log)  # flushed per record: everything answered before the kill is there, once
     seqs = [r["seq"] for r in records if r["type"] in ("result", "lost")]
     assert len(seqs) == len(set(seqs)) and seqs == list(range(1, len(seqs) + 1))
@@ -391,7 +372,7 @@ def test_demo_interrupted_while_both_models_train_stops_both(tmp_path):
     time.sleep(RNG.uniform(0.0, 2.0))
     code = _interrupt(run, "ctrl-c")
     assert code == 130, run.text[-2000:]
-    _assert_no_orphans(trainings)
+    assert_no_orphans(trainings)
     assert not (tmp_path / "demo" / "report").exists()
 
 
@@ -405,7 +386,7 @@ def test_demo_ends_with_the_error_of_a_failed_training_and_stops_the_other(tmp_p
     _wait_for(lambda: len(_trainings(run)) >= 1, 120, "a training to start", run)
     code = run.wait(120)
     check_no_traceback(run.text)
-    _assert_no_orphans(run.children)
+    assert_no_orphans(run.children)
     assert code == 2, run.text[-2000:]
     errors = [line for line in run.text.splitlines() if line.startswith("error: ")]
     assert errors == [

@@ -6,12 +6,16 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
+import sys
+import time
 
 import pytest
 
 from models.bundle import load_bundle
 from models.errors import UserError
-from tests.tooling import assert_one_line_error, require_tool, run_tool
+from tests.fault_counts import assert_no_orphans, check_no_traceback
+from tests.tooling import PtyRun, assert_one_line_error, descendants_of, require_tool, run_tool
 
 # pytest-xdist runs this module and tests/test_report_page.py on one worker: the two tests that start a local Ray
 # never run side by side (each Ray's object store takes 30 % of the memory), and `measured` (conftest) is made once.
@@ -79,6 +83,53 @@ def test_ray_sweep_makes_full_bundles_and_a_rerun_only_does_what_is_left(tmp_pat
     assert "v1_0.25_32_gray: kept" in proc.stdout and "v2_0.25_32_gray: from qemu" in proc.stdout
     assert "training" not in proc.stdout and v1_model.stat().st_mtime_ns == before
     assert next_stage(out / "v2_0.25_32_gray", budget) is None
+
+
+def _stop_ray_sweep(argv: list[str], how: str) -> tuple[int, str, set[int]]:
+    """Run the sweep on a terminal and stop it once its Ray trial has started; its exit code, output and every
+    process it started (Ray's GCS, raylet and workers among them)."""
+    run = PtyRun(sys.executable, "-m", "tools", "sweep", *argv)
+    started: set[int] = set()
+    deadline = time.monotonic() + 300
+    while "[ray] started v2_0.25_32_gray" not in run.text:
+        assert run.proc.poll() is None and time.monotonic() < deadline, run.text[-3000:]
+        started |= descendants_of(run.proc.pid)
+        time.sleep(0.2)
+    started |= descendants_of(run.proc.pid)
+    if how == "ctrl-c":
+        run.ctrl_c()
+    else:
+        run.signal(signal.SIGTERM, group=True)
+    code = run.wait(120)
+    check_no_traceback(run.text)
+    return code, run.text, started
+
+
+@pytest.mark.slow  # two local Rays start (no trial runs to its end)
+@pytest.mark.qemu
+def test_ray_sweep_stopped_by_ctrl_c_or_sigterm_keeps_finished_trials_and_runs_no_report(measured, tmp_path):
+    """Ray Tune's own Ctrl-C handler ended the run as if it had finished: the sweep went on to report a half-run
+    grid and ended with "no model.json". Ctrl-C on the terminal (the whole process group) and SIGTERM to the group
+    stop it like the local sweep: exit 130/143, one line with what was kept and how to resume, no report, no Ray
+    process left; the same command then resumes (the finished trial kept, only the other one started)."""
+    _require_ray()
+    _, (v1, _) = measured
+    out = tmp_path / "sweep"
+    shutil.copytree(v1.path, out / "v1_0.25_32_gray")  # a finished trial (V1 0.25 32x32 gray, 50 images, 2 frames)
+    argv = ["--out", str(out), "--arch", "v1,v2", "--width", "0.25", "--size", "32", "--eval-limit", "50"]
+    argv += ["--qemu-frames", "2", "--epochs", "1", "--limit", "200", "--batch-size", "32", "--ray", "--cpus", "2"]
+    before = (out / "v1_0.25_32_gray" / "model.json").read_text()
+    for how, code, word in (("ctrl-c", 130, "interrupted"), ("sigterm", 143, "terminated")):
+        got, text, started = _stop_ray_sweep(argv, how)
+        assert got == code, text[-3000:]
+        assert "[1/2] v1_0.25_32_gray: kept" in text  # never run again; the second stop is of the same command
+        lines = [line.strip("^C") for line in text.splitlines() if word in line]
+        assert lines == [f"{word}: 1 of 2 trials finished and kept in {out}; run the same command to resume"], text
+        assert "model.json" not in text and not (out / "report").exists()
+        assert len(started) >= 3  # GCS, raylet, a worker at least: all of them must be gone
+        assert_no_orphans(started, timeout=20)
+    assert (out / "v1_0.25_32_gray" / "model.json").read_text() == before
+    assert sorted(json.loads((out / "sweep.json").read_text())["trials"]) == ["v1_0.25_32_gray"]
 
 
 def test_another_budget_in_the_same_folder_and_bad_grids_are_one_line_errors(tmp_path):

@@ -150,6 +150,16 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def descendants_of(pid: int) -> set[int]:
+    """Every process below ``pid``: children, theirs (a Ray raylet's workers), and so on."""
+    found, frontier = set(), {pid}
+    while frontier:
+        below = children_of(frontier.pop()) - found
+        found |= below
+        frontier |= below
+    return found
+
+
 # ---- protocol: golden vectors, canonical events, damaged stream ---------------------------------
 
 GOLDEN = ROOT / "tests" / "data" / "protocol" / "golden.json"

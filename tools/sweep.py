@@ -11,6 +11,9 @@ Ray cluster) each trial is a Ray Tune trial: one single-process Keras training p
 TensorflowTrainer or MultiWorkerMirroredStrategy, which do not work under Keras 3 (ray-project/ray#47464,
 keras-team/keras#20585). Ray is an optional extra: ``pip install -e '.[sweep]'``.
 
+Ctrl-C or SIGTERM stops a sweep, local or under Ray, with one line saying how many trials finished (kept) and
+that the same command resumes; no report is written of a half-run grid.
+
 Resuming is per stage and decided from the bundles, not from a log: a trial whose bundle has every figure for its
 current .tflite is kept; one interrupted mid-training resumes from its last epoch checkpoint (tools.train); one
 that was trained but not measured continues at the first missing step. The codegen and QEMU figures also record
@@ -24,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from models.bundle import ARTIFACT_FILES, META_FILE, Bundle, load_bundle
-from models.errors import UserError, exit_cli
+from models.errors import STOP_SIGNALS, UserError, exit_cli, stop_with_hint
 from models.mobilenet import ARCHITECTURES
 from tinyml.data import FASHION_MNIST
 from tinyml.firmware import engine_digest
@@ -44,6 +49,7 @@ COLOURS = {"gray": 1, "rgb": 3}
 ARCH_ALIASES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2", **{a: a for a in ARCHITECTURES}}
 STAGES = ("train", "quantize", "evaluate", "codegen", "qemu")
 ROOT = Path(__file__).resolve().parents[1]
+TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"  # read by tune.run each time it starts
 
 
 @dataclass(frozen=True)
@@ -298,6 +304,10 @@ def init_ray(address: str | None, cpus: int | None) -> None:
     A local Ray's raylet starts its workers 15 niceness steps below the driver (Ray's ``worker_niceness``), so
     under ``nice -n 5`` on a shared machine every trial ran at nice 19, behind every other job, whatever the user
     chose. ``RAY_worker_niceness=0`` (unless the user set it) keeps the trials at the sweep's own priority.
+
+    ray.init installs Ray's C++ failure handler for SIGTERM in this process (it prints "SIGTERM received" and dies
+    by the signal, leaving the Ray it started behind); the stop handlers of run_cli are put back over it, so
+    SIGTERM ends a Ray sweep as it ends a local one.
     """
     import ray
 
@@ -308,6 +318,8 @@ def init_ray(address: str | None, cpus: int | None) -> None:
     own_niceness = address is None and "RAY_worker_niceness" not in os.environ
     if own_niceness:  # read by the raylet ray.init starts, from the environment it inherits
         os.environ["RAY_worker_niceness"] = "0"
+    on_main = threading.current_thread() is threading.main_thread()
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if on_main else {}
     try:
         ray.init(
             address=address,
@@ -320,6 +332,9 @@ def init_ray(address: str | None, cpus: int | None) -> None:
     finally:
         if own_niceness:
             del os.environ["RAY_worker_niceness"]
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def sweep_ray(
@@ -362,6 +377,7 @@ def sweep_ray(
             print(f"[ray] {trial.config['spec']['trial_name']} failed; its log is under {trial.local_path}", flush=True)
 
     started_here = not ray.is_initialized()
+    user_sigint = os.environ.get(TUNE_SIGINT)
     if started_here:
         init_ray(address, cpus)
     try:
@@ -385,8 +401,15 @@ def sweep_ray(
                 name="ray", storage_path=str((out / "ray_results").resolve()), verbose=0, callbacks=[Progress()]
             ),
         )
+        # Ray Tune's own SIGINT handler would end the run "gracefully" and return as if it had finished (the sweep
+        # went on to report a half-run grid); without it Ctrl-C is run_cli's KeyboardInterrupt, as in a local sweep.
+        os.environ[TUNE_SIGINT] = "1"
         grid_results = tuner.fit()
     finally:
+        if user_sigint is None:
+            os.environ.pop(TUNE_SIGINT, None)
+        else:
+            os.environ[TUNE_SIGINT] = user_sigint
         if started_here:
             ray.shutdown()
     errors = [e for e in (grid_results[i].error for i in range(len(grid_results))) if e is not None]
@@ -501,10 +524,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_describe(i, len(trials), summary), flush=True)
         else:
             pending.append(trial)
-    if pending and (args.ray or args.address):
-        sweep_ray(out, pending, budget, log_file, args.address, args.cpus, args.cpus_per_trial, args.concurrency)
-    elif pending:
-        sweep_local(out, pending, budget, log_file, verbose="auto" if sys.stdout.isatty() else 2)
+    try:
+        if pending and (args.ray or args.address):
+            sweep_ray(out, pending, budget, log_file, args.address, args.cpus, args.cpus_per_trial, args.concurrency)
+        elif pending:
+            sweep_local(out, pending, budget, log_file, verbose="auto" if sys.stdout.isatty() else 2)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: no report of a half-run grid, one line on how to go on
+        finished = sum(next_stage(out / t.name, budget) is None for t in trials)
+        raise stop_with_hint(
+            stop, f"{finished} of {len(trials)} trials finished and kept in {out}; run the same command to resume"
+        ) from None
     print(
         f"{len(trials) - len(pending)} trials kept, {len(pending)} run in {time.monotonic() - started:.0f} s; "
         f"sweep.json: {log_file.path}",

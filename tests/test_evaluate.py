@@ -51,7 +51,8 @@ def test_ref_and_tflm_verdict_is_real(evaluated_v1, fmnist_test_samples, bundle_
     tflite = bundle_v1.artifact_path("tflite").read_bytes()
     ref, tflm = ReferenceModel(tflite), TflmModel(tflite)
     frames = [prepare_frame(img, bundle_v1) for img in fmnist_test_samples.images[:20]]
-    outputs = [(ref.invoke(f), tflm.invoke(f)) for f in frames]
+    outputs = [(ref.invoke(f).astype(np.int32), tflm.invoke(f).astype(np.int32)) for f in frames]
+    # A clear winner (8 steps ahead) keeps its class: the runtimes' differences are a few output steps.
     assert all(np.argmax(r) == np.argmax(t) for r, t in outputs if np.max(r) > np.partition(r, -2)[-2] + 8)
 
 

@@ -9,16 +9,29 @@ models pin why, over thousands of random inputs at the quantisation a MobileNet 
 * TFLM's is TFLite's ``MultiplyByQuantizedMultiplier`` (gemmlowp's two roundings), as both runtimes' CONV_2D is;
 * so the two differ, by one step and only where those two roundings differ, and a 1x1 CONV_2D over the same
   accumulators and the SOFTMAX that follows the head agree on every input.
+
+And a stream scores a board against the oracle of the engine its HELLO names (models.reference.reference_for).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from host.session import StreamSession
+from host.sources import ArraySource
+from models.bundle import load_bundle
+from models.preprocess import prepare_frame
 from models.reference import MICRO_RUNTIME, RUNTIME, MicroModel, ReferenceModel, reference_for
 from tests.tflite_builder import ModelSpec, Op, T, _options, build, softmax_model
 from tinyml.codegen.arithmetic import multiply_by_quantized_multiplier, quantize_multiplier, round_half_away
+from tinyml.data import load_fashion_mnist
+from tinyml.targets.cpu import CpuTarget
+
+ROOT = Path(__file__).resolve().parents[1]
 
 INPUTS = 20_000
 FEATURES, CLASSES = 256, 10
@@ -123,3 +136,42 @@ def test_a_tflm_board_is_checked_against_the_tflite_micro_runtime(head):
     ):
         oracle, runtime = reference_for(engine, model)
         assert isinstance(oracle, kind) and runtime == name
+
+
+class _MicroTarget(CpuTarget):
+    """The bundle's model under the tflite-micro runtime in this process, announcing ``engine`` in its HELLO:
+    the bytes a TFLM board with reference kernels sends (docs/boards.md: TFLM's C++ build matched this runtime)."""
+
+    name = "tflite-micro"
+
+    def __init__(self, bundle, engine: str):
+        super().__init__(bundle)
+        self.engine = engine
+
+    def open_device(self):
+        info = super().open_device()
+        self._micro = MicroModel(self.bundle.verified_artifact("tflite"))
+        return dataclasses.replace(info, engine=self.engine)
+
+    def infer(self, tensor):
+        return self._micro.invoke(tensor), None
+
+
+def test_a_stream_scores_tflm_answers_against_the_tflite_micro_runtime():
+    """Images of the firmware bundle where the two runtimes differ (bench/oracle_diff.py finds them), plus two where
+    they agree: a board announcing "tflm" is identical to its oracle on all, one announcing the engine is not."""
+    bundle = load_bundle(ROOT / "firmware" / "src" / "model" / "bundle")
+    test = load_fashion_mnist("test")
+    frames = {i: prepare_frame(test.images[i], bundle) for i in (2722, 2746, 6039, 8775)}
+    litert, micro = ReferenceModel(bundle.verified_artifact("tflite")), MicroModel(bundle.verified_artifact("tflite"))
+    differ = [
+        i for i in (2722, 2746, 6039, 8775) if not np.array_equal(litert.invoke(frames[i]), micro.invoke(frames[i]))
+    ]
+    assert differ, "the firmware model's runtimes no longer differ on these images: re-run bench/oracle_diff.py"
+    chosen = np.array([0, 1, *differ])
+    source = ArraySource(test.images[chosen], test.labels[chosen], "fashion-mnist:test")
+    for engine, runtime, identical in (("tflm", MICRO_RUNTIME, 1.0), ("engine", RUNTIME, 2 / len(chosen))):
+        summary = StreamSession(bundle, source, _MicroTarget(bundle, engine), compare_cpu=True).run().to_json()
+        assert summary["reference"] == runtime
+        assert summary["compared_with_reference"] == len(chosen)
+        assert summary["agreement_exact"] == pytest.approx(identical)

@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +90,20 @@ def test_stream_shows_its_status_line_on_a_terminal(committed_copy):
     assert not NOISE.search(run.text), run.text
 
 
+def _run_in_own_group(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``argv`` piped, in a session of its own, so a timeout ends its children (the demo's pipelines) too."""
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"the demo did not end within {timeout} s:\n{out[-3000:]}{err[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 @pytest.mark.slow  # two tiny trainings, each model's quantize and evaluate
 def test_each_models_later_steps_start_when_its_own_training_ends(tmp_path):
     """#12: the two pipelines overlap fully: the model whose training ends first starts its quantize while the other
@@ -102,7 +118,7 @@ def test_each_models_later_steps_start_when_its_own_training_ends(tmp_path):
         f"sys.exit(run_cli(demo.main, ['--out', {str(out)!r}, '--limit', '1000', '--eval-limit', '50', "
         "'--board-frames', '0']))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    proc = _run_in_own_group([sys.executable, "-c", code], timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stderr == "" and not NOISE.search(proc.stdout), proc.stdout + proc.stderr
     timeline = json.loads((out / "timeline.json").read_text())

@@ -282,7 +282,8 @@ def train_bundle(
         restart: discard an existing checkpoint or bundle at ``out`` instead of resuming / refusing.
         verbose: Keras' verbosity: "auto" (progress bar on a terminal), 0, 1 (bar) or 2 (one line per epoch).
         on_batch: called as ``on_batch(epoch, epochs, batch, batches)`` (1-based epoch, batches done) after every
-            training batch: progress for a caller that draws its own (the demo's status line), no Keras text parsed.
+            training batch, possibly from Keras' worker threads and out of order: progress for a caller that draws
+            its own (the demo's status line), no Keras text parsed.
     Returns the bundle (model.json, model.keras, labels.txt written; metrics.train filled in).
     """
     config = (config or TrainConfig()).resolved()
@@ -339,6 +340,10 @@ def train_bundle(
             ckpt.save(self.model, epoch + 1, history)
 
     class BatchProgress(keras.callbacks.Callback):
+        # Keras may then call on_train_batch_end from its worker threads, as without this callback, instead of
+        # waiting for every batch's logs (which this one does not read): on_batch must be thread-safe.
+        async_safe = True
+
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch + 1
 

@@ -85,6 +85,7 @@ class Channel:
 
     def __init__(self, fd: int | None) -> None:
         self._file: IO[str] | None = None
+        self._lock = threading.Lock()
         self._percent: tuple[int, int] | None = None
         self._frames: tuple[int, int] | None = None
         if fd is not None:
@@ -103,19 +104,22 @@ class Channel:
 
     def send(self, record: dict[str, Any]) -> None:
         if self._file is not None:
-            self._file.write(json.dumps(record, default=str) + "\n")
-            self._file.flush()
+            with self._lock:  # whole lines: Keras calls progress from its worker threads
+                self._file.write(json.dumps(record, default=str) + "\n")
+                self._file.flush()
 
     def step(self, name: str, event: str) -> None:
         """A step starts or ends (tools/demo.Steps' ``on_event``): its name and the monotonic time."""
         self.send({"type": "step", "name": name, "event": event, "t": time.monotonic()})
 
     def progress(self, epoch: int, epochs: int, batch: int, batches: int) -> None:
-        """A training batch ended (train_bundle's ``on_batch``); sent when the epoch's whole percent changes."""
+        """A training batch ended (train_bundle's ``on_batch``); sent when the epoch's whole percent moves on."""
         percent = (epoch, 100 * batch // max(batches, 1))
-        if percent != self._percent:
+        with self._lock:  # only forward: two worker threads may report batches out of order
+            if self._percent is not None and percent <= self._percent:
+                return
             self._percent = percent
-            self.send({"type": "progress", "epoch": epoch, "epochs": epochs, "batch": batch, "batches": batches})
+        self.send({"type": "progress", "epoch": epoch, "epochs": epochs, "batch": batch, "batches": batches})
 
     def frames(self, answered: int, frames: int) -> None:
         """How far the stream to the QEMU board is (run_on_qemu's ``on_frame``); sent when it moved on."""

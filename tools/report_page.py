@@ -201,7 +201,8 @@ def plot(rows: list[Row], name: str, out_dir: Path, fit_basis: Basis, boards: di
         ax.set_xlabel(axis.label)
         ax.set_ylabel("int8 accuracy (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[0]:  # an axis with no figure recorded (no codegen yet) has nothing to label
+            ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.text(
         0.01,

@@ -7,9 +7,10 @@ a credit frees, so frames the link cannot carry are dropped at the source and co
 
 Accounting: every frame sent gets exactly one ``result`` or ``lost`` record in the log, including frames still in
 flight when the run ends (Ctrl-C, a port that never came back): those are recorded as lost with the reason before
-the summary is written. In labelled mode each frame is also run through the CPU reference (LiteRT BUILTIN_REF,
-bit-identical to TFLM's reference kernels) while the device works, and the summary reports accuracy, the confusion
-matrix and frame-by-frame agreement with the reference.
+the summary is written. In labelled mode each frame is also run through the CPU reference while the device works:
+the tflite-micro runtime for a board whose HELLO names the TFLM engine, LiteRT BUILTIN_REF for every other
+(models.reference.reference_for: the two round FULLY_CONNECTED differently), and the summary reports accuracy, the
+confusion matrix and frame-by-frame agreement with that reference.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from host.summary import Summary
 from models.bundle import Bundle
 from models.errors import UserError
 from models.preprocess import prepare_frame
-from models.reference import ReferenceModel
+from models.reference import MicroModel, ReferenceModel, reference_for
 from models.scoring import RunningScore
 from tinyml.targets.base import DeviceInfo, Event, Lost, Notice, Result, Target, check_compatible
 
@@ -76,7 +77,7 @@ class StreamSession:
         self.compare_cpu = bool(wanted) and target.name != "cpu" and not self.listen
         self._out_quant = bundle.output_quant
         self._labels = bundle.labels
-        self._reference: ReferenceModel | None = None
+        self._reference: ReferenceModel | MicroModel | None = None
         self.summary = Summary(
             self._labels, target.name, "", "the board's camera" if source is None else source.description
         )
@@ -142,7 +143,9 @@ class StreamSession:
         self.started = True
         self.summary.engine = info.engine
         if self.compare_cpu:
-            self._reference = ReferenceModel(self.bundle.verified_artifact("tflite"))
+            self._reference, self.summary.reference = reference_for(
+                info.engine, self.bundle.verified_artifact("tflite")
+            )
         if self.source is not None and self.source.labelled or self.compare_cpu:
             self.summary.score = RunningScore(len(self._labels))
         self.log.write(

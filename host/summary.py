@@ -44,6 +44,7 @@ class Summary:
     score: RunningScore | None = None
     interrupted: bool = False
     error: str | None = None
+    reference: str = ""  # the oracle answers were compared with (models.reference.reference_for), if any
 
     @property
     def unanswered(self) -> int:
@@ -90,6 +91,7 @@ class Summary:
             "accuracy": self.accuracy,
             "confusion": score.confusion.tolist() if score and score.labelled else None,
             "compared_with_reference": score.compared if score else 0,
+            "reference": self.reference or None,
             "agreement_top1": self.agreement,
             "agreement_exact": self.exact_agreement,
             "interrupted": self.interrupted,
@@ -123,7 +125,8 @@ class Summary:
             lines.append(f"  accuracy: {100 * score.correct / score.labelled:.2f}% ({score.correct}/{score.labelled})")
         if score is not None and score.compared:
             lines.append(
-                f"  agreement with the CPU reference: top-1 {100 * score.agree_top1 / score.compared:.2f}%, "
+                f"  agreement with the CPU reference ({self.reference}): "
+                f"top-1 {100 * score.agree_top1 / score.compared:.2f}%, "
                 f"identical output bytes {100 * score.agree_exact / score.compared:.2f}% "
                 f"({score.compared} frames)"
             )

@@ -1,9 +1,14 @@
-"""The fidelity oracle: an int8 .tflite run by LiteRT's reference kernels.
+"""The fidelity oracles: an int8 .tflite run by LiteRT's reference kernels, or by TFLite-Micro's.
 
-LiteRT with ``OpResolverType.BUILTIN_REF`` is bit-identical to TFLite-Micro's reference kernels, so every
-claim of the form "the board will answer X" (the engine's bit-exact tests, ``host/stream.py --cpu``,
-evaluation) is checked against this one class. The default XNNPACK path is *not* bit-identical and is
-never used here.
+LiteRT with ``OpResolverType.BUILTIN_REF`` (``ReferenceModel``) is the answer the project's own engine must give
+byte for byte (the engine's bit-exact tests, ``host/stream.py --cpu``, evaluation). It is bit-identical to
+TFLite-Micro's reference kernels on every op these models use but one: int8 FULLY_CONNECTED requantises its
+accumulator as ``round(acc * (double)(s_in * s_w / s_out))`` in LiteRT 2.3, while TFLM's kernel uses the
+fixed-point ``MultiplyByQuantizedMultiplier`` (gemmlowp's two roundings). The two differ by one LSB on accumulators
+that land within about 2^-31 (relative) of a half, which reaches a few images in 10,000 through the final softmax
+(docs/benchmarks.md, "LiteRT-ref vs TFLite-Micro"). So a TFLM board is checked against ``MicroModel`` (the
+tflite-micro Python runtime, TFLM's reference kernels): ``reference_for(engine, model)`` picks by the engine a
+device announces. The default XNNPACK path is bit-identical to neither and is never used here.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 from models.errors import UserError
 
 RUNTIME = "litert-builtin-ref"
+MICRO_RUNTIME = "tflite-micro"
 
 
 def reference_interpreter(model: str | os.PathLike | bytes) -> Any:
@@ -73,3 +79,47 @@ class ReferenceModel:
         self._interp.set_tensor(self.input_detail["index"], data)
         self._interp.invoke()
         return self._interp.get_tensor(self.output_detail["index"]).reshape(-1).copy()
+
+
+class MicroModel:
+    """A .tflite model under the tflite-micro Python runtime (TFLM's reference kernels), batch 1: what a TFLM
+    board built with the reference kernels answers (boards with optimised kernels, ESP-NN or CMSIS-NN, may not)."""
+
+    def __init__(self, model: str | os.PathLike | bytes, arena_size: int | None = None):
+        from tflite_micro.python.tflite_micro import runtime
+
+        if not isinstance(model, (bytes, bytearray)):
+            if not Path(model).exists():
+                raise UserError(f"model file {model!s} does not exist; run: python -m tools quantize BUNDLE")
+            model = Path(model).read_bytes()
+        try:
+            self._interp = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+        except (RuntimeError, ValueError) as exc:
+            lines = str(exc).strip().splitlines()
+            raise UserError(
+                f"TFLite-Micro cannot load the model ({lines[0] if lines else type(exc).__name__}); "
+                "it uses an op or type TFLM lacks, or needs a larger arena"
+            ) from None
+        detail = self._interp.get_input_details(0)
+        self.input_shape = tuple(int(d) for d in detail["shape"])
+        self.input_dtype = np.dtype(detail["dtype"])
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Run one input (HxWxC or 1xHxWxC, already in the model's input dtype); return the flat output."""
+        data = np.asarray(tensor)
+        if data.dtype != self.input_dtype:
+            raise UserError(
+                f"input dtype {data.dtype} does not match the model's {self.input_dtype}; quantize the frame first"
+            )
+        self._interp.set_input(data.reshape(self.input_shape), 0)
+        self._interp.invoke()
+        return np.asarray(self._interp.get_output(0)).reshape(-1).copy()
+
+
+def reference_for(engine: str, model: str | os.PathLike | bytes) -> tuple[ReferenceModel | MicroModel, str]:
+    """The oracle for a device whose HELLO names ``engine``, and its runtime's name: the tflite-micro runtime for
+    TFLite-Micro firmware ("tflm"), LiteRT BUILTIN_REF for everything else (the project's engine implements
+    LiteRT's kernels, FULLY_CONNECTED's rounding included)."""
+    if engine == "tflm" or engine.startswith("tflm:"):
+        return MicroModel(model), MICRO_RUNTIME
+    return ReferenceModel(model), RUNTIME

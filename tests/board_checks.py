@@ -1,7 +1,8 @@
 """On-device checks shared by the Arduino sketch on this machine (tests/test_firmware_arduino.py: the PlatformIO
 firmware on the project's Arduino stand-in) and by a real flashed board (tests/test_board_real.py, run with
 ``--board-port``): a labelled run through host/stream.py whose every answer is compared byte for byte with
-LiteRT BUILTIN_REF (models/reference.py), and malformed requests answered with ERRORs while service goes on.
+the board engine's oracle (models.reference.reference_for: LiteRT BUILTIN_REF for the project's engine, the
+tflite-micro runtime for TFLM firmware), and malformed requests answered with ERRORs while service goes on.
 Also the two helpers the board test modules share: ``read_events`` (decoded events off a link) and ``accounted``
 (the stream log's accounting promise).
 """
@@ -32,7 +33,7 @@ def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int 
     Returns the summary.
     """
     from models.preprocess import prepare_frame
-    from models.reference import ReferenceModel
+    from models.reference import reference_for
     from tinyml.data import load_fashion_mnist
 
     run = subprocess.run(
@@ -64,7 +65,9 @@ def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int 
     assert summary["compared_with_reference"] == frames and summary["agreement_top1"] == 1.0
     results = sorted((r for r in records if r["type"] == "result"), key=lambda r: r["index"])
     assert [r["index"] for r in results] == list(range(frames))
-    reference = ReferenceModel(bundle.artifact_path("tflite"))
+    engine = next(r for r in records if r["type"] == "start")["device"]["engine"]
+    reference, runtime = reference_for(engine, bundle.artifact_path("tflite"))
+    assert summary["reference"] == runtime
     images = load_fashion_mnist("test").images[:frames]
     tolerance = 0 if exact else 1
     differ = [
@@ -73,7 +76,7 @@ def stream_labelled(bundle: Bundle, url: str, log: Path, frames: int, baud: int 
         if np.abs(np.asarray(r["output"]) - reference.invoke(prepare_frame(image, bundle)).reshape(-1)).max()
         > tolerance
     ]
-    assert not differ, f"{len(differ)} of {frames} answers differ from LiteRT BUILTIN_REF (frames {differ[:10]})"
+    assert not differ, f"{len(differ)} of {frames} answers differ from {runtime} (frames {differ[:10]})"
     if exact:
         assert summary["agreement_exact"] == 1.0
     return summary

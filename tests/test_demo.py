@@ -9,8 +9,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,3 +88,53 @@ def test_stream_shows_its_status_line_on_a_terminal(committed_copy):
     assert run.wait(180) == 0, run.text
     assert "--quiet" not in run.text and re.search("\r" + STATUS_LINE, run.text), run.text
     assert not NOISE.search(run.text), run.text
+
+
+def _run_in_own_group(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``argv`` piped, in a session of its own, so a timeout ends its children (the demo's pipelines) too."""
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"the demo did not end within {timeout} s:\n{out[-3000:]}{err[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+@pytest.mark.slow  # two tiny trainings, each model's quantize and evaluate
+def test_each_models_later_steps_start_when_its_own_training_ends(tmp_path):
+    """#12: the two pipelines overlap fully: the model whose training ends first starts its quantize while the other
+    still trains, each model's steps run in order, and the report waits for both. Read from the recorded timeline
+    (OUT/timeline.json), not timed. V2 trains 1 epoch here and V1 40, so V2 normally ends first, as in the full
+    demo: the case the old order (V1's later steps first, V2's after them) got wrong.
+    Piped, as in a CI log: the epoch lines come prefixed with their model, and no status line is drawn."""
+    out = tmp_path / "demo"
+    code = (
+        "import sys; import tools.demo as demo; from models.errors import run_cli; "
+        "demo.MODELS = (('mobilenet_v1', 0.25, 40, 64), ('mobilenet_v2', 0.35, 1, 128)); "
+        f"sys.exit(run_cli(demo.main, ['--out', {str(out)!r}, '--limit', '1000', '--eval-limit', '50', "
+        "'--board-frames', '0']))"
+    )
+    proc = _run_in_own_group([sys.executable, "-c", code], timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stderr == "" and not NOISE.search(proc.stdout), proc.stdout + proc.stderr
+    timeline = json.loads((out / "timeline.json").read_text())
+    steps = ["train", "quantize", "evaluate", "export + Edge TPU pre-check"]
+    models = timeline["models"]
+    for spans in models.values():
+        assert list(spans) == steps
+        for before, after in zip(steps, steps[1:]):
+            assert spans[before]["end_s"] <= spans[after]["start_s"]
+    first, second = sorted(models.values(), key=lambda spans: spans["train"]["end_s"])
+    assert first["quantize"]["start_s"] < second["train"]["end_s"], timeline
+    assert timeline["demo"]["report"]["start_s"] >= max(
+        s["export + Edge TPU pre-check"]["end_s"] for s in (first, second)
+    )
+    assert "\r" not in proc.stdout and not re.search(r"V\d epoch \d+/\d+ \d+%", proc.stdout)
+    assert "[mobilenet_v1 0.25] Epoch 40/40" in proc.stdout  # Keras prints no "Epoch 1/1" for V2's single epoch
+    assert re.search(r"^   \[mobilenet_v2 0\.35\] \d+/\d+ - .* val_accuracy: ", proc.stdout, re.M), proc.stdout
+    assert f"timeline (when each step ran, wall and CPU seconds): {out / 'timeline.json'}" in proc.stdout
+    assert f"report: {out / 'report' / 'report.md'}" in proc.stdout

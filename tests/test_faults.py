@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -332,7 +333,7 @@ def _save_in_progress(ckpt: Path) -> bool:
     return False
 
 
-# ---- make demo: the two trainings side by side --------------------------------------------------------------------
+# ---- make demo: the two model pipelines side by side ----------------------------------------------------------------
 def _demo(out: Path, *extra: str) -> tuple[str, ...]:
     return (
         sys.executable,
@@ -356,29 +357,33 @@ def _trainings(run: PtyRun) -> set[int]:
         except OSError:
             return ""
 
-    return {p for p in run.watch_children() if " tools train " in cmdline(p)}
+    return {p for p in run.watch_children() if " tools demo --only " in cmdline(p)}
 
 
 @pytest.mark.slow  # two trainings start (two TensorFlow imports), though neither finishes
 def test_demo_interrupted_while_both_models_train_stops_both(tmp_path):
-    """#12: the demo trains V1 and V2 in two child processes at once. A Ctrl-C in the terminal mid-epoch stops
-    the demo and both trainings (the signal reaches the whole foreground group): exit 130, no traceback, no
-    training left running; each training's lines reach the terminal under its model's name as they are printed."""
-    run = PtyRun(*_demo(tmp_path / "demo", "--limit", "300", "--epochs", "20"))
+    """#12: the demo runs V1's and V2's pipelines in two child processes at once. A Ctrl-C in the terminal
+    mid-epoch stops the demo and both (the signal reaches the whole foreground group): exit 130, no traceback, no
+    child left running; each training's lines reach the terminal under its model's name as they are printed, and
+    on a terminal the live status line shows both trainings' epoch and percent, redrawn in place."""
+    run = PtyRun(*_demo(tmp_path / "demo", "--limit", "300", "--epochs", "50"))
     _wait_for(lambda: len(_trainings(run)) == 2, 120, "the two trainings to start", run)
     trainings = set(run.children)
     labels = ("mobilenet_v1 0.25", "mobilenet_v2 0.35")
-    _wait_for(lambda: all(f"[{label}] Epoch 1/20" in run.text for label in labels), 600, "both in epoch 1", run)
+    _wait_for(lambda: all(f"[{label}] Epoch 1/50" in run.text for label in labels), 600, "both in epoch 1", run)
+    status = re.compile(r"\rV1 epoch (\d+)/50 +(\d+)% \| V2 epoch (\d+)/50 +(\d+)%")
+    _wait_for(lambda: status.search(run.text), 600, "the status line with both trainings' progress", run)
     time.sleep(RNG.uniform(0.0, 2.0))
     code = _interrupt(run, "ctrl-c")
     assert code == 130, run.text[-2000:]
     assert_no_orphans(trainings)
     assert not (tmp_path / "demo" / "report").exists()
+    assert len({m.groups() for m in status.finditer(run.text)}) > 1, run.text[-2000:]  # redrawn as it moved on
 
 
 def test_demo_ends_with_the_error_of_a_failed_training_and_stops_the_other(tmp_path):
     """#12: one training failing (here V2's bundle path is a file, a real failure of the real command) ends the demo
-    at once: a one-line error naming that training and its reason, exit 2, and the other training stopped."""
+    at once: a one-line error naming that model, its step and the reason, exit 2, and the other pipeline stopped."""
     out = tmp_path / "demo"
     out.mkdir()
     (out / "mobilenet_v2").write_text("not a bundle directory")
@@ -390,7 +395,7 @@ def test_demo_ends_with_the_error_of_a_failed_training_and_stops_the_other(tmp_p
     assert code == 2, run.text[-2000:]
     errors = [line for line in run.text.splitlines() if line.startswith("error: ")]
     assert errors == [
-        f"error: training mobilenet_v2 0.35 failed (exit 2: --out {out / 'mobilenet_v2'} is a file; "
+        f"error: mobilenet_v2 0.35: train failed (exit 2: --out {out / 'mobilenet_v2'} is a file; "
         "pass a directory for the bundle)"
     ], run.text[-2000:]
     assert not (out / "mobilenet_v1" / "model.json").exists()  # stopped before it finished

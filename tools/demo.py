@@ -6,31 +6,35 @@ labelled test slice over the emulated UART exactly as it would to a real board -
 `report` answers the question users start from (which architecture, on my data, on my board) with its table,
 board fit, verdict and plots, and the demo prints where every artifact is, with the wall and CPU seconds of
 every step. It is a plain sequence of the calls and commands a user would make, on a training budget that
-finishes in minutes on two CPU cores: the two trainings (``python -m tools train``) run side by side, one core
-each, and V1's later steps run while V2 still trains. bench/train_fashion_mnist.py runs the same build steps at
-full size.
+finishes in minutes on two CPU cores: the two models' pipelines run side by side, one core each, each a
+``python -m tools demo --only ARCH`` child (tools/train_jobs), so each model's later steps start as soon as its
+own training ends, whatever the other is doing; the report waits for both. On a terminal a status line shows both
+(``V1 epoch 3/6 41% | V2 quantize``), drawn from the children's progress records, not from Keras' text.
+bench/train_fashion_mnist.py runs the same build steps at full size.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import resource
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
 from models.bundle import load_bundle
-from models.errors import UserError, exit_cli
+from models.errors import Terminated, UserError, exit_cli
 from tools.evaluate import evaluate_bundle
 from tools.quantize import quantize_bundle
 from tools.train import TrainConfig, train_bundle
-from tools.train_jobs import Console, TrainingJob, check_all, train_args, wait_for
+from tools.train_jobs import Channel, Console, Job, wait_all
 
 # (architecture, width, epochs, batch size): what takes each past 85 % on the device within the demo's time budget.
 # Measured on all 54,000 training images (docs/benchmarks.md, "make demo"): V1 at batch 128 stayed at 83.4 % int8
@@ -41,16 +45,20 @@ from tools.train_jobs import Console, TrainingJob, check_all, train_args, wait_f
 MODELS = (("mobilenet_v1", 0.25, 6, 64), ("mobilenet_v2", 0.35, 3, 128))
 LR = 4e-3  # Adam's peak (cosine decay after half an epoch of warm-up), as in bench/train_fashion_mnist.py
 REPORT_BOARD = "nano33ble"  # the smallest board in the table: where V1 vs V2 is a real choice
+STREAM_STOP_SECONDS = 5.0  # for stream.py to end on its own once stopped (within the demo's grace, train_jobs.Job.stop)
 STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "host" / "stream.py"
 
 
 class Steps:
-    """Wall and CPU seconds of each step, in order. CPU is user + system of this process and of its children that
-    have ended (stream.py and the QEMU it ran, the TFLM arena child), so a loaded machine's figure can be judged; a
-    training child's own figures come from wait4 (tools/train_jobs)."""
+    """Wall and CPU seconds of each step, in order, and when each started and ended (monotonic clock). CPU is user
+    + system of this process and of its children that have ended (stream.py and the QEMU it ran, the TFLM arena
+    child), so a loaded machine's figure can be judged. ``on_event(name, "start" | "end")`` hears of each step (the
+    demo's progress channel, tools/train_jobs.Channel.step)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_event: Callable[[str, str], None] | None = None) -> None:
         self.times: dict[str, tuple[float, float]] = {}
+        self.spans: dict[str, tuple[float, float]] = {}
+        self._on_event = on_event
 
     @staticmethod
     def _now() -> tuple[float, float]:
@@ -59,12 +67,31 @@ class Steps:
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        if self._on_event is not None:
+            self._on_event(name, "start")
         wall, cpu = self._now()
         try:
             yield
         finally:
             wall_end, cpu_end = self._now()
             self.times[name] = (wall_end - wall, cpu_end - cpu)
+            self.spans[name] = (wall, wall_end)
+        if self._on_event is not None:  # not on failure: the step did not end, it broke
+            self._on_event(name, "end")
+
+    def to_json(self) -> dict[str, dict[str, float]]:
+        return {
+            name: {"start": self.spans[name][0], "end": self.spans[name][1], "wall": wall, "cpu": cpu}
+            for name, (wall, cpu) in self.times.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, dict[str, float]]) -> "Steps":
+        steps = cls()
+        for name, step in data.items():
+            steps.times[name] = (step["wall"], step["cpu"])
+            steps.spans[name] = (step["start"], step["end"])
+        return steps
 
     def line(self) -> str:
         return ", ".join(f"{name} {wall:.0f} s ({cpu:.0f} CPU s)" for name, (wall, cpu) in self.times.items())
@@ -77,15 +104,18 @@ def build_and_evaluate(
     eval_limit: int | None = None,
     restart: bool = True,
     verbose: int | str = 2,
+    steps: Steps | None = None,
+    on_batch: Callable[[int, int, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train (in this process), quantize and evaluate one bundle at ``out``: bench/train_fashion_mnist.py's run.
+    """Train (in this process), quantize and evaluate one bundle at ``out``: bench/train_fashion_mnist.py's run and
+    the first steps of one model's demo pipeline (:func:`run_model`).
 
-    ``restart`` discards what is at ``out``; without it an interrupted training there resumes. The demo trains in
-    child processes instead (:func:`run_demo`) and shares the rest, :func:`quantize_and_evaluate`.
+    ``restart`` discards what is at ``out``; without it an interrupted training there resumes. ``steps`` times the
+    steps (a fresh :class:`Steps` by default); ``on_batch`` is train_bundle's progress hook.
     """
-    steps = Steps()
+    steps = steps or Steps()
     with steps("train"):
-        train_bundle(out, config, restart=restart, verbose=verbose)
+        train_bundle(out, config, restart=restart, verbose=verbose, on_batch=on_batch)
     return quantize_and_evaluate(out, f"{config.architecture} {config.width:g}", steps, samples, eval_limit)
 
 
@@ -126,13 +156,15 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
+def run_on_qemu(bundle_dir: Path, frames: int, on_frame: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Stream ``frames`` labelled test images to the bundle's firmware on QEMU with host/stream.py; return figures.
 
     stream.py builds the firmware (engine code generator + arm-none-eabi-gcc), boots QEMU, checks the board's HELLO
     against the bundle and compares every answer with the CPU reference; its JSON-lines log gives the figures. QEMU
     runs with ``-icount shift=0``, so the instruction counts in the log are the exact, repeatable ones report shows:
     they are recorded as the bundle's ``metrics.qemu`` instead of booting QEMU a second time to count again.
+    ``on_frame(answered, frames)`` hears how far the stream is, read from that log as it grows (the demo's status
+    line; stream.py's own only shows on a terminal).
     """
     from tinyml.codegen import generate
     from tinyml.firmware import build, image_size
@@ -156,7 +188,7 @@ def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
         str(log),
     ]
     print("$ python host/stream.py " + " ".join(cmd[2:]), flush=True)
-    if subprocess.run(cmd).returncode != 0:
+    if _stream(cmd, log, frames, on_frame) != 0:
         raise UserError(f"streaming to the QEMU board failed (see above); the log is {log}")
     figures = stream_figures(log)
     bundle = load_bundle(bundle_dir)
@@ -170,6 +202,28 @@ def run_on_qemu(bundle_dir: Path, frames: int) -> dict[str, Any]:
         "flash_bytes": size["text"] + size["data"],
         "weights_bytes": bundle.meta.get("codegen", {}).get("weights_bytes"),
     }
+
+
+def _stream(cmd: list[str], log: Path, frames: int, on_frame: Callable[[int, int], None] | None) -> int:
+    """Run stream.py to its end, telling ``on_frame`` the answers its log holds; its exit code. Stopped: a Ctrl-C
+    at the terminal reached it too, any other stop is passed on as SIGTERM; either way it gets time to close its
+    log (summary record included) before it is killed."""
+    proc = subprocess.Popen(cmd)
+    try:
+        while proc.poll() is None:
+            if on_frame is not None and log.is_file():
+                on_frame(log.read_text(errors="replace").count('"type": "result"'), frames)
+            time.sleep(0.5)
+    except BaseException as exc:
+        if isinstance(exc, Terminated) or not isinstance(exc, KeyboardInterrupt):
+            proc.terminate()
+        try:
+            proc.wait(STREAM_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    return proc.returncode
 
 
 def stream_figures(log: Path) -> dict[str, Any]:
@@ -211,6 +265,40 @@ def format_board_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def model_label(architecture: str, width: float) -> str:
+    return f"{architecture} {width:g}"
+
+
+def short_name(architecture: str) -> str:
+    """What the status line calls a model: mobilenet_v1 -> V1."""
+    return "V" + architecture.rsplit("_v", 1)[-1]
+
+
+class Status:
+    """The status line's text per model, from its pipeline's channel records: ``V1 epoch 3/6 41% | V2 quantize``."""
+
+    def __init__(self, console: Console, names: Sequence[str]) -> None:
+        self._console = console
+        self._texts = {name: f"{name} starting" for name in names}
+        self._lock = threading.Lock()
+
+    def update(self, name: str, record: dict[str, Any]) -> None:
+        if record["type"] == "progress":
+            percent = 100 * record["batch"] // max(record["batches"], 1)
+            text = f"{name} epoch {record['epoch']}/{record['epochs']} {percent}%"
+        elif record["type"] == "frames":
+            text = f"{name} stream {record['answered']}/{record['frames']}"
+        elif record["type"] == "step" and record["event"] == "start":
+            text = f"{name} {record['name']}"
+        elif record["type"] == "result":
+            text = f"{name} done"
+        else:
+            return
+        with self._lock:  # two channel threads: each redraw shows both models' latest
+            self._texts[name] = text
+            self._console.status(" | ".join(self._texts.values()))
+
+
 def run_demo(
     out: Path,
     limit: int | None = None,
@@ -221,50 +309,91 @@ def run_demo(
 ) -> list[dict[str, Any]]:
     """V1 and V2 on Fashion-MNIST (``limit`` training images, all by default), ``epochs`` each (default: MODELS).
 
-    Both trainings start at once, each a ``python -m tools train`` child on one TensorFlow thread (tools/train_jobs);
-    the later steps of a model run here as soon as its training ends, beside the other's training. A training that
-    fails ends the demo with its error, the other one stopped; so does a Ctrl-C (it reaches the children too).
+    Both pipelines start at once, each a ``python -m tools demo --only ARCH`` child on one TensorFlow thread
+    (tools/train_jobs), so each model's later steps start as soon as its own training ends, beside whatever the
+    other one is doing. A step that fails ends the demo with its error, the other pipeline stopped; so does a
+    Ctrl-C (it reaches the children too). Returns each model's summary row, its steps' times included.
     """
     print(
-        f"== training {' and '.join(f'{a} {w:g}' for a, w, _, _ in MODELS)} side by side, one core each "
-        "(one line per epoch)",
+        f"== {' and '.join(model_label(a, w) for a, w, _, _ in MODELS)} side by side, one core each: "
+        "train -> quantize -> evaluate -> export + Edge TPU pre-check -> codegen + firmware + stream on QEMU "
+        "(python -m tools demo --only ARCH)",
         flush=True,
     )
     console = Console()
-    bundles = [out / architecture for architecture, _, _, _ in MODELS]
-    jobs: list[TrainingJob] = []
-    rows = []
+    status = Status(console, [short_name(a) for a, _, _, _ in MODELS])
+    jobs: list[Job] = []
     try:
-        for (architecture, width, default_epochs, batch), bundle in zip(MODELS, bundles, strict=True):
-            args = train_args(architecture, width, epochs or default_epochs, batch, LR, seed, limit, bundle)
-            jobs.append(TrainingJob(f"{architecture} {width:g}", args, console))
-        for job, bundle in zip(jobs, bundles, strict=True):
-            others = [other for other in jobs if other is not job]
-            steps = Steps()
-            steps.times["train"] = wait_for(job, others)
-            print(f"== {job.label}: quantize -> evaluate", flush=True)
-            rows.append(quantize_and_evaluate(bundle, job.label, steps, eval_limit=eval_limit))
-            check_all(others)
-            later_steps(rows[-1], board_frames, others)
+        for architecture, width, default_epochs, _ in MODELS:
+            argv = ["-m", "tools", "demo", "--only", architecture, "--out", str(out), "--seed", str(seed)]
+            argv += ["--epochs", str(epochs or default_epochs), "--eval-limit", str(eval_limit)]
+            argv += ["--board-frames", str(board_frames)] + (["--limit", str(limit)] if limit is not None else [])
+            update = functools.partial(status.update, short_name(architecture))
+            jobs.append(Job(model_label(architecture, width), argv, console, update))
+        wait_all(jobs)
     except BaseException as exc:
         for job in jobs:
             job.stop(interrupted=isinstance(exc, KeyboardInterrupt))
         raise
     finally:
         console.close()
+    rows = []
+    for job in jobs:
+        if job.result is None:
+            raise UserError(f"{job.label}: its pipeline ended without its summary (its output is above)")
+        rows.append({**job.result, "steps": Steps.from_json(job.result["steps"])})
     return rows
 
 
-def later_steps(row: dict[str, Any], board_frames: int, others: list[TrainingJob]) -> None:
+def run_model(
+    out: Path,
+    architecture: str,
+    channel: Channel,
+    limit: int | None = None,
+    epochs: int | None = None,
+    eval_limit: int = 1000,
+    board_frames: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One model's pipeline into ``out/ARCH``: train -> quantize -> evaluate -> export + Edge TPU pre-check ->
+    codegen + firmware + stream on QEMU, each step announced on stdout and on ``channel``; its summary row."""
+    width, default_epochs, batch = next((w, e, b) for a, w, e, b in MODELS if a == architecture)
+    config = TrainConfig(
+        architecture=architecture,
+        width=width,
+        epochs=epochs or default_epochs,
+        batch_size=batch,
+        lr=LR,
+        seed=seed,
+        limit=limit,
+    )
+
+    def announce(name: str, event: str) -> None:
+        if event == "start":
+            print(f"== {name}", flush=True)
+        channel.step(name, event)
+
+    # Keras' progress bar only when a person watches this command alone; under the demo, one line per epoch.
+    verbose = 1 if channel.idle and sys.stdout.isatty() else 2
+    row = build_and_evaluate(
+        out / architecture,
+        config,
+        eval_limit=eval_limit,
+        verbose=verbose,
+        steps=Steps(announce),
+        on_batch=channel.progress,
+    )
+    later_steps(row, board_frames, channel.frames)
+    return row
+
+
+def later_steps(row: dict[str, Any], board_frames: int, on_frame: Callable[[int, int], None] | None = None) -> None:
     """Export + Edge TPU pre-check, then (``board_frames`` > 0) the QEMU firmware fed by stream.py, into ``row``."""
-    print(f"== {row['model']}: export for TFLM boards, Edge TPU pre-check", flush=True)
     with row["steps"]("export + Edge TPU pre-check"):
         row.update(export_and_precheck(Path(row["bundle"])))
-    check_all(others)
     if board_frames > 0:
-        print(f"== {row['model']}: firmware on QEMU Cortex-M4 (mps2-an386), fed by host/stream.py", flush=True)
         with row["steps"]("codegen + firmware + stream on QEMU"):
-            row["qemu"] = run_on_qemu(Path(row["bundle"]), board_frames)
+            row["qemu"] = run_on_qemu(Path(row["bundle"]), board_frames, on_frame)
 
 
 def export_and_precheck(bundle_dir: Path) -> dict[str, Any]:
@@ -301,12 +430,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         "of the serial link; 0 skips)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of both trainings (default 0)")
+    parser.add_argument(
+        "--only",
+        choices=[architecture for architecture, _, _, _ in MODELS],
+        help="one model's steps alone (train to QEMU stream, no report); the demo runs one such child per model",
+    )
+    parser.add_argument(
+        "--progress-fd",
+        type=int,
+        metavar="FD",
+        help="with --only: write step and training-progress records (JSON lines) to this inherited file descriptor "
+        "instead of a summary (the demo reads its children's this way)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
+    options = (args.limit, args.epochs, args.eval_limit, args.board_frames, args.seed)
+    if args.only is not None:
+        channel = Channel(args.progress_fd)
+        row = run_model(out, args.only, channel, *options)
+        channel.send({"type": "result", "row": {**row, "steps": row["steps"].to_json()}})
+        if channel.idle:
+            print(format_summary([row], args.board_frames))
+            print(format_artifacts([row]))
+        return 0
+    if args.progress_fd is not None:
+        raise UserError("--progress-fd goes with --only (one model's steps); leave it out")
     whole = Steps()
     load_start = os.getloadavg()[0]
     with whole("in all"):
-        rows = run_demo(out, args.limit, args.epochs, args.eval_limit, args.board_frames, args.seed)
+        rows = run_demo(out, *options)
         report_dir = out / "report"
         print(
             f"\n== report: python -m tools report {' '.join(r['bundle'] for r in rows)} --board {REPORT_BOARD} "
@@ -317,14 +469,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with whole("report"):
             report_main([r["bundle"] for r in rows] + ["--board", REPORT_BOARD, "--out", str(report_dir)])
+    timeline = write_timeline(out / "timeline.json", whole, rows)
     print()
-    print(format_runs(rows))
-    if args.board_frames > 0:
-        print()
-        print(format_board_table(rows))
+    print(format_summary(rows, args.board_frames))
     print(f"\n{format_time(whole, rows, load_start)}")
-    print(format_artifacts(rows, report_dir))
+    print(format_artifacts(rows, report_dir, timeline))
     return 0
+
+
+def format_summary(rows: list[dict[str, Any]], board_frames: int) -> str:
+    """The accuracy and time lines of each model, and the QEMU board table when there was a stream."""
+    return format_runs(rows) + (f"\n\n{format_board_table(rows)}" if board_frames > 0 else "")
+
+
+def write_timeline(path: Path, whole: Steps, rows: list[dict[str, Any]]) -> Path:
+    """When each model's steps ran, in seconds since the demo started, with their wall and CPU seconds: the profile
+    docs/benchmarks.md's tables come from, and the record of which step overlapped which."""
+    start = whole.spans["in all"][0]
+
+    def spans(steps: Steps) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                "start_s": round(s - start, 3),
+                "end_s": round(e - start, 3),
+                "wall_s": round(e - s, 3),
+                "cpu_s": round(steps.times[name][1], 3),
+            }
+            for name, (s, e) in steps.spans.items()
+        }
+
+    timeline = {"models": {row["model"]: spans(row["steps"]) for row in rows}, "demo": spans(whole)}
+    path.write_text(json.dumps(timeline, indent=1) + "\n")
+    return path
 
 
 def format_time(whole: Steps, rows: list[dict[str, Any]], load_start: float) -> str:
@@ -342,7 +518,7 @@ def format_time(whole: Steps, rows: list[dict[str, Any]], load_start: float) -> 
     )
 
 
-def format_artifacts(rows: list[dict[str, Any]], report_dir: Path) -> str:
+def format_artifacts(rows: list[dict[str, Any]], report_dir: Path | None = None, timeline: Path | None = None) -> str:
     """Where everything the demo made is: bundles, TFLM export, engine C, firmware ELF, stream log, report."""
     lines = ["\nartifacts:"]
     for row in rows:
@@ -351,11 +527,14 @@ def format_artifacts(rows: list[dict[str, Any]], report_dir: Path) -> str:
         lines.append(f"    TFLM export {row['export_dir']}/, engine C {bundle / 'codegen'}/")
         if "qemu" in row:
             lines.append(f"    QEMU firmware {row['qemu']['elf']}, stream log {bundle / 'qemu.jsonl'}")
-    plots = ", ".join(p.name for p in sorted(report_dir.glob("*.png")))
-    lines.append(
-        f"  report: {report_dir / 'report.md'}, {report_dir / 'report.html'} (self-contained), "
-        f"plots in {report_dir}/: {plots or 'none'}"
-    )
+    if report_dir is not None:
+        plots = ", ".join(p.name for p in sorted(report_dir.glob("*.png")))
+        lines.append(
+            f"  report: {report_dir / 'report.md'}, {report_dir / 'report.html'} (self-contained), "
+            f"plots in {report_dir}/: {plots or 'none'}"
+        )
+    if timeline is not None:
+        lines.append(f"  timeline (when each step ran, wall and CPU seconds): {timeline}")
     return "\n".join(lines)
 
 

@@ -217,7 +217,8 @@ def figure(rows: list[Row], name: str, fit_basis: Basis, boards: dict[str, Board
         ax.set_xlabel(axis.label)
         ax.set_ylabel("int8 accuracy (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[0]:  # an axis with no figure recorded (no codegen yet) has nothing to label
+            ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
     shown = sum(1 for r in rows if r.name not in fit_basis.excluded and r.int8_acc is not None)
     caption_height = _caption(fig, fit_basis.caption(shown))

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -268,7 +268,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def train_bundle(
-    out: str | Path, config: TrainConfig | None = None, restart: bool = False, verbose: int | str = "auto"
+    out: str | Path,
+    config: TrainConfig | None = None,
+    restart: bool = False,
+    verbose: int | str = "auto",
+    on_batch: Callable[[int, int, int, int], None] | None = None,
 ) -> Bundle:
     """Train per ``config`` and write the bundle at ``out``; resumes from ``out/checkpoint`` when one exists.
 
@@ -277,6 +281,9 @@ def train_bundle(
         config: the training run (defaults: Fashion-MNIST, V1 0.25, 32x32x1, 10 epochs).
         restart: discard an existing checkpoint or bundle at ``out`` instead of resuming / refusing.
         verbose: Keras' verbosity: "auto" (progress bar on a terminal), 0, 1 (bar) or 2 (one line per epoch).
+        on_batch: called as ``on_batch(epoch, epochs, batch, batches)`` (1-based epoch, batches done) after every
+            training batch, possibly from Keras' worker threads and out of order: progress for a caller that draws
+            its own (the demo's status line), no Keras text parsed.
     Returns the bundle (model.json, model.keras, labels.txt written; metrics.train filled in).
     """
     config = (config or TrainConfig()).resolved()
@@ -332,6 +339,18 @@ def train_bundle(
             history.append({k: float(v) for k, v in (logs or {}).items()})
             ckpt.save(self.model, epoch + 1, history)
 
+    class BatchProgress(keras.callbacks.Callback):
+        # Keras may then call on_train_batch_end from its worker threads, as without this callback, instead of
+        # waiting for every batch's logs (which this one does not read): on_batch must be thread-safe.
+        async_safe = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            assert on_batch is not None
+            on_batch(self.epoch, config.epochs, batch + 1, steps)
+
     started = time.monotonic()
     if done < config.epochs:
         model.fit(
@@ -339,7 +358,7 @@ def train_bundle(
             epochs=config.epochs,
             initial_epoch=done,
             validation_data=_dataset(x_val, splits.val.labels, config, False, 0, classes) if len(x_val) else None,
-            callbacks=[EpochCheckpoint()],
+            callbacks=[EpochCheckpoint()] + ([BatchProgress()] if on_batch is not None else []),
             verbose=verbose,
             shuffle=False,
         )

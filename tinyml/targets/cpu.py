@@ -1,7 +1,8 @@
 """``--cpu``: the bundle's int8 model under LiteRT BUILTIN_REF in this process: the reference answer.
 
-BUILTIN_REF is bit-identical to TFLite-Micro's reference kernels (models/reference.py), so a board that disagrees
-with this target on any frame computes something other than what the host evaluated. The DeviceInfo is read from
+It is the answer the project's engine gives byte for byte, so an engine board that disagrees with this target on
+any frame computes something other than what the host evaluated. TFLite-Micro rounds FULLY_CONNECTED differently
+on a few images in 10,000 (models/reference.py); a TFLM board's stream is checked against the tflite-micro runtime. The DeviceInfo is read from
 the .tflite actually loaded (its sha256 and tensor details), not copied from model.json, so the same
 compatibility check as for a board applies.
 """

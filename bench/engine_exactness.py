@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.errors import UserError, run_cli  # noqa: E402
+from models.errors import UserError, exit_cli  # noqa: E402
 from models.reference import ReferenceModel  # noqa: E402
 
 ENGINE_DIR = ROOT / "firmware" / "lib" / "engine"
@@ -213,4 +213,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

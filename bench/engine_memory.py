@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import engine_qemu  # noqa: E402
-from models.errors import UserError, run_cli  # noqa: E402
+from models.errors import UserError, exit_cli  # noqa: E402
 from models.reference import ReferenceModel  # noqa: E402
 from tinyml.codegen import generate_from_tflite  # noqa: E402
 from tinyml.codegen.emit import Generated  # noqa: E402
@@ -198,4 +198,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    exit_cli(main)

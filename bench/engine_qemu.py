@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.bundle import TensorQuant, load_bundle  # noqa: E402
-from models.errors import UserError, run_cli  # noqa: E402
+from models.errors import UserError, exit_cli  # noqa: E402
 from models.mobilenet import layer_macs  # noqa: E402
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input  # noqa: E402
 from models.reference import ReferenceModel  # noqa: E402
@@ -500,4 +500,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    exit_cli(main)

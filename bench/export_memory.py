@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from tools.boards import BOARDS, KIB
 from tools.export import export_bundle
 
@@ -45,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -24,7 +24,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.errors import UserError, run_cli  # noqa: E402
+from models.errors import UserError, exit_cli  # noqa: E402
 
 PROTO_DIR = ROOT / "firmware" / "lib" / "protocol"
 FUZZ_SRC = ROOT / "tests" / "c" / "protocol_fuzz.c"
@@ -140,4 +140,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.engine_exactness import fashion_mnist_frames
-from models.errors import run_cli
+from models.errors import exit_cli
 from tinyml.codegen.arithmetic import multiply_by_quantized_multiplier, quantize_multiplier, round_half_away
 
 
@@ -154,4 +154,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -29,7 +29,7 @@ import serial
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.errors import run_cli  # noqa: E402
+from models.errors import exit_cli  # noqa: E402
 from tinyml.local_boards import QemuBoard  # noqa: E402
 
 PORT_DIR = ROOT / "firmware" / "ports" / "qemu_mps2"
@@ -104,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    exit_cli(main)

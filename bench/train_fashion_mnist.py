@@ -16,13 +16,12 @@ resumes where it stopped when restarted with the same options.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from models.bundle import load_bundle
-from models.errors import run_cli
+from models.errors import exit_cli
 from tools.demo import build_and_evaluate, format_runs
 from tools.report import collect, format_rows
 from tools.train import Augment, TrainConfig
@@ -68,4 +67,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

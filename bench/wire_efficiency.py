@@ -45,7 +45,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.errors import UserError, run_cli  # noqa: E402
+from models.errors import UserError, exit_cli  # noqa: E402
 from tinyml import protocol as P  # noqa: E402
 
 MLPERF_CHUNK = 31  # bytes per "db" command in the MLPerf Tiny runner (26 with an energy monitor)
@@ -269,4 +269,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

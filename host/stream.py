@@ -26,7 +26,7 @@ import os
 from typing import Sequence
 
 from models.bundle import Bundle, load_bundle
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 
 TARGET_HELP = "--port URL, --board qemu, --board native, --cpu or --coral"
 
@@ -381,13 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if summary.sent or summary.answered else 1
 
 
-def _main_cli() -> int:
+def _main_piped(argv: Sequence[str] | None = None) -> int:
     try:
-        return run_cli(main)
+        return main(argv)
     except BrokenPipeError:  # `stream.py ... | head`: the reader left; not an error worth a traceback
         sys.stdout = open(os.devnull, "w")
         return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_main_cli())
+    exit_cli(_main_piped)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import models.quiet  # noqa: F401  (quiet TensorFlow/OpenCV log levels, before a step loads either)
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli, run_cli
 
 TOOLS_DIR = Path(__file__).resolve().parent
 
@@ -59,9 +59,15 @@ def dispatch(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point (also the `tinyml` script): dispatch and turn user errors into one line."""
+    """Dispatch and turn user errors into one line, returning the exit code (in-process callers, tests)."""
     return run_cli(dispatch, argv)
 
 
+def entry() -> None:
+    """The `tinyml` console script and ``python -m tools``: :func:`main` that exits the process itself, keeping
+    the exit codes of a stop signal that lands during interpreter shutdown (models.errors.exit_cli)."""
+    exit_cli(dispatch)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

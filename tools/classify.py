@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from models.bundle import Bundle, load_bundle
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from models.preprocess import prepare_frame
 from models.reference import RUNTIME
 from tinyml.data import read_image_file
@@ -156,4 +155,4 @@ def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print)
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -10,7 +10,7 @@ import argparse
 import re
 from typing import Sequence
 
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from tinyml.codegen import generate
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:i?[bB])?\s*$")
@@ -54,4 +54,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    exit_cli(main)

@@ -7,10 +7,9 @@ python -m tools data photos/ --test-fraction 0.2
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Sequence
 
-from models.errors import run_cli
+from models.errors import exit_cli
 from tinyml.data import FASHION_MNIST, load_splits, report_skipped
 
 
@@ -47,4 +46,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

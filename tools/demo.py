@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from models.bundle import load_bundle
-from models.errors import Terminated, UserError, run_cli
+from models.errors import Terminated, UserError, exit_cli
 from tools.evaluate import evaluate_bundle
 from tools.quantize import quantize_bundle
 from tools.train import TrainConfig, train_bundle
@@ -539,4 +539,4 @@ def format_artifacts(rows: list[dict[str, Any]], report_dir: Path | None = None,
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

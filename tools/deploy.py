@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.bundle import Bundle, load_bundle
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from tools.boards import BOARDS, Board, get_board
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -253,4 +253,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any, Callable, Sequence
 
 from models.bundle import load_bundle
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from tinyml.edgetpu.compiler import (
     COMPILER,
     INSTALL_STEPS,
@@ -135,4 +134,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

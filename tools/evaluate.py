@@ -16,14 +16,13 @@ recorded figure is the one export, the firmware step and report reuse for this .
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from models.bundle import Bundle, TensorQuant, load_bundle, sha256_file
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from models.preprocess import PreprocessSpec, preprocess_batch, quantize_input
 from models.quiet import import_tensorflow
 from models.reference import MicroModel
@@ -204,4 +203,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from models.bundle import META_FILE, Bundle, load_bundle, sha256_file
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from models.preprocess import PreprocessSpec, preprocess, quantize_input
 from tinyml.protocol import DTYPE_CODES
 from tinyml.tflite_graph import Graph, load_graph
@@ -455,4 +454,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.bundle import Bundle
-from models.errors import run_cli
+from models.errors import exit_cli
 from tinyml import firmware
 from tinyml.firmware import DEFAULT_BUILD_ROOT, PORTS, image_size
 from tools.boards import KIB, Board, get_board
@@ -92,4 +92,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    exit_cli(main)

@@ -11,14 +11,13 @@ frames and read results without opening the .tflite.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from models.bundle import Bundle, TensorQuant, load_bundle
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from models.preprocess import PreprocessSpec, preprocess_batch
 from models.quiet import import_tensorflow, native_output
 
@@ -158,4 +157,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

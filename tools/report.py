@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from models.bundle import META_FILE, Bundle, load_bundle
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from tools.boards import BOARDS
 
 KIB = 1024
@@ -406,4 +405,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from models.bundle import ARTIFACT_FILES, META_FILE, Bundle, load_bundle
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from models.mobilenet import ARCHITECTURES
 from tinyml.data import FASHION_MNIST
 from tinyml.firmware import engine_digest
@@ -516,4 +516,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from models.bundle import ARTIFACT_FILES, META_FILE, Bundle
-from models.errors import UserError, run_cli
+from models.errors import UserError, exit_cli
 from models.mobilenet import ARCHITECTURES, build_model, check_args, count_cost
 from models.preprocess import RESIZE_MODES, PreprocessSpec, preprocess_batch
 from models.quiet import import_tensorflow
@@ -529,4 +529,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_cli(main)

@@ -141,8 +141,8 @@ def _outcome(
     it is (exit 1: recorded in ``outcome`` first, so a late signal does not interrupt the traceback)."""
     try:
         return int(main(argv) or 0), ""
-    except KeyboardInterrupt as exc:
-        return _stopped(isinstance(exc, Terminated), str(exc))
+    except KeyboardInterrupt as exc:  # the signal that came decides: a library may re-raise a plain one (Ray Tune)
+        return _stopped(received[-1] == signal.SIGTERM if received else isinstance(exc, Terminated), str(exc))
     except Exception as exc:
         if received:
             return _stopped(received[-1] == signal.SIGTERM)

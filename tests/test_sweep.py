@@ -121,7 +121,7 @@ def test_ray_sweep_stopped_by_ctrl_c_or_sigterm_keeps_finished_trials_and_runs_n
     before = (out / "v1_0.25_32_gray" / "model.json").read_text()
     for how, code, word in (("ctrl-c", 130, "interrupted"), ("sigterm", 143, "terminated")):
         got, text, started = _stop_ray_sweep(argv, how)
-        assert got == code, text[-3000:]
+        assert got == code, (got, text[-3000:])
         assert "[1/2] v1_0.25_32_gray: kept" in text  # never run again; the second stop is of the same command
         lines = [line.strip("^C") for line in text.splitlines() if word in line]
         assert lines == [f"{word}: 1 of 2 trials finished and kept in {out}; run the same command to resume"], text

@@ -209,10 +209,17 @@ def _stream(cmd: list[str], log: Path, frames: int, on_frame: Callable[[int, int
     at the terminal reached it too, any other stop is passed on as SIGTERM; either way it gets time to close its
     log (summary record included) before it is killed."""
     proc = subprocess.Popen(cmd)
+    answered, offset = 0, 0
     try:
         while proc.poll() is None:
             if on_frame is not None and log.is_file():
-                on_frame(log.read_text(errors="replace").count('"type": "result"'), frames)
+                with log.open("rb") as f:  # only what the log gained since the last look
+                    f.seek(offset)
+                    chunk = f.read()
+                whole = chunk[: chunk.rfind(b"\n") + 1]  # a record still being written is counted next time
+                offset += len(whole)
+                answered += whole.count(b'"type": "result"')
+                on_frame(answered, frames)
             time.sleep(0.5)
     except BaseException as exc:
         if isinstance(exc, Terminated) or not isinstance(exc, KeyboardInterrupt):

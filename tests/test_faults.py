@@ -373,6 +373,8 @@ def test_demo_interrupted_while_both_models_train_stops_both(tmp_path):
     _wait_for(lambda: all(f"[{label}] Epoch 1/50" in run.text for label in labels), 600, "both in epoch 1", run)
     status = re.compile(r"\rV1 epoch (\d+)/50 +(\d+)% \| V2 epoch (\d+)/50 +(\d+)%")
     _wait_for(lambda: status.search(run.text), 600, "the status line with both trainings' progress", run)
+    moved = lambda: len({m.groups() for m in status.finditer(run.text)}) > 1  # noqa: E731
+    _wait_for(moved, 600, "the status line redrawn", run)  # a slow V2 batch can take longer than the pause below
     time.sleep(RNG.uniform(0.0, 2.0))
     code = _interrupt(run, "ctrl-c")
     assert code == 130, run.text[-2000:]

@@ -87,67 +87,87 @@ class StreamSession:
 
     # ---- the loop -----------------------------------------------------------------------------------
     def run(self) -> Summary:
-        """Connect, then send / poll / handle / show until the source ends, the user stops or the link dies."""
-        self._connect()
-        if self.listen:
-            return self._run_listen()
-        assert self.source is not None
-        reader = LatestFrame(self.source) if self.source.live else None
-        frames = iter(self.source) if reader is None else None
-        start = last_progress = time.monotonic()
-        exhausted = False
-        try:
-            with self._stop:
-                while not self._stop.requested:
-                    exhausted = self._fill_credits(frames, reader, exhausted)
-                    if exhausted and not self._pending and not self._retry:
-                        break
-                    events = self.target.poll(self._poll_wait(reader, exhausted))
-                    for event in events:
-                        self._handle(event)
-                    if events or not self._pending:
-                        last_progress = time.monotonic()
-                    elif time.monotonic() - last_progress > self.answer_timeout:
-                        raise UserError(
-                            f"{self.target.name} target answered nothing for {self.answer_timeout:g} s "
-                            f"with {len(self._pending)} frame(s) in flight; is the board still running? "
-                            "(raise --timeout for very slow models)"
-                        )
-                    if not self.view.refresh(self.summary, reader.dropped if reader else 0, time.monotonic() - start):
-                        exhausted = True  # window closed or q pressed: send nothing more, collect what is in flight
-                if self._stop.requested:
-                    for event in self.target.poll(0.0):  # answers already here are kept, not thrown away
-                        self._handle(event)
-        except KeyboardInterrupt:  # a second signal, or a session run off the main thread
-            self._stop.signum = self._stop.signum or signal.SIGINT
-        except UserError as exc:
-            self.summary.error = str(exc)
-            self._abandon(f"stream stopped: {exc}")
-            raise
-        finally:
-            if reader is not None:
-                reader.stop()
-                self.summary.dropped, self.summary.read = reader.dropped, reader.read
-            self._abandon(self._stop.reason or "stream ended before the answer arrived")
-            self._wrap_up(start)
+        """Connect, then send / poll / handle / show until the source ends, the user stops or the link dies.
+
+        The start record and the summary record come as a pair: from the moment the target has answered, a stop
+        signal is a request (host/signals.py) that holds until the summary is written, so a signal that lands as
+        the run ends (or as it begins) cannot leave a log with a start and no summary.
+        """
+        with self._stop:
+            self._connect()
+            start = time.monotonic()
+            reader: LatestFrame | None = None
+            try:
+                self._log_start()
+                if self.listen:
+                    self._listen_loop(start)
+                else:
+                    assert self.source is not None
+                    reader = LatestFrame(self.source) if self.source.live else None
+                    self._stream_loop(iter(self.source) if reader is None else None, reader, start)
+            except KeyboardInterrupt:  # a second signal, or a session run off the main thread
+                self._stop.signum = self._stop.signum or signal.SIGINT
+            except UserError as exc:
+                self.summary.error = str(exc)
+                self._abandon(f"stream stopped: {exc}")
+                raise
+            finally:
+                if reader is not None:
+                    reader.stop()
+                    self.summary.dropped, self.summary.read = reader.dropped, reader.read
+                self._abandon(self._stop.reason or "stream ended before the answer arrived")
+                self._wrap_up(start)
         return self.summary
 
+    def _stream_loop(self, frames: Any, reader: LatestFrame | None, start: float) -> None:
+        """Keep the target's credits busy and handle what comes back until the source is done or a stop comes."""
+        last_progress = time.monotonic()
+        exhausted = False
+        while not self._stop.requested:
+            exhausted = self._fill_credits(frames, reader, exhausted)
+            if exhausted and not self._pending and not self._retry:
+                return
+            events = self.target.poll(self._poll_wait(reader, exhausted))
+            for event in events:
+                self._handle(event)
+            if events or not self._pending:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > self.answer_timeout:
+                raise UserError(
+                    f"{self.target.name} target answered nothing for {self.answer_timeout:g} s "
+                    f"with {len(self._pending)} frame(s) in flight; is the board still running? "
+                    "(raise --timeout for very slow models)"
+                )
+            if not self.view.refresh(self.summary, reader.dropped if reader else 0, time.monotonic() - start):
+                exhausted = True  # window closed or q pressed: send nothing more, collect what is in flight
+        for event in self.target.poll(0.0):  # stopped: answers already here are kept, not thrown away
+            self._handle(event)
+
     def _connect(self) -> None:
-        """Open the target, refuse one that runs another model, then log the start record."""
+        """Open the target and refuse one that runs another model; a signal meanwhile stops at once.
+
+        The handshake can take seconds (a board booting), so until it is done a Ctrl-C raises as usual; from its
+        end on, signals are stop requests (see :meth:`run`).
+        """
         try:
             info = self.target.open()
             check_compatible(self.bundle, info, where=f"{self.target.name} target")
+            if self.compare_cpu:
+                self._reference, self.summary.reference = reference_for(
+                    info.engine, self.bundle.verified_artifact("tflite")
+                )
+            self._stop.defer()
         except BaseException:
             self.target.close()
             raise
         self.started = True
         self.summary.engine = info.engine
-        if self.compare_cpu:
-            self._reference, self.summary.reference = reference_for(
-                info.engine, self.bundle.verified_artifact("tflite")
-            )
         if self.source is not None and self.source.labelled or self.compare_cpu:
             self.summary.score = RunningScore(len(self._labels))
+
+    def _log_start(self) -> None:
+        """The log's first record: what runs where, as the handshake described it."""
+        info = self.target.info
         self.log.write(
             "start",
             bundle=str(self.bundle.path),
@@ -177,43 +197,34 @@ class StreamSession:
         credit_free = len(self._pending) < self.target.info.credits
         return 0.005 if reader is not None and credit_free and not exhausted else 0.05
 
-    def _run_listen(self) -> Summary:
+    def _listen_loop(self, start: float) -> None:
         """Listen mode: record what a camera-mode board sends, until ``listen_limit`` answers or Ctrl-C."""
         summary = self.summary
-        start = last_progress = time.monotonic()
-        try:
-            with self._stop:
-                while not self._stop.requested and (self.listen_limit is None or summary.answered < self.listen_limit):
-                    events = self.target.poll(0.05)
-                    for event in events:
-                        if isinstance(event, Result):
-                            index = event.seq - 1
-                            name = f"board#{event.device_seq}" if event.device_seq is not None else f"board#{index}"
-                            self._pending[event.seq] = _Pending(Frame(index, None, name), time.monotonic(), None)
-                        self._handle(event)
-                    if events:
-                        last_progress = time.monotonic()
-                    elif time.monotonic() - last_progress > self.answer_timeout:
-                        raise UserError(
-                            f"{self.target.name} sent no result for {self.answer_timeout:g} s; listening "
-                            "needs camera-mode firmware (e.g. the ESP32-CAM build), or stream a SOURCE "
-                            "to it"
-                        )
-                    self.view.refresh(summary, 0, time.monotonic() - start)
-        except KeyboardInterrupt:
-            self._stop.signum = self._stop.signum or signal.SIGINT
-        except UserError as exc:
-            summary.error = str(exc)
-            raise
-        finally:
-            self._wrap_up(start)
-        return summary
+        last_progress = time.monotonic()
+        while not self._stop.requested and (self.listen_limit is None or summary.answered < self.listen_limit):
+            events = self.target.poll(0.05)
+            for event in events:
+                if isinstance(event, Result):
+                    index = event.seq - 1
+                    name = f"board#{event.device_seq}" if event.device_seq is not None else f"board#{index}"
+                    self._pending[event.seq] = _Pending(Frame(index, None, name), time.monotonic(), None)
+                self._handle(event)
+            if events:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > self.answer_timeout:
+                raise UserError(
+                    f"{self.target.name} sent no result for {self.answer_timeout:g} s; listening "
+                    "needs camera-mode firmware (e.g. the ESP32-CAM build), or stream a SOURCE "
+                    "to it"
+                )
+            self.view.refresh(summary, 0, time.monotonic() - start)
 
     def _wrap_up(self, start: float) -> None:
         """End a run whatever happened: its duration, the summary record, then the target and the display.
 
-        A run stopped by a signal raises it on (KeyboardInterrupt, or Terminated for SIGTERM) once everything is
-        recorded, so the process exits 130 or 143 after the summary.
+        Runs while stop signals are still requests, so the summary is always written. A run stopped by a signal
+        raises it on (KeyboardInterrupt, or Terminated for SIGTERM) once everything is recorded, so the process
+        exits 130 or 143 after the summary.
         """
         self.summary.seconds = time.monotonic() - start
         self.summary.interrupted = self._stop.requested

@@ -20,10 +20,16 @@ REASONS: dict[int, str] = {signal.SIGINT: "interrupted by the user (Ctrl-C)", si
 
 
 class StopRequest:
-    """While entered (main thread only), SIGINT and SIGTERM set :attr:`signum` instead of raising."""
+    """While entered (main thread only) and once :meth:`defer` is called, SIGINT and SIGTERM set :attr:`signum`
+    instead of raising; before that they raise at once, as without it.
+
+    Entering it before a step that must stop at once (a handshake) and deferring when that step is done leaves no
+    moment where neither holds: a signal either interrupts the step or becomes a request, never falls between.
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._deferring = False
         self._previous: dict[int, object] = {}
 
     @property
@@ -35,12 +41,16 @@ class StopRequest:
         """What stopped the run, as it goes into the log ('' while nothing did)."""
         return REASONS.get(self.signum, "") if self.signum is not None else ""
 
+    def defer(self) -> None:
+        """From now until exit, a first signal is a request the loop honours between two records."""
+        self._deferring = True
+
     def interrupt(self) -> KeyboardInterrupt:
         """The exception that ends the process after the run: exit 130 for Ctrl-C, 143 for SIGTERM."""
         return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:  # the second signal: stop now
+        if not self._deferring or self.signum is not None:  # not deferring yet, or the second signal: stop now
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         self.signum = signum
 
@@ -54,3 +64,4 @@ class StopRequest:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)  # type: ignore[arg-type]
         self._previous.clear()
+        self._deferring = False

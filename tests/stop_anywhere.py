@@ -60,6 +60,9 @@ def one_run(bundle, images: np.ndarray, labels: np.ndarray, log_path: Path, dela
 
 
 def main(bundle_dir: str, runs: int, seed: int, out: str) -> dict:
+    # A background job of a non-interactive shell (CI) starts with SIGINT ignored, and Python then leaves it so;
+    # a terminal's process (and every CLI, through models.errors.run_cli) raises KeyboardInterrupt on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     bundle = load_bundle(bundle_dir)
     rng = random.Random(seed)
     images = np.random.default_rng(seed).integers(0, 256, (FRAMES, 28, 28), dtype=np.uint8)

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,13 +28,13 @@ from models.bundle import load_bundle
 from tinyml.targets.cpu import CpuTarget
 
 FRAMES = 3  # short runs, so the random moment often lands in the start-up and wrap-up the bug class lives in
-RUN_SECONDS: list[float] = []  # how long session.run() took, for the runs no signal stopped
 
 
-def one_run(bundle, images: np.ndarray, labels: np.ndarray, log_path: Path, delay: float | None) -> str:
-    """One stream: 'stopped' (KeyboardInterrupt out of the run), 'signal_after_run' or 'finished' (no signal)."""
+def one_run(bundle, images: np.ndarray, labels: np.ndarray, log_path: Path, delay: float | None) -> tuple[str, float]:
+    """One stream: ('stopped' (KeyboardInterrupt out of the run), 'signal_after_run' or 'finished' (no signal),
+    how long session.run() took when it returned)."""
     timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)) if delay is not None else None
-    outcome = "finished"
+    outcome, seconds = "finished", 0.0
     try:
         try:
             with ResultsLog(log_path) as log:
@@ -44,7 +45,7 @@ def one_run(bundle, images: np.ndarray, labels: np.ndarray, log_path: Path, dela
                     timer.start()
                 began = time.monotonic()
                 session.run()
-                RUN_SECONDS.append(time.monotonic() - began)
+                seconds = time.monotonic() - began
         except KeyboardInterrupt:
             outcome = "stopped"
     except KeyboardInterrupt:  # delivered while the inner handler ran
@@ -56,7 +57,7 @@ def one_run(bundle, images: np.ndarray, labels: np.ndarray, log_path: Path, dela
             break
         except KeyboardInterrupt:  # the signal came after the run had returned
             outcome = "signal_after_run" if outcome == "finished" else outcome
-    return outcome
+    return outcome, seconds
 
 
 def main(bundle_dir: str, runs: int, seed: int, out: str) -> dict:
@@ -69,10 +70,9 @@ def main(bundle_dir: str, runs: int, seed: int, out: str) -> dict:
     labels = np.zeros(FRAMES, np.int64)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    for i in range(7):
-        one_run(bundle, images, labels, root / f"warm{i}.jsonl", None)
-    span = sorted(RUN_SECONDS)[3]  # the median: signals land over the whole of a typical run and a little after
-    counts = {
+    warm = sorted(one_run(bundle, images, labels, root / f"warm{i}.jsonl", None)[1] for i in range(7))
+    span = warm[3]  # the median: signals land over the whole of a typical run and a little after
+    counts: dict[str, Any] = {
         "runs": runs,
         "finished": 0,
         "stopped": 0,
@@ -84,7 +84,7 @@ def main(bundle_dir: str, runs: int, seed: int, out: str) -> dict:
     broken: list[str] = []
     for i in range(runs):
         path = root / f"r{i}.jsonl"
-        outcome = one_run(bundle, images, labels, path, rng.uniform(0.0, 1.2 * span))
+        outcome, _ = one_run(bundle, images, labels, path, rng.uniform(0.0, 1.2 * span))
         counts[outcome] += 1
         records = read_log(path) if path.exists() else []
         kinds = [r["type"] for r in records]
